@@ -1,0 +1,192 @@
+"""The one place that reads and writes model weights.
+
+Formats read:
+- the original Lightning 1.x `.ckpt` files (with optimizer states, callbacks, hparams),
+- our own Lightning 2 checkpoints and `torch.save`d state dicts,
+- `.safetensors` files.
+
+Everything is read with `torch.load(weights_only=True)`. Old Lightning checkpoints pickle a few
+objects besides tensors (callback classes as dict keys, numpy scalars, argparse namespaces);
+those globals are mapped to an inert placeholder class, so nothing from the file is executed and
+only tensors are used.
+
+Loading is strict: a mismatch raises CheckpointError listing missing, unexpected and wrong-shape
+keys. Two exceptions are explicit and logged, never silent: `ignore_keys` prefixes (the original
+argument) and training-only `loss.*` weights when the model was built without that loss.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+SAFETENSORS_SUFFIXES = (".safetensors",)
+# A key belongs to a training loss if any dotted segment is `loss` (e.g. `loss.discriminator.*`,
+# `first_stage_model.loss.perceptual_loss.*`).
+LOSS_KEY = re.compile(r"(^|\.)loss\.")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, unreadable, or does not fit the model; the message says why."""
+
+
+class _Inert:
+    """Stands in for any non-tensor object pickled in an old checkpoint; it runs no code."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args, self.kwargs = args, kwargs
+
+    def __setstate__(self, state: Any) -> None:
+        self.state = state
+
+    def __call__(self, *args: Any, **kwargs: Any) -> "_Inert":
+        return _Inert(*args, **kwargs)
+
+
+def _safe_load(path: Path) -> Any:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        pass  # pickled non-tensor globals: map them to _Inert below
+    try:
+        unsafe = torch.serialization.get_unsafe_globals_in_checkpoint(path)
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+    stubs = [(_Inert, name) for name in unsafe]
+    log.info("checkpoint %s pickles %d non-tensor objects; they are read as inert placeholders: %s",
+             path, len(stubs), ", ".join(sorted(unsafe)))
+    with torch.serialization.safe_globals(stubs):
+        return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def read_checkpoint(path: str | os.PathLike) -> dict:
+    """The whole checkpoint as a dict (safetensors files give {'state_dict': ..., 'metadata': ...})."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path} (absolute: {path.resolve()})")
+    if path.suffix in SAFETENSORS_SUFFIXES:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                sd = {k: f.get_tensor(k) for k in f.keys()}
+                meta = f.metadata() or {}
+        except Exception as exc:
+            raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from exc
+        return {"state_dict": sd, "metadata": meta}
+    try:
+        obj = _safe_load(path)
+    except CheckpointError:
+        raise
+    except Exception as exc:
+        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {exc}") from exc
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"checkpoint {path} holds a {type(obj).__name__}, not a dict of weights")
+    return dict(obj)
+
+
+def read_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """The weights of a checkpoint: its `state_dict` entry, or the file itself if it is one."""
+    ckpt = read_checkpoint(path)
+    sd = ckpt.get("state_dict", ckpt)
+    bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
+    if bad:
+        raise CheckpointError(f"checkpoint {path}: entries are not tensors: {', '.join(map(str, bad[:5]))}"
+                              " (is this a model checkpoint?)")
+    return dict(sd)
+
+
+@dataclass
+class LoadReport:
+    loaded: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)  # dropped by ignore_keys
+    dropped_loss: list[str] = field(default_factory=list)  # training-loss weights the model does not hold
+    missing_loss: list[str] = field(default_factory=list)  # loss weights the file lacks; the loss keeps its own
+
+
+def _fmt(keys: list[str], limit: int = 12) -> str:
+    shown = ", ".join(keys[:limit])
+    return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
+
+
+def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
+                 ignore_keys: Iterable[str] = (), source: str = "state_dict") -> LoadReport:
+    """Load strictly, with the two explicit exceptions described in the module docstring."""
+    ignore_keys = tuple(ignore_keys)
+    own = module.state_dict()
+    report = LoadReport()
+    sd: dict[str, torch.Tensor] = {}
+    for key, value in state_dict.items():
+        if ignore_keys and key.startswith(ignore_keys):
+            report.ignored.append(key)
+        elif key not in own and LOSS_KEY.search(key) and not any(LOSS_KEY.search(k) for k in own):
+            report.dropped_loss.append(key)
+        else:
+            sd[key] = value
+    missing = [k for k in own if k not in sd and not (ignore_keys and k.startswith(ignore_keys))]
+    report.missing_loss = [k for k in missing if LOSS_KEY.search(k)]
+    missing = [k for k in missing if not LOSS_KEY.search(k)]
+    unexpected = [k for k in sd if k not in own]
+    wrong_shape = [f"{k} (file {tuple(sd[k].shape)}, model {tuple(own[k].shape)})"
+                   for k in sd if k in own and sd[k].shape != own[k].shape]
+    if missing or unexpected or wrong_shape:
+        parts = [f"weights from {source} do not fit {type(module).__name__}:"]
+        if missing:
+            parts.append(f"missing {len(missing)}: {_fmt(missing)}")
+        if unexpected:
+            parts.append(f"unexpected {len(unexpected)}: {_fmt(unexpected)}")
+        if wrong_shape:
+            parts.append(f"wrong shape {len(wrong_shape)}: {_fmt(wrong_shape)}")
+        raise CheckpointError("\n  ".join(parts))
+    module.load_state_dict(sd, strict=False)
+    report.loaded = list(sd)
+    if report.ignored:
+        log.info("%s: ignored %d keys by ignore_keys %s", source, len(report.ignored), ignore_keys)
+    if report.dropped_loss:
+        log.info("%s: dropped %d training-loss weights the model was built without (%s)", source,
+                 len(report.dropped_loss), _fmt(report.dropped_loss, 3))
+    if report.missing_loss:
+        log.warning("%s: holds no weights for %d loss keys; the loss keeps its own (%s)", source,
+                    len(report.missing_loss), _fmt(report.missing_loss, 3))
+    return report
+
+
+def init_from_ckpt(module: nn.Module, path: str | os.PathLike, ignore_keys: Iterable[str] = ()) -> LoadReport:
+    """The original `init_from_ckpt(path, ignore_keys)`, strict as described above."""
+    report = load_weights(module, read_state_dict(path), ignore_keys=ignore_keys, source=str(path))
+    log.info("restored %d tensors of %s from %s", len(report.loaded), type(module).__name__, path)
+    return report
+
+
+def save_safetensors(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[str, torch.Tensor],
+                     metadata: Mapping[str, Any] | None = None) -> Path:
+    """Write weights as safetensors; metadata values are stored as JSON strings (e.g. the config)."""
+    from safetensors.torch import save_file
+
+    sd = module_or_sd.state_dict() if isinstance(module_or_sd, nn.Module) else module_or_sd
+    sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
+    meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(sd, str(path), metadata=meta)
+    return path
+
+
+def save_state_dict(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[str, torch.Tensor],
+                    **extra: Any) -> Path:
+    """Write `{'state_dict': ..., **extra}` with torch.save; readable by the original code too."""
+    sd = module_or_sd.state_dict() if isinstance(module_or_sd, nn.Module) else module_or_sd
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"state_dict": dict(sd), **extra}, path)
+    return path
