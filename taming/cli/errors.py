@@ -1,0 +1,28 @@
+"""The one place that turns a user's mistake into one line on stderr and exit status 2."""
+from __future__ import annotations
+
+import sys
+from typing import Callable
+
+from taming.checkpoint import CheckpointError
+from taming.config import ConfigError
+
+
+def user_errors() -> tuple[type[BaseException], ...]:
+    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
+    try:
+        from taming.data.errors import DataError
+        errors.append(DataError)
+    except ImportError:  # the data package is optional for this module
+        pass
+    return tuple(errors)
+
+
+def run_reporting_errors(command: str, fn: Callable[[], int | None]) -> int:
+    """Run fn; a user error prints `taming COMMAND: error: MESSAGE` and returns 2 (no traceback)."""
+    try:
+        return int(fn() or 0)
+    except user_errors() as exc:
+        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+        print(f"taming {command}: error: {message}", file=sys.stderr)
+        return 2

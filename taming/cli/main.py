@@ -1,0 +1,36 @@
+"""`taming` command: one subcommand per job; each module parses its own flags and runs.
+
+    taming train    -b CONFIG.yaml -t ...   train either stage (the original main.py)
+    taming tokenize --config ... --data ... encode a dataset into code shards once
+    taming demo     [--quick]               both stages on the built-in landscapes, end to end
+    taming sample   ...                     (reserved: sampling from a trained transformer)
+
+User errors (bad config key, missing file, bad value) print one line and exit with status 2.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+COMMANDS = {
+    "train": "taming.cli.train",
+    "tokenize": "taming.cli.tokenize",
+    "demo": "taming.cli.demo",
+}
+USAGE = "usage: taming {train,tokenize,demo} [options]   (taming COMMAND --help for options)"
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help"):
+        print(USAGE)
+        return 0 if argv else 2
+    command, rest = argv[0], argv[1:]
+    if command not in COMMANDS:
+        print(f"taming: unknown command {command!r}\n{USAGE}", file=sys.stderr)
+        return 2
+    return importlib.import_module(COMMANDS[command]).main(rest)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

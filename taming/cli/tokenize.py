@@ -1,0 +1,210 @@
+"""`taming tokenize`: encode a dataset once into shards of codes, for transformer training without the VQGAN.
+
+    taming tokenize --config MODEL.yaml [--ckpt CKPT] [--data DATA.yaml] --out DIR [--shard-size N]
+                    [--flip] [--crops K [--crop-size S]] [--splits train validation] [--batch-size B]
+                    [key.path=value ...]
+
+MODEL.yaml is a transformer config (Net2NetTransformer: image codes z from its first stage and
+conditioning codes c from its cond stage) or a first-stage config (VQModel & co: z only). --ckpt
+loads trained weights into that model (a run folder's last.ckpt). The data come from --data's
+`data:` section (default: the model config's), one shard set per split:
+    DIR/<split>-000000.tar ...   (format: taming.data.codes; z (h, w) in raster order, c as encoded)
+    DIR/data.yaml                a `data:` section reading them (CodeShards), to pass to `taming train`
+Variants: --flip adds the mirrored image (and map); --crops K adds K random SxS crops (seeded),
+each flipped too with --flip. Each variant is its own sample "<index>_<variant>".
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from omegaconf import OmegaConf
+
+from taming.cli.errors import run_reporting_errors
+from taming.cli.train import ArgumentParser, split_overrides
+from taming.config import ConfigError, instantiate_from_config, load_config
+
+log = logging.getLogger(__name__)
+SPLIT_KEYS = {"train": "train", "validation": "validation", "test": "test"}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="taming tokenize", description="Encode a dataset into shards of codes.")
+    p.add_argument("--config", "-b", required=True, help="transformer or first-stage config (YAML)")
+    p.add_argument("--ckpt", default=None, help="weights to load into that model (e.g. a run's last.ckpt)")
+    p.add_argument("--data", default=None, help="config whose data: section is encoded (default: --config)")
+    p.add_argument("--out", required=True, help="output folder for the shards")
+    p.add_argument("--shard-size", type=int, default=10000, help="samples per shard")
+    p.add_argument("--flip", action="store_true", help="also encode the horizontally flipped variant")
+    p.add_argument("--crops", type=int, default=0, help="also encode K random crops per image")
+    p.add_argument("--crop-size", type=int, default=None, help="crop side in pixels (default: model resolution)")
+    p.add_argument("--splits", nargs="+", default=None, help="splits to encode (default: all configured)")
+    p.add_argument("--batch-size", type=int, default=None, help="encoding batch (default: the data config's)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
+    p.add_argument("--limit", type=int, default=None, help="encode at most this many images per split")
+    return p
+
+
+class Tokenizer:
+    """Encodes batches into (z codes (B, h, w), c codes (B, ...) or None) with a loaded model."""
+
+    def __init__(self, model: torch.nn.Module) -> None:
+        self.model = model.eval()
+        self.is_transformer = hasattr(model, "first_stage_model")
+        self.first_stage = model.first_stage_model if self.is_transformer else model
+        self.image_key = model.first_stage_key if self.is_transformer else getattr(model, "image_key", "image")
+        self.cond_key = None
+        if self.is_transformer and not model.be_unconditional:
+            self.cond_key = model.cond_stage_key
+
+    def inputs(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Images (B, C, H, W) and conditioning (B, C', H, W) (or None) of a collated batch."""
+        if self.is_transformer:
+            x = self.model.get_input(self.image_key, batch)
+            c = self.model.get_input(self.cond_key, batch) if self.cond_key else None
+        else:
+            x, c = self.model.get_input(batch, self.image_key), None
+        return x, c
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, c: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        from taming.transformer.cond_stages import encode_codes
+
+        quant, z = encode_codes(self.first_stage, x)
+        z = z.reshape(quant.shape[0], *quant.shape[2:])  # (B, h, w), raster order
+        if c is None:
+            return z, None
+        quant_c, c_codes = self.model.encode_to_c(c)
+        if torch.is_tensor(quant_c) and quant_c.dim() == 4 and quant_c.shape[2] * quant_c.shape[3] == c_codes.shape[1]:
+            c_codes = c_codes.reshape(c_codes.shape[0], *quant_c.shape[2:])  # (B, hc, wc)
+        return z, c_codes
+
+
+def variants(x: torch.Tensor, c: torch.Tensor | None, flip: bool, crops: int, crop_size: int | None,
+             rng: np.random.Generator) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
+    """(name, x, c) views of one batch; image and map share every crop window and flip."""
+    views = [("orig", x, c)]
+    if crops:
+        H, W = x.shape[-2:]
+        s = crop_size or min(H, W)
+        if s > min(H, W):
+            raise ConfigError(f"--crop-size {s} is larger than the images ({H}x{W})")
+        for k in range(crops):
+            i, j = int(rng.integers(0, H - s + 1)), int(rng.integers(0, W - s + 1))
+            views.append((f"crop{k}", x[..., i:i + s, j:j + s],
+                          None if c is None else c[..., i:i + s, j:j + s]))
+    for name, vx, vc in views:
+        yield name, vx, vc
+        if flip:
+            flipped = "flip" if name == "orig" else f"{name}_flip"
+            yield flipped, vx.flip(-1), None if vc is None else vc.flip(-1)
+
+
+def load_model(config_path: str, ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
+    from taming.checkpoint import init_from_ckpt
+
+    config = load_config(config_path, overrides=overrides)
+    if "model" not in config:
+        raise ConfigError(f"{config_path}: no model: section")
+    model = instantiate_from_config(config.model, where="model")
+    if ckpt:
+        init_from_ckpt(model, ckpt)
+    return model.eval(), config
+
+
+def tokenize_split(tok: Tokenizer, dataset: Any, pattern: str, *, batch_size: int, shard_size: int, flip: bool,
+                   crops: int, crop_size: int | None, seed: int, limit: int | None) -> dict:
+    from torch.utils.data import DataLoader, Subset
+
+    from taming.data.codes import write_code_shards
+
+    if limit is not None and hasattr(dataset, "__len__"):
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=0)
+    rng = np.random.default_rng(seed)
+    stats = {"images": 0, "samples": 0}
+    grid: dict[str, Any] = {}
+
+    def items() -> Iterator[dict]:
+        index = 0
+        for batch in loader:
+            x, c = tok.inputs(batch)
+            for name, vx, vc in variants(x, c, flip, crops, crop_size, rng):
+                z, cc = tok.encode(vx, vc)
+                grid.setdefault("z", list(z.shape[1:]))
+                if cc is not None:
+                    grid.setdefault("c", list(cc.shape[1:]))
+                for b in range(z.shape[0]):
+                    stats["samples"] += 1
+                    yield {"key": f"{index + b:09d}_{name}", "z": z[b], "c": None if cc is None else cc[b],
+                           "meta": {"index": index + b, "variant": name}}
+            index += x.shape[0]
+            stats["images"] = index
+            if limit is not None and index >= limit:
+                break
+
+    paths = write_code_shards(pattern, items(), maxcount=shard_size)
+    return {**stats, "shards": paths, **{f"{k}_shape": v for k, v in grid.items()}}
+
+
+def data_config_for(out: Path, results: dict, batch_size: int) -> dict:
+    """A `data:` section that trains on the shards (CodeShards streams, split by rank and worker)."""
+    params: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
+    for split, res in results.items():
+        params[split] = {"target": "taming.data.codes.CodeShards",
+                         "params": {"urls": [str(Path(p).resolve()) for p in res["shards"]],
+                                    "shuffle": 1000 if split == "train" else 0}}
+    return {"data": {"target": "main.DataModuleFromConfig", "params": params}}
+
+
+def run(args: argparse.Namespace, overrides: list[str]) -> dict:
+    model, config = load_model(args.config, args.ckpt, overrides)
+    data_cfg = load_config(args.data).get("data") if args.data else config.get("data")
+    if data_cfg is None:
+        raise ConfigError(f"no data: section in {args.data or args.config} (pass --data DATA.yaml)")
+    tok = Tokenizer(model)
+    dm = instantiate_from_config(data_cfg, where="data")
+    dm.setup("fit")
+    datasets = getattr(dm, "datasets", {})
+    splits = args.splits or [s for s in ("train", "validation", "test") if s in datasets]
+    missing = [s for s in splits if s not in datasets]
+    if missing:
+        raise ConfigError(f"data: no {', '.join(missing)} split (configured: {', '.join(datasets) or 'none'})")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    batch_size = args.batch_size or int(data_cfg.params.get("batch_size", 8))
+    results = {}
+    for split in splits:
+        t0 = time.perf_counter()
+        results[split] = tokenize_split(tok, datasets[split], str(out / f"{split}-%06d.tar"), batch_size=batch_size,
+                                        shard_size=args.shard_size, flip=args.flip, crops=args.crops,
+                                        crop_size=args.crop_size, seed=args.seed, limit=args.limit)
+        results[split]["seconds"] = time.perf_counter() - t0
+        r = results[split]
+        print(f"{split}: {r['images']} images -> {r['samples']} code samples (z {r.get('z_shape')}, "
+              f"c {r.get('c_shape', '-')}) in {len(r['shards'])} shard(s), {r['seconds']:.1f} s")
+    OmegaConf.save(OmegaConf.create(data_config_for(out, results, batch_size)), out / "data.yaml")
+    print(f"codes written to {out}/; train on them with: taming train -b TRANSFORMER.yaml {out / 'data.yaml'} -t")
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def go() -> int:
+        flags, overrides = split_overrides(argv)
+        args, unknown = build_parser().parse_known_args(flags)
+        if unknown:
+            raise ConfigError(f"unrecognized argument {unknown[0]!r}")
+        if args.shard_size < 1 or args.crops < 0:
+            raise ConfigError("--shard-size must be >= 1 and --crops >= 0")
+        run(args, overrides)
+        return 0
+
+    return run_reporting_errors("tokenize", go)

@@ -1,0 +1,124 @@
+"""DataModuleFromConfig: the original `main.DataModuleFromConfig`, for Lightning 2.
+
+Datasets are `target:`/`params:` nodes built with taming.config.instantiate_from_config. Map-style
+training sets are read through a DistributedSampler even in a single process: the order is then
+one seeded permutation per epoch that N processes split between them, so a run on N devices with
+batch B sees the same global batches as one device with batch N*B. IterableDatasets (WebDataset
+streams) split themselves between nodes and workers and are passed through as they are.
+"""
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import lightning as L
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+
+from taming.config import ConfigError, instantiate_from_config
+
+SPLITS = {"train": "train", "validation": "validation", "test": "test"}
+
+
+class WrappedDataset(Dataset):
+    """Any object with __len__ and __getitem__ as a torch Dataset (the original's `wrap: true`)."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.data = dataset
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, idx: int) -> Any:
+        return self.data[idx]
+
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose epoch is the trainer's current epoch when iteration starts.
+
+    Lightning hands `set_epoch` a restarted run's epoch counter one too high when the checkpoint was
+    written at the end of an epoch, so a resumed run would shuffle differently from an
+    uninterrupted one; `trainer.current_epoch` is right in both cases.
+    """
+
+    def __init__(self, dataset: Any, get_epoch: Any = None, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.get_epoch = get_epoch
+
+    def __iter__(self):
+        epoch = self.get_epoch() if self.get_epoch is not None else None
+        if epoch is not None:
+            self.epoch = int(epoch)
+        return super().__iter__()
+
+
+def default_num_workers(batch_size: int) -> int:
+    """The original used batch_size*2 workers; more worker processes than cores only adds overhead."""
+    return max(0, min(batch_size * 2, os.cpu_count() or 1))
+
+
+class DataModuleFromConfig(L.LightningDataModule):
+    def __init__(self, batch_size: int, train: Any = None, validation: Any = None, test: Any = None,
+                 wrap: bool = False, num_workers: int | None = None, shuffle: bool = True,
+                 seed: int | None = None, persistent_workers: bool = True, pin_memory: bool | None = None,
+                 drop_last: bool = False) -> None:
+        super().__init__()
+        if int(batch_size) < 1:
+            raise ConfigError(f"data.params.batch_size: must be >= 1, got {batch_size}")
+        self.batch_size = int(batch_size)
+        self.num_workers = default_num_workers(self.batch_size) if num_workers is None else int(num_workers)
+        self.dataset_configs = {k: v for k, v in (("train", train), ("validation", validation), ("test", test))
+                                if v is not None}
+        self.wrap, self.shuffle, self.seed, self.drop_last = wrap, shuffle, seed, drop_last
+        self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
+        self.datasets: dict[str, Any] = {}
+        # The original exposed the loaders as attributes only for configured splits.
+        if train is None:
+            self.train_dataloader = None  # type: ignore[assignment]
+        if validation is None:
+            self.val_dataloader = None  # type: ignore[assignment]
+        if test is None:
+            self.test_dataloader = None  # type: ignore[assignment]
+
+    def setup(self, stage: str | None = None) -> None:
+        for split, cfg in self.dataset_configs.items():
+            if split not in self.datasets:
+                ds = instantiate_from_config(cfg, where=f"data.params.{split}")
+                self.datasets[split] = WrappedDataset(ds) if self.wrap else ds
+
+    def _world(self) -> tuple[int, int]:
+        trainer = getattr(self, "trainer", None)
+        if trainer is None:
+            return 1, 0
+        return trainer.world_size, trainer.global_rank
+
+    def _current_epoch(self) -> int | None:
+        trainer = getattr(self, "trainer", None)
+        return None if trainer is None else trainer.current_epoch
+
+    def _loader(self, split: str, train: bool) -> DataLoader:
+        if split not in self.datasets:
+            self.setup()
+        ds = self.datasets[split]
+        workers = self.num_workers
+        pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
+        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin,
+                      persistent_workers=self.persistent_workers and workers > 0)
+        if isinstance(ds, IterableDataset):
+            return DataLoader(ds, **common)
+        world, rank = self._world()
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        if train or world > 1:
+            sampler = EpochSampler(ds, self._current_epoch, num_replicas=world, rank=rank,
+                                   shuffle=train and self.shuffle, seed=seed, drop_last=train and self.drop_last)
+            return DataLoader(ds, sampler=sampler, drop_last=train and self.drop_last, **common)
+        return DataLoader(ds, shuffle=False, **common)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("train", train=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validation", train=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", train=False)

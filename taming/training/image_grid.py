@@ -1,0 +1,44 @@
+"""Image grids as uint8 arrays and PNG files, without torchvision.
+
+The image logger and the demo tile batches of model images (in [-1, 1]) into one picture, 4 per row
+as the original logger did, with a 2-pixel black border between tiles.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def to_rgb(images: torch.Tensor) -> torch.Tensor:
+    """(B, C, H, W) with C in {1, 3} -> (B, 3, H, W); other channel counts must be colorized first."""
+    if images.shape[1] == 1:
+        return images.expand(-1, 3, -1, -1)
+    if images.shape[1] != 3:
+        raise ValueError(f"cannot show images with {images.shape[1]} channels as RGB; colorize them first")
+    return images
+
+
+def make_grid(images: torch.Tensor, nrow: int = 4, padding: int = 2) -> np.ndarray:
+    """(B, C, H, W) in [-1, 1] -> (rows*(H+p)+p, cols*(W+p)+p, 3) uint8."""
+    images = to_rgb(images.detach().float().cpu())
+    b, _, h, w = images.shape
+    cols = min(nrow, b)
+    rows = math.ceil(b / cols)
+    pixels = ((images.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    grid = np.zeros((rows * (h + padding) + padding, cols * (w + padding) + padding, 3), np.uint8)
+    for i in range(b):
+        r, c = divmod(i, cols)
+        y, x = padding + r * (h + padding), padding + c * (w + padding)
+        grid[y:y + h, x:x + w] = pixels[i]
+    return grid
+
+
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 4) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(make_grid(images, nrow=nrow)).save(path)
+    return path

@@ -1,0 +1,80 @@
+"""Faster few-row matmuls for one-code-at-a-time decoding on the CPU.
+
+Decoding feeds one position per row, so every Linear is a (rows x in) @ (in x out) product with
+a handful of rows: it streams the whole weight for very little arithmetic. Two ways to make that
+cheaper, both confined to a `decoding_weights(model, precision, rows)` context so training never
+sees them:
+
+- "fp32": the weights are stored column-major for the duration (same shapes, same values); with
+  2-64 rows the CPU GEMM runs ~1.5x faster on that layout. Restored on exit, because optimizer
+  states are laid out like their parameters and fused AdamW assumes the same strides.
+- "bf16": each Linear also gets a bf16 copy prepacked in oneDNN's blocked layout and uses it for
+  inputs of at most PACKED_MAX_ROWS rows (half the bytes, ~2x faster for one row); longer inputs
+  (prefill) keep the float32 weights, which are faster there on CPUs without AMX. Not bit-equal
+  to float32.
+"""
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterator
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+PACKED_MAX_ROWS = 16  # beyond this a float32 GEMM is as fast as the packed bf16 one here
+
+
+class Linear(nn.Linear):
+    """nn.Linear (same parameters and state_dict) that can run few-row inputs from a packed copy."""
+
+    _packed: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._packed is not None and x.shape[:-1].numel() <= PACKED_MAX_ROWS and not torch.is_grad_enabled():
+            return self._packed(x)
+        return F.linear(x, self.weight, self.bias)
+
+
+def _packed_bf16(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """A bf16 oneDNN-packed version of `linear`, or None where this torch build lacks the ops."""
+    try:
+        weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(torch.bfloat16), rows)
+        bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16)
+        probe = torch.zeros(1, linear.in_features, dtype=torch.bfloat16)
+        torch.ops.mkldnn._linear_pointwise(probe, weight, bias, "none", [], "")
+    except (AttributeError, RuntimeError, NotImplementedError):
+        return None
+
+    def run(x: torch.Tensor) -> torch.Tensor:
+        y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), weight, bias, "none", [], "")
+        return y.to(x.dtype)
+
+    return run
+
+
+@contextlib.contextmanager
+def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -> Iterator[None]:
+    """Within the context, the model's CPU Linears decode `rows` rows faster (see module docstring)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.device.type == "cpu"]
+    relaid, packed = [], []
+    if precision == "bf16" and torch.backends.mkldnn.is_available():
+        with torch.no_grad():
+            for m in linears:
+                if isinstance(m, Linear):
+                    m._packed = _packed_bf16(m, rows)
+                    packed.append(m)
+    elif precision == "fp32" and 1 < rows <= 64:
+        for m in linears:
+            if m.weight.is_contiguous():
+                m.weight.data = m.weight.data.t().contiguous().t()
+                relaid.append(m.weight)
+    try:
+        yield
+    finally:
+        for m in packed:
+            m._packed = None
+        for w in relaid:
+            w.data = w.data.contiguous()

@@ -1,0 +1,236 @@
+"""The second-stage GPT: a decoder-only transformer over code indices.
+
+State-dict names are the original minGPT ones (`tok_emb`, `pos_emb`, `blocks.N.{ln1, ln2,
+attn.{key, query, value, proj, mask}, mlp.0, mlp.2}`, `ln_f`, `head`), so the released
+checkpoints load strictly. Attention runs through `F.scaled_dot_product_attention`.
+
+Two ways to run it:
+- `forward(idx, embeddings, targets)`: the whole sequence at once (training, the original API);
+- `forward_with_cache(idx, cache, start_pos)`: a chunk of positions `[start_pos, start_pos + t)`
+  whose keys/values are written into a preallocated `KVCache`; attention reads every cached
+  position before it. Prefill and one-token decoding are both this call (see taming/sampling.py).
+"""
+from __future__ import annotations
+
+import inspect
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from taming.transformer.decoding import Linear, decoding_weights
+
+
+class KVCache:
+    """Preallocated keys and values of every layer: `k[l]`, `v[l]` are (B, n_head, max_len, head_dim).
+
+    Positions are written by `GPT.forward_with_cache`; the cache does not track how many are
+    filled, the caller does (it passes `start_pos`). Rows of the batch are independent sequences
+    that share positions.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
+                 dtype: torch.dtype = torch.float32, device: torch.device | str | None = None):
+        shape = (batch, n_head, max_len, head_dim)
+        # empty, not zeros: only written positions are ever read, and the sliding window opens many
+        self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.max_len = max_len
+
+    @property
+    def batch(self) -> int:
+        return self.k[0].shape[0]
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float,
+                 resid_pdrop: float, n_unmasked: int):
+        super().__init__()
+        if n_embd % n_head:
+            raise ValueError(f"GPT: n_embd={n_embd} is not divisible by n_head={n_head}")
+        self.n_head = n_head
+        self.key = Linear(n_embd, n_embd)
+        self.query = Linear(n_embd, n_embd)
+        self.value = Linear(n_embd, n_embd)
+        self.attn_pdrop = attn_pdrop
+        self.resid_drop = nn.Dropout(resid_pdrop)
+        self.proj = Linear(n_embd, n_embd)
+        # 1 = may attend. Causal, except that the first n_unmasked positions see each other fully
+        # (the original's option for a bidirectional conditioning prefix). Float and persistent
+        # because the released checkpoints hold it.
+        mask = torch.tril(torch.ones(block_size, block_size))
+        if n_unmasked:
+            mask[:n_unmasked, :n_unmasked] = 1
+        self.register_buffer("mask", mask.view(1, 1, block_size, block_size))
+        self.n_unmasked = n_unmasked
+
+    def _heads(self, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+        B, T, C = x.shape
+        return lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                start_pos: int = 0) -> torch.Tensor:
+        B, T, C = x.shape  # (B, T, C)
+        q, k, v = self._heads(x, self.query), self._heads(x, self.key), self._heads(x, self.value)
+        end = start_pos + T
+        out_dtype = q.dtype
+        if cache is not None:
+            cache.k[layer][:, :, start_pos:end] = k
+            cache.v[layer][:, :, start_pos:end] = v
+            k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nh, end, hd)
+            q = q.to(k.dtype)  # a bf16 cache: attention in bf16 (half the bytes read per decoded code)
+        dropout = self.attn_pdrop if self.training else 0.0
+        if start_pos == 0 and self.n_unmasked == 0:
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        elif T == 1 and start_pos >= self.n_unmasked:
+            # one new query at the end of the sequence sees every cached position: no mask needed
+            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        else:
+            allowed = self.mask[:, :, start_pos:end, :end] > 0  # (1, 1, T, end)
+            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        y = y.transpose(1, 2).reshape(B, T, C).to(out_dtype)  # (B, T, C)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float,
+                 resid_pdrop: float, n_unmasked: int):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(n_embd)
+        self.ln2 = nn.LayerNorm(n_embd)
+        self.attn = CausalSelfAttention(n_embd, n_head, block_size, attn_pdrop, resid_pdrop, n_unmasked)
+        self.mlp = nn.Sequential(
+            Linear(n_embd, 4 * n_embd),
+            nn.GELU(),
+            Linear(4 * n_embd, n_embd),
+            nn.Dropout(resid_pdrop),
+        )
+
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
+                start_pos: int = 0) -> torch.Tensor:
+        x = x + self.attn(self.ln1(x), cache, layer, start_pos)
+        return x + self.mlp(self.ln2(x))
+
+
+class GPT(nn.Module):
+    """minGPT as in the original, with SDPA attention and a key/value cache."""
+
+    def __init__(self, vocab_size: int, block_size: int, n_layer: int = 12, n_head: int = 8,
+                 n_embd: int = 256, embd_pdrop: float = 0.0, resid_pdrop: float = 0.0,
+                 attn_pdrop: float = 0.0, n_unmasked: int = 0):
+        super().__init__()
+        if n_unmasked > block_size:
+            raise ValueError(f"GPT: n_unmasked={n_unmasked} exceeds block_size={block_size}")
+        self.vocab_size, self.block_size = vocab_size, block_size
+        self.n_layer, self.n_head, self.n_embd = n_layer, n_head, n_embd
+        self.n_unmasked = n_unmasked
+        self.tok_emb = nn.Embedding(vocab_size, n_embd)
+        self.pos_emb = nn.Parameter(torch.zeros(1, block_size, n_embd))
+        self.drop = nn.Dropout(embd_pdrop)
+        self.blocks = nn.Sequential(*[
+            Block(n_embd, n_head, block_size, attn_pdrop, resid_pdrop, n_unmasked) for _ in range(n_layer)
+        ])
+        self.ln_f = nn.LayerNorm(n_embd)
+        self.head = Linear(n_embd, vocab_size, bias=False)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(module: nn.Module) -> None:
+        if isinstance(module, (nn.Linear, nn.Embedding)):
+            nn.init.normal_(module.weight, mean=0.0, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.LayerNorm):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+    def get_block_size(self) -> int:
+        return self.block_size
+
+    def _embed(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None, start_pos: int) -> torch.Tensor:
+        parts = [] if embeddings is None else [embeddings]  # (B, Te, C) prepended, as the original
+        if idx is not None:
+            parts.append(self.tok_emb(idx))  # (B, T, C)
+        if not parts:
+            raise ValueError("GPT: give token indices, embeddings or both")
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        end = start_pos + x.shape[1]
+        if end > self.block_size:
+            raise ValueError(f"GPT: sequence reaches position {end} but block_size is {self.block_size}")
+        return self.drop(x + self.pos_emb[:, start_pos:end])
+
+    def forward(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None = None,
+                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) codes; embeddings (B, Te, C) prepended; -> logits (B, Te + T, V), mean CE loss or None."""
+        x = self._embed(idx, embeddings, 0)
+        for block in self.blocks:
+            x = block(x)
+        logits = self.head(self.ln_f(x))
+        loss = None
+        if targets is not None:
+            loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1))
+        return logits, loss
+
+    def new_cache(self, batch: int, max_len: int | None = None, dtype: torch.dtype | None = None,
+                  device: torch.device | str | None = None) -> KVCache:
+        """An empty cache for `batch` rows of up to `max_len` (default block_size) positions."""
+        max_len = self.block_size if max_len is None else max_len
+        if max_len > self.block_size:
+            raise ValueError(f"GPT: cache of {max_len} positions exceeds block_size {self.block_size}")
+        ref = self.head.weight
+        return KVCache(self.n_layer, batch, self.n_head, max_len, self.n_embd // self.n_head,
+                       dtype=dtype or ref.dtype, device=device or ref.device)
+
+    def forward_with_cache(self, idx: torch.Tensor | None, cache: KVCache, start_pos: int,
+                           embeddings: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
+        """Run positions [start_pos, start_pos + T) given every earlier position in `cache`.
+
+        idx (B, T) codes (embeddings (B, Te, C) go before them, as in `forward`); writes their
+        keys/values into `cache` and returns logits (B, T', V), or (B, V) for the last position only
+        when `last_only` (what sampling needs; it skips the head on the others).
+        """
+        x = self._embed(idx, embeddings, start_pos)
+        if start_pos + x.shape[1] > cache.max_len:
+            raise ValueError(f"GPT: positions up to {start_pos + x.shape[1]} do not fit a cache of {cache.max_len}")
+        for layer, block in enumerate(self.blocks):
+            x = block(x, cache, layer, start_pos)
+        if last_only:
+            x = x[:, -1]
+        return self.head(self.ln_f(x))
+
+    def decoding(self, precision: str = "fp32", rows: int = 1):
+        """Context for decoding `rows` rows one position at a time: faster few-row matmuls on the
+        CPU (column-major float32 weights, or packed bf16 copies); see taming/transformer/decoding.py."""
+        return decoding_weights(self, precision, rows)
+
+    def param_groups(self, weight_decay: float) -> list[dict]:
+        """AdamW groups as the original: decay on Linear weights only, none on biases, LayerNorm,
+        embeddings and pos_emb."""
+        decay, no_decay = [], []
+        for module in self.modules():
+            for name, p in module.named_parameters(recurse=False):
+                if isinstance(module, nn.Linear) and name == "weight":
+                    decay.append(p)
+                else:
+                    no_decay.append(p)
+        return [{"params": decay, "weight_decay": weight_decay},
+                {"params": no_decay, "weight_decay": 0.0}]
+
+    def configure_optimizer(self, lr: float, weight_decay: float = 0.01,
+                            betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
+        """AdamW over `param_groups`, fused when this torch build supports it for the device."""
+        kwargs = {}
+        if "fused" in inspect.signature(torch.optim.AdamW).parameters:
+            kwargs["fused"] = True
+        groups = self.param_groups(weight_decay)
+        try:
+            return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
+        except RuntimeError:  # fused not implemented for this device/dtype
+            return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def num_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["GPT", "KVCache", "Block", "CausalSelfAttention", "num_params"]

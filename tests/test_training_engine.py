@@ -1,0 +1,289 @@
+"""The training engine end to end: `taming train` run folders, resume, DDP on CPU, tokenize.
+
+Models are tiny (16x16 landscapes, a few steps) so the whole file runs in well under a minute.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+import yaml
+from PIL import Image
+from torch import nn
+
+from taming.checkpoint import read_checkpoint
+from taming.cli.main import main
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET = {"enable_progress_bar": False, "enable_model_summary": False, "num_sanity_val_steps": 0,
+         "log_every_n_steps": 1}
+
+
+def vqgan_config(size: int = 16, train_len: int = 4, batch: int = 2, **lightning) -> dict:
+    """A VQModel of ~0.2M parameters on `size` px landscapes (f=2, 16 codes), GAN from step 1."""
+    return {
+        "model": {"base_learning_rate": 1.0e-4, "target": "taming.models.vqgan.VQModel", "params": {
+            "embed_dim": 8, "n_embed": 16,
+            "ddconfig": {"double_z": False, "z_channels": 8, "resolution": size, "in_channels": 3, "out_ch": 3,
+                         "ch": 32, "ch_mult": [1, 1], "num_res_blocks": 1, "attn_resolutions": [],
+                         "dropout": 0.0},
+            "lossconfig": {"target": "taming.modules.losses.vqperceptual.VQLPIPSWithDiscriminator", "params": {
+                "disc_start": 1, "disc_in_channels": 3, "disc_num_layers": 1, "disc_ndf": 8,
+                "perceptual_weight": 0.0, "disc_weight": 0.8}}}},
+        "data": {"target": "main.DataModuleFromConfig", "params": {
+            "batch_size": batch, "num_workers": 0,
+            "train": {"target": "taming.data.landscapes.LandscapesTrain", "params": {"size": size, "length": train_len}},
+            "validation": {"target": "taming.data.landscapes.LandscapesValidation",
+                           "params": {"size": size, "length": 2}}}},
+        "lightning": {"trainer": {**QUIET, **lightning.pop("trainer", {})}, **lightning},
+    }
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def train(*args: str) -> int:
+    return main(["train", "--accelerator", "cpu", "--no-test", *args])
+
+
+def only_run(logdir: Path) -> Path:
+    runs = sorted(p for p in logdir.iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+# ---- run folder ------------------------------------------------------------------------------------
+def test_train_creates_run_folder_layout(tmp_path):
+    cfg = write_config(tmp_path / "tiny_vqgan.yaml", vqgan_config(
+        callbacks={"image_logger": {"params": {"batch_frequency": 2, "max_images": 2}}}))
+    assert train("-b", str(cfg), "-t", "-n", "layout", "--max_steps", "3", "-l", str(tmp_path / "logs")) == 0
+    run = only_run(tmp_path / "logs")
+    assert run.name.endswith("_layout") and len(run.name) == len("2026-01-01T00-00-00_layout")
+    now = run.name.split("_")[0]
+    assert (run / "configs" / f"{now}-project.yaml").is_file()
+    assert (run / "configs" / f"{now}-lightning.yaml").is_file()
+    project = yaml.safe_load((run / "configs" / f"{now}-project.yaml").read_text())
+    assert project["model"]["params"]["n_embed"] == 16 and "lightning" not in project
+
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3  # batches, as the original (not 6 optimizer steps)
+    assert len(ckpt["optimizer_states"]) == 2
+
+    # image logger: steps 0, 1, 2 (powers of two below the frequency, and multiples of it)
+    pngs = sorted(p.name for p in (run / "images" / "train").glob("*.png"))
+    assert [p for p in pngs if p.startswith("inputs")] == [
+        "inputs_gs-000000_e-000000_b-000000.png", "inputs_gs-000001_e-000000_b-000001.png",
+        "inputs_gs-000002_e-000001_b-000000.png"]
+    grid = Image.open(run / "images" / "train" / pngs[0])
+    assert grid.size == (2 * 18 + 2, 18 + 2)  # 2 images of 16 px, 2 px borders
+    assert "train/aeloss_step" in (run / "csv" / now / "metrics.csv").read_text().splitlines()[0]
+    assert list((run / "tensorboard").glob("events.out.tfevents.*"))
+
+
+# ---- resume ----------------------------------------------------------------------------------------
+def test_resume_continues_like_an_uninterrupted_run(tmp_path):
+    # 4 images, batch 2: an epoch is 2 batches, so the interruption falls on an epoch boundary
+    # (Lightning restarts an interrupted epoch from its first batch).
+    cfg = write_config(tmp_path / "tiny.yaml", vqgan_config(callbacks={"image_logger": None}))
+    assert train("-b", str(cfg), "-t", "--max_steps", "4", "-l", str(tmp_path / "full")) == 0
+    assert train("-b", str(cfg), "-t", "--max_steps", "2", "-l", str(tmp_path / "part")) == 0
+    part = only_run(tmp_path / "part")
+    assert read_checkpoint(part / "checkpoints" / "last.ckpt")["global_step"] == 2
+    assert train("-r", str(part), "-t", "--max_steps", "4") == 0
+
+    full = read_checkpoint(only_run(tmp_path / "full") / "checkpoints" / "last.ckpt")
+    resumed = read_checkpoint(part / "checkpoints" / "last.ckpt")
+    assert resumed["global_step"] == full["global_step"] == 4
+    assert resumed["state_dict"].keys() == full["state_dict"].keys()
+    for key, value in full["state_dict"].items():
+        torch.testing.assert_close(resumed["state_dict"][key], value, rtol=0, atol=1e-6, msg=key)
+    for opt_full, opt_res in zip(full["optimizer_states"], resumed["optimizer_states"]):
+        for pid, state in opt_full["state"].items():
+            torch.testing.assert_close(opt_res["state"][pid]["exp_avg"], state["exp_avg"], rtol=0, atol=1e-6)
+            assert float(opt_res["state"][pid]["step"]) == float(state["step"])
+    # the resumed run reuses its folder and configs; nothing new was created beside it
+    assert [p.name for p in (tmp_path / "part").iterdir()] == [part.name]
+
+
+# ---- DDP ---------------------------------------------------------------------------------------------
+class TinyGAN(L.LightningModule):
+    """Stand-in for the VQGAN's training structure (manual optimization, two optimizers, a critic that
+    sees detached reconstructions) without BatchNorm or the adaptive weight, whose per-process
+    batch statistics make real DDP differ from one process by design. SGD keeps float rounding from
+    being amplified as Adam's normalisation does for near-zero gradients."""
+
+    def __init__(self, ch: int = 4, manual: bool = True):
+        super().__init__()
+        self.image_key = "image"
+        self.enc = nn.Conv2d(3, ch, 3, padding=1)
+        self.dec = nn.Conv2d(ch, 3, 3, padding=1)
+        self.critic = nn.Conv2d(3, 1, 3, padding=1)
+        self.automatic_optimization = not manual
+        self.learning_rate = None
+
+    def get_input(self, batch, key="image"):
+        return batch[key].permute(0, 3, 1, 2).float()
+
+    def forward(self, x):
+        return self.dec(torch.tanh(self.enc(x)))
+
+    def training_step(self, batch, batch_idx):
+        x = self.get_input(batch)
+        xrec = self(x)
+        loss = F.mse_loss(xrec, x)
+        opt_g, opt_d = self.optimizers()
+        opt_g.zero_grad()
+        self.manual_backward(loss)
+        opt_g.step()
+        critic = self.critic(xrec.detach()).pow(2).mean()
+        opt_d.zero_grad()
+        self.manual_backward(critic)
+        self.trainer.strategy.optimizer_step(opt_d.optimizer, closure=lambda: None, model=self)
+        self.log("train/loss", loss)
+
+    def configure_optimizers(self):
+        gen = list(self.enc.parameters()) + list(self.dec.parameters())
+        return [torch.optim.SGD(gen, lr=self.learning_rate, momentum=0.9),
+                torch.optim.SGD(self.critic.parameters(), lr=self.learning_rate)]
+
+
+def tiny_gan_config(batch: int) -> dict:
+    return {"model": {"base_learning_rate": 0.02, "target": "test_training_engine.TinyGAN"},
+            "data": {"target": "main.DataModuleFromConfig", "params": {
+                "batch_size": batch, "num_workers": 0,
+                "train": {"target": "taming.data.landscapes.LandscapesTrain", "params": {"size": 8, "length": 12}}}},
+            "lightning": {"trainer": QUIET, "callbacks": {"image_logger": None}}}
+
+
+def test_ddp_two_cpu_processes_match_one_process(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    common = [sys.executable, "-m", "taming.cli.main", "train", "-t", "--no-test", "--accelerator", "cpu",
+              "--max_steps", "5"]
+    one = write_config(tmp_path / "one.yaml", tiny_gan_config(batch=4))
+    two = write_config(tmp_path / "two.yaml", tiny_gan_config(batch=2))
+    r1 = subprocess.run(common + ["-b", str(one), "-l", str(tmp_path / "one")], env=env, capture_output=True,
+                        text=True, timeout=300)
+    assert r1.returncode == 0, r1.stderr[-3000:]
+    r2 = subprocess.run(common + ["-b", str(two), "-l", str(tmp_path / "two"), "--strategy", "ddp", "--devices", "2"],
+                        env=env, capture_output=True, text=True, timeout=300)
+    assert r2.returncode == 0, r2.stderr[-3000:]
+    # the same learning rate: 1 x 1 device x batch 4 == 1 x 2 devices x batch 2
+    assert "Setting learning rate to 8.00e-02 = 1 (accumulate_grad_batches) * 2 (num_gpus) * 2 (batchsize)" \
+        in r2.stdout + r2.stderr
+    assert "MEMBER: 2/2" in r2.stdout + r2.stderr
+    a = read_checkpoint(only_run(tmp_path / "one") / "checkpoints" / "last.ckpt")
+    b = read_checkpoint(only_run(tmp_path / "two") / "checkpoints" / "last.ckpt")
+    assert a["global_step"] == b["global_step"] == 5
+    init = TinyGAN()  # the weights moved: the comparison is not between two untrained models
+    moved = max((a["state_dict"]["dec.weight"] - init.dec.weight).abs().max().item(), 0)
+    assert moved > 1e-3
+    for key in a["state_dict"]:
+        torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=1e-5, atol=1e-6, msg=key)
+
+
+# ---- tokenize ----------------------------------------------------------------------------------------
+def seg_transformer_config(vq_ckpt: str | None, seg_ckpt: str | None, size: int = 16) -> dict:
+    """A Net2NetTransformer conditioned on landscape segmentations (8 labels), tiny stages."""
+    vq = vqgan_config(size)["model"]["params"]
+    first = {"target": "taming.models.vqgan.VQModel",
+             "params": {**vq, "lossconfig": {"target": "taming.modules.losses.DummyLoss"},
+                        **({"ckpt_path": vq_ckpt} if vq_ckpt else {})}}
+    seg = {"target": "taming.models.vqgan.VQSegmentationModel", "params": {
+        "n_labels": 8, "embed_dim": 8, "n_embed": 8, "image_key": "segmentation",
+        "ddconfig": {**vq["ddconfig"], "in_channels": 8, "out_ch": 8},
+        "lossconfig": {"target": "taming.modules.losses.DummyLoss"},
+        **({"ckpt_path": seg_ckpt} if seg_ckpt else {})}}
+    hw = (size // 2) ** 2
+    return {
+        "model": {"base_learning_rate": 1.0e-4, "target": "taming.models.cond_transformer.Net2NetTransformer",
+                  "params": {"first_stage_key": "image", "cond_stage_key": "segmentation",
+                             "first_stage_config": first, "cond_stage_config": seg,
+                             "transformer_config": {"target": "taming.modules.transformer.mingpt.GPT", "params": {
+                                 "vocab_size": 16, "block_size": 2 * hw, "n_layer": 1, "n_head": 2, "n_embd": 16}}}},
+        "data": {"target": "main.DataModuleFromConfig", "params": {
+            "batch_size": 2, "num_workers": 0,
+            "train": {"target": "taming.data.landscapes.LandscapesTrain", "params": {"size": size, "length": 4}},
+            "validation": {"target": "taming.data.landscapes.LandscapesValidation", "params": {"size": size, "length": 2}}}},
+        "lightning": {"trainer": QUIET, "callbacks": {"image_logger": None}},
+    }
+
+
+def save_stage(path: Path, node: dict) -> str:
+    """Build a stage from its config node (random weights) and save them, as a trained stage would be."""
+    from taming.checkpoint import save_state_dict
+    from taming.config import instantiate_from_config
+
+    save_state_dict(path, instantiate_from_config(node))
+    return str(path)
+
+
+def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
+    from taming.cli.tokenize import Tokenizer, load_model
+    from taming.data.codes import CodeShards
+    from taming.data.landscapes import LandscapesTrain
+
+    stages = seg_transformer_config(None, None)["model"]["params"]
+    vq = save_stage(tmp_path / "vq.ckpt", stages["first_stage_config"])
+    seg = save_stage(tmp_path / "seg.ckpt", stages["cond_stage_config"])
+    cfg = write_config(tmp_path / "tr.yaml", seg_transformer_config(vq, seg))
+    out = tmp_path / "codes"
+    assert main(["tokenize", "--config", str(cfg), "--out", str(out), "--shard-size", "3", "--flip"]) == 0
+    train_shards = sorted(out.glob("train-*.tar"))
+    assert len(train_shards) == 3  # 4 images x 2 variants = 8 samples, 3 per shard
+    samples = list(CodeShards([str(p) for p in train_shards], shuffle=0))
+    assert sorted(s["__key__"] for s in samples) == sorted(f"{i:09d}_{v}" for i in range(4) for v in ("orig", "flip"))
+    assert samples[0]["z_indices"].shape == (8, 8) and samples[0]["c_indices"].shape == (8, 8)
+
+    # the stored codes are what the model's stages give for the same images
+    model, _ = load_model(str(cfg), None, [])
+    tok = Tokenizer(model)
+    ds = LandscapesTrain(size=16, length=4)
+    batch = {k: torch.as_tensor(np.stack([ds[i][k] for i in range(4)])) for k in ("image", "segmentation")}
+    x, c = tok.inputs(batch)
+    z, cc = tok.encode(x.flip(-1), c.flip(-1))
+    by_key = {s["__key__"]: s for s in samples}
+    for i in range(4):
+        np.testing.assert_array_equal(by_key[f"{i:09d}_flip"]["z_indices"], z[i].numpy())
+        np.testing.assert_array_equal(by_key[f"{i:09d}_flip"]["c_indices"], cc[i].numpy())
+
+    # the transformer trains from the shards alone (data.yaml written by tokenize)
+    assert train("-b", str(cfg), str(out / "data.yaml"), "-t", "--max_steps", "3", "-l", str(tmp_path / "logs")) == 0
+    ckpt = read_checkpoint(only_run(tmp_path / "logs") / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3
+    sd = ckpt["state_dict"]
+    for key, value in model.state_dict().items():
+        if key.startswith(("first_stage_model.", "cond_stage_model.")):
+            torch.testing.assert_close(sd[key], value, rtol=0, atol=0, msg=key)  # frozen stages
+    assert not torch.equal(sd["transformer.head.weight"], model.state_dict()["transformer.head.weight"])
+
+
+# ---- demo --------------------------------------------------------------------------------------------
+def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
+    """A miniature `taming demo` (a few steps per stage): the whole pipeline and its report."""
+    import json
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--steps", "0.05", "--tokenize-limit", "8", "--samples", "2",
+                 "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["vqgan"]["steps"] == 3 and summary["transformer"]["steps"] == 4
+    assert 0 < summary["vqgan"]["psnr"] < 60 and 1 <= summary["vqgan"]["codes_in_use"] <= 256
+    assert summary["tokenize"]["samples"] == 16  # 8 images and their mirror images
+    assert np.isfinite(summary["transformer"]["val_nll"])
+    for name, size in (("conditional_samples", (4 * 130 + 2, 2 * 130 + 2)), ("panorama", (516, 3 * 130 + 2)),
+                       ("vqgan_reconstructions", (4 * 130 + 2, 4 * 130 + 2))):
+        assert Image.open(summary["images"][name]).size == size, name
+    runs = sorted(p.name.split("_", 1)[1] for p in (out / "logs").iterdir())
+    assert runs == ["segvq", "transformer", "vqgan"]
+    printed = capsys.readouterr().out
+    assert "| VQGAN 32x32 -> 8x8 codes |" in printed and f"Everything is under {out}/" in printed
