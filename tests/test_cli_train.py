@@ -123,3 +123,13 @@ def test_learning_rate_rule_is_applied_and_printed(tmp_path, capsys):
     assert job.model.accumulate_grad_batches == 2 and job.trainer.accumulate_grad_batches == 1
     assert job.lightning_config.trainer.accumulate_grad_batches == 2  # written to <now>-lightning.yaml
     assert job.paths.logdir.parent == tmp_path / "logs" and job.paths.logdir.name.endswith("_tiny")
+
+
+def test_manual_optimization_under_ddp_finds_unused_parameters(tmp_path):
+    """Generator and discriminator steps each leave the other's parameters without gradients."""
+    cfg = write_config(tmp_path / "tiny.yaml", vqgan_config())
+    job = build_job(TrainOptions(base=[str(cfg)], logdir=str(tmp_path / "logs"), accelerator="cpu", devices="2",
+                                 strategy="ddp"))
+    assert type(job.trainer.strategy).__name__ == "DDPStrategy"
+    assert job.trainer.strategy._ddp_kwargs.get("find_unused_parameters") is True
+    assert job.trainer.world_size == 2 and job.model.learning_rate == pytest.approx(2 * 2 * 1.0e-4)

@@ -287,3 +287,28 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert runs == ["segvq", "transformer", "vqgan"]
     printed = capsys.readouterr().out
     assert "| VQGAN 32x32 -> 8x8 codes |" in printed and f"Everything is under {out}/" in printed
+
+
+# ---- data module -------------------------------------------------------------------------------------
+def test_data_module_batches_split_across_ranks_like_one_large_batch():
+    from taming.training.datamodule import DataModuleFromConfig, default_num_workers
+
+    node = {"target": "taming.data.landscapes.LandscapesTrain", "params": {"size": 8, "length": 12}}
+    assert default_num_workers(4) == min(8, os.cpu_count())
+    dm = DataModuleFromConfig(batch_size=4, train=node, num_workers=0, seed=5)
+    assert dm.val_dataloader is None and dm.test_dataloader is None  # only configured splits exist
+
+    def keys(loader):
+        return [sorted(b["file_path_"]) for b in loader]
+
+    one = keys(dm.train_dataloader())
+    ranks = []
+    for rank in range(2):
+        half = DataModuleFromConfig(batch_size=2, train=node, num_workers=0, seed=5)
+        half.trainer = type("T", (), {"world_size": 2, "global_rank": rank, "current_epoch": 0})()
+        ranks.append(keys(half.train_dataloader()))
+    assert [sorted(a + b) for a, b in zip(*ranks)] == one
+    assert sorted(k for batch in one for k in batch) == sorted(f"landscape://train/0/{i}" for i in range(12))
+    # a new epoch is a new permutation, taken from the trainer's epoch
+    dm.trainer = type("T", (), {"world_size": 1, "global_rank": 0, "current_epoch": 1})()
+    assert keys(dm.train_dataloader()) != one

@@ -161,8 +161,9 @@ def run_demo(args: argparse.Namespace) -> dict:
                 "images_per_s": results["train"]["images"] / max(time.perf_counter() - t0, 1e-9)}
     print(f"{results['train']['samples']} training code samples in {tokenize['seconds']:.1f} s", flush=True)
 
+    # its image logger would sample at step 0 (untrained, and slow); the samples come at the end instead
     tr = train_stage("transformer", [tr_config, str(codes_dir / "data.yaml")], steps["transformer"], logdir,
-                     args.seed, stage_ckpts)
+                     args.seed, stage_ckpts + ["lightning.callbacks.image_logger=null"])
     print("\n=== sampling ===", flush=True)
     t0 = time.perf_counter()
     samples_dir = out / "samples"

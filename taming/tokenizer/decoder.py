@@ -11,8 +11,8 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from .encoder import _attrs, middle
-from .layers import AttnBlock, Normalize, ResnetBlock, Upsample, swish
+from .encoder import middle, resolution_level
+from .layers import Normalize, Upsample, swish
 
 
 class Decoder(nn.Module):
@@ -39,14 +39,8 @@ class Decoder(nn.Module):
         ups: list[nn.Module] = []
         for level in reversed(range(self.num_resolutions)):
             block_out = ch * ch_mult[level]
-            blocks, attns = nn.ModuleList(), nn.ModuleList()
-            for _ in range(num_res_blocks + 1):
-                blocks.append(ResnetBlock(in_channels=block_in, out_channels=block_out,
-                                          temb_channels=self.temb_ch, dropout=dropout))
-                block_in = block_out
-                if curr_res in attn_resolutions:
-                    attns.append(AttnBlock(block_in))
-            up = _attrs(block=blocks, attn=attns)
+            up = resolution_level(block_in, block_out, num_res_blocks + 1, curr_res in attn_resolutions, self.temb_ch, dropout)
+            block_in = block_out
             if level != 0:
                 up.upsample = Upsample(block_in, resamp_with_conv)
                 curr_res *= 2

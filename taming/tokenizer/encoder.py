@@ -21,6 +21,18 @@ def _attrs(**modules: nn.Module) -> nn.Module:
     return holder
 
 
+def resolution_level(block_in: int, block_out: int, n_blocks: int, with_attn: bool, temb_ch: int,
+          dropout: float) -> nn.Module:
+    """One resolution level: `block.N` ResnetBlocks, each followed by `attn.N` when `with_attn`."""
+    blocks, attns = nn.ModuleList(), nn.ModuleList()
+    for i in range(n_blocks):
+        blocks.append(ResnetBlock(in_channels=block_in if i == 0 else block_out, out_channels=block_out,
+                                  temb_channels=temb_ch, dropout=dropout))
+        if with_attn:
+            attns.append(AttnBlock(block_out))
+    return _attrs(block=blocks, attn=attns)
+
+
 def middle(channels: int, dropout: float) -> nn.Module:
     """The lowest-resolution stage of both halves: `block_1`, `attn_1`, `block_2`."""
     return _attrs(
@@ -49,14 +61,8 @@ class Encoder(nn.Module):
         self.down = nn.ModuleList()
         for level, mult in enumerate(ch_mult):
             block_in, block_out = ch * in_ch_mult[level], ch * mult
-            blocks, attns = nn.ModuleList(), nn.ModuleList()
-            for _ in range(num_res_blocks):
-                blocks.append(ResnetBlock(in_channels=block_in, out_channels=block_out,
-                                          temb_channels=self.temb_ch, dropout=dropout))
-                block_in = block_out
-                if curr_res in attn_resolutions:
-                    attns.append(AttnBlock(block_in))
-            down = _attrs(block=blocks, attn=attns)
+            down = resolution_level(block_in, block_out, num_res_blocks, curr_res in attn_resolutions, self.temb_ch, dropout)
+            block_in = block_out
             if level != self.num_resolutions - 1:
                 down.downsample = Downsample(block_in, resamp_with_conv)
                 curr_res //= 2

@@ -115,7 +115,8 @@ class Downsample(nn.Module):
 # conv on the small input: the 3 kernel rows fall on 2 input rows, rows (i-1, i) for a = 0 with taps
 # (w0, w1 + w2), rows (i, i+1) for a = 1 with taps (w0 + w1, w2); columns likewise. That is 16 taps
 # per input pixel instead of 36, and the 4x larger upsampled tensor is never built.
-_PHASE_TAPS = torch.tensor([[1.0, 0, 0, 0, 1, 1], [1.0, 1, 0, 0, 0, 1]]).reshape(2, 2, 3)  # (phase, tap, k)
+_PHASE_TAPS = torch.tensor([[1.0, 0, 0, 0, 1, 1], [1.0, 1, 0, 0, 0, 1]],
+                           device="cpu").reshape(2, 2, 3)  # (phase, tap, k); cpu even under a meta default device
 
 
 def phase_weights(w: torch.Tensor) -> torch.Tensor:

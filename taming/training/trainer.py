@@ -331,9 +331,11 @@ def build_job(opts: TrainOptions) -> Job:
         say(f"data {split}: {type(ds).__name__}, {size}")
 
     accumulate = configure_accumulation(model, kw)
-    if kw.get("strategy") == "ddp" and not model.automatic_optimization:
+    if not model.automatic_optimization and _distributed(kw) and kw.get("strategy", "auto") in ("auto", "ddp",
+                                                                                                 "ddp_spawn"):
         # The generator and discriminator steps each leave the other's parameters without gradients.
-        kw["strategy"] = "ddp_find_unused_parameters_true"
+        spawn = kw.get("strategy") == "ddp_spawn"
+        kw["strategy"] = "ddp_spawn_find_unused_parameters_true" if spawn else "ddp_find_unused_parameters_true"
     callbacks = build_callbacks(paths, config, lightning_config, model, resume=paths.resume_ckpt is not None,
                                 progress_bar=kw.get("enable_progress_bar", True) is not False)
     # written to <now>-lightning.yaml, so a resumed run keeps the same limits
@@ -345,6 +347,17 @@ def build_job(opts: TrainOptions) -> Job:
     scale_learning_rate(model, config, accumulate, trainer.num_devices * trainer.num_nodes)
     lightning_config.trainer = OmegaConf.create({k: v for k, v in saved_kw.items() if _plain(v)})
     return Job(paths, config, lightning_config, model, data, trainer)
+
+
+def _distributed(kw: dict[str, Any]) -> bool:
+    """Whether the trainer will run several processes (decided before it is built)."""
+    devices = kw.get("devices", 1)
+    if devices in ("auto", -1, "-1"):  # every GPU there is; one process on CPU
+        import torch
+
+        return kw.get("accelerator") != "cpu" and torch.cuda.device_count() > 1
+    several = (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1)
+    return several or int(kw.get("num_nodes", 1) or 1) > 1
 
 
 def _plain(value: Any) -> bool:
