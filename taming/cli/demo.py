@@ -26,8 +26,8 @@ from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_STEPS = {"vqgan": 300, "segvq": 150, "transformer": 400}
-QUICK_STEPS = {"vqgan": 60, "segvq": 30, "transformer": 80}
+DEFAULT_STEPS = {"vqgan": 600, "segvq": 150, "transformer": 400}
+QUICK_STEPS = {"vqgan": 120, "segvq": 30, "transformer": 80}
 # Colours of the landscape classes (taming.data.landscapes.CLASSES) for showing label maps.
 PALETTE = np.array([[110, 160, 230], [245, 245, 245], [110, 100, 100], [255, 255, 255], [40, 90, 170],
                     [90, 160, 60], [30, 90, 40], [150, 140, 130]], dtype=np.float32) / 127.5 - 1
