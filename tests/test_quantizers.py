@@ -286,8 +286,10 @@ def test_double_z_and_avgpool_resampling():
 
 
 def test_unknown_quantizer_option_is_a_config_error():
-    with pytest.raises(ConfigError, match="restart_unused_code"):
+    with pytest.raises(ConfigError, match="unknown key 'restart_unused_code'; did you mean 'restart_unused_codes'"):
         VQGAN(TINY, n_embed=16, embed_dim=8, restart_unused_code=5)
+    with pytest.raises(ConfigError, match="model.params: unknown key 'embed_dimm'; did you mean 'embed_dim'"):
+        VQGAN(TINY, n_embed=16, embed_dim=8, embed_dimm=5)
     model = VQGAN(TINY, n_embed=16, embed_dim=8, l2_normalize=True, restart_unused_codes=10)
     assert model.quantize.l2_normalize and model.quantize.health.restart_after == 10
 

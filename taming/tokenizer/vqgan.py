@@ -25,6 +25,8 @@ benchmarks/bench_first_stage.py measures all three.
 """
 from __future__ import annotations
 
+import difflib
+
 import contextlib
 import math
 from typing import Any, Mapping
@@ -32,7 +34,7 @@ from typing import Any, Mapping
 import torch
 from torch import nn
 
-from taming.config import ConfigError, accepted_params, check_keys, to_plain
+from taming.config import ConfigError, accepted_params, to_plain
 
 from .decoder import Decoder
 from .ema import EMAVectorQuantizer
@@ -41,10 +43,17 @@ from .gumbel import GumbelQuantize
 from .quantize import VectorQuantizer2
 
 
-def _check_options(cls: type, options: Mapping[str, Any], fixed: set[str]) -> None:
-    """Quantizer options a user wrote must exist on the quantizer (one clear error otherwise)."""
-    names, _ = accepted_params(cls)
-    check_keys(options.keys(), names - fixed, f"{cls.__name__} options")
+def _check_options(model: nn.Module, cls: type, options: Mapping[str, Any], fixed: set[str]) -> None:
+    """Keys the model did not take go to the quantizer: each must be one of its options, else one
+    error naming the key, the closest model parameter or option, and where it was written."""
+    names = accepted_params(cls)[0] - fixed
+    model_names = accepted_params(type(model))[0]
+    for key in options:
+        if key not in names:
+            hint = difflib.get_close_matches(key, sorted(names | model_names), n=1)
+            extra = f"; did you mean {hint[0]!r}?" if hint else ""
+            raise ConfigError(f"model.params: unknown key {key!r}{extra} (neither a {type(model).__name__} "
+                              f"parameter nor a {cls.__name__} option: {', '.join(sorted(names))})")
 
 
 class VQGAN(nn.Module):
@@ -68,7 +77,7 @@ class VQGAN(nn.Module):
     # -- hooks for variants -------------------------------------------------------------------
     def make_quantizer(self, z_channels: int, n_embed: int, embed_dim: int, *, remap, sane_index_shape,
                        **options) -> nn.Module:
-        _check_options(VectorQuantizer2, options, {"n_e", "e_dim", "beta", "remap", "sane_index_shape"})
+        _check_options(self, VectorQuantizer2, options, {"n_e", "e_dim", "beta", "remap", "sane_index_shape"})
         return VectorQuantizer2(n_embed, embed_dim, beta=0.25, remap=remap, sane_index_shape=sane_index_shape,
                                 **options)
 
@@ -155,7 +164,7 @@ class GumbelVQGAN(VQGAN):
         super().__init__(ddconfig, n_embed, embed_dim, remap=remap, kl_weight=kl_weight, **quantizer_options)
 
     def make_quantizer(self, z_channels, n_embed, embed_dim, *, remap, sane_index_shape, **options):
-        _check_options(GumbelQuantize, options, {"num_hiddens", "embedding_dim", "n_embed", "remap"})
+        _check_options(self, GumbelQuantize, options, {"num_hiddens", "embedding_dim", "n_embed", "remap"})
         # sane_index_shape is moot: Gumbel indices are always (B, h, w)
         return GumbelQuantize(z_channels, embed_dim, n_embed=n_embed, remap=remap, **options)
 
@@ -167,5 +176,5 @@ class EMAVQGAN(VQGAN):
     """Codebook learned by exponential moving averages (EMAVectorQuantizer, beta 0.25)."""
 
     def make_quantizer(self, z_channels, n_embed, embed_dim, *, remap, sane_index_shape, **options):
-        _check_options(EMAVectorQuantizer, options, {"n_embed", "embedding_dim", "beta", "remap"})
+        _check_options(self, EMAVectorQuantizer, options, {"n_embed", "embedding_dim", "beta", "remap"})
         return EMAVectorQuantizer(n_embed=n_embed, embedding_dim=embed_dim, beta=0.25, remap=remap, **options)
