@@ -15,6 +15,7 @@ import inspect
 import logging
 import os
 import signal
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
@@ -28,6 +29,10 @@ from omegaconf import DictConfig, OmegaConf
 from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
+
+# Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
+# about every such module at fit start, which only hides the warnings that matter.
+warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 
 log = logging.getLogger(__name__)
 
