@@ -20,10 +20,17 @@ class ConfigError(ValueError):
     """A config value or key a user wrote is wrong; the message says which and where."""
 
 
-# Targets of the original repository that lived outside the `taming` package.
+# Targets of the original repository that lived outside the `taming` package (its main.py, and
+# pytorch_lightning 1.x callbacks), for data modules and callbacks alike.
 TARGET_ALIASES = {
     "main.DataModuleFromConfig": "taming.training.datamodule.DataModuleFromConfig",
     "cutlit.DataModuleFromConfig": "taming.training.datamodule.DataModuleFromConfig",
+    "main.SetupCallback": "taming.training.callbacks.SetupCallback",
+    "main.ImageLogger": "taming.training.callbacks.ImageLogger",
+    "main.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
+    "main.CUDACallback": "taming.training.callbacks.StepTimer",
+    "pytorch_lightning.callbacks.ModelCheckpoint": "lightning.pytorch.callbacks.ModelCheckpoint",
+    "pytorch_lightning.callbacks.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
 }
 
 # Keys a `target:` node may hold besides `target` and `params`.

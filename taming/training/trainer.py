@@ -42,15 +42,6 @@ def say(message: str) -> None:
     """Print on the first process only (the original printed these lines)."""
     print(message, flush=True)
 
-# Callback targets of the original main.py, as users' configs name them.
-CALLBACK_ALIASES = {
-    "main.SetupCallback": "taming.training.callbacks.SetupCallback",
-    "main.ImageLogger": "taming.training.callbacks.ImageLogger",
-    "main.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
-    "main.CUDACallback": "taming.training.callbacks.StepTimer",
-    "pytorch_lightning.callbacks.ModelCheckpoint": "lightning.pytorch.callbacks.ModelCheckpoint",
-    "pytorch_lightning.callbacks.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
-}
 # Lightning 1.x trainer keys that no longer exist and change nothing we do: dropped with a note.
 OBSOLETE_TRAINER_KEYS = {"weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
                          "terminate_on_nan", "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
@@ -193,11 +184,8 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
 
 
 def _instantiate_callback(name: str, node: Any) -> Any:
-    node = dict(to_plain(node))
-    target = node.get("target")
-    if target in CALLBACK_ALIASES:
-        node["target"] = CALLBACK_ALIASES[target]
-    return instantiate_from_config(node, where=f"lightning.callbacks.{name}")
+    # original targets (main.ImageLogger, pytorch_lightning.callbacks.*) resolve through TARGET_ALIASES
+    return instantiate_from_config(to_plain(node), where=f"lightning.callbacks.{name}")
 
 
 def build_callbacks(paths: RunPaths, config: DictConfig, lightning_config: DictConfig, model: L.LightningModule,
