@@ -37,6 +37,7 @@ import torch.nn.functional as F
 from taming.checkpoint import init_from_ckpt
 from taming.config import ConfigError, instantiate_from_config
 from taming.tokenizer.vqgan import VQGAN, EMAVQGAN, GumbelVQGAN
+from taming.training.sharding import data_parallel_mesh, shard
 
 
 class VQModel(VQGAN, L.LightningModule):
@@ -94,6 +95,13 @@ class VQModel(VQGAN, L.LightningModule):
         return {"inputs": x, "reconstructions": xrec}
 
     # -- training ---------------------------------------------------------------------------------
+    def configure_model(self) -> None:
+        mesh = data_parallel_mesh(self)
+        if mesh is not None:  # --strategy fsdp (taming/training/sharding.py)
+            disc = getattr(self.loss, "discriminator", None)
+            units = [self.encoder, self.decoder] + ([disc] if disc is not None else [])
+            shard(self, units, mesh, keep_gathered=[self.decoder])  # get_last_layer() must be in the graph
+
     def on_fit_start(self) -> None:
         # Fail before the first batch if LPIPS weight files are needed and missing.
         ensure = getattr(getattr(self, "loss", None), "ensure_weights", None)

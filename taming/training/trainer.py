@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
+from taming.training.sharding import FSDPDataParallel
 
 # Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
 # about every such module at fit start, which only hides the warnings that matter.
@@ -178,8 +179,8 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw[key] = value
     kw["devices"] = _parse_devices(kw.get("devices", 1))
     kw.setdefault("accelerator", "auto")
-    if kw.get("strategy") == "fsdp" and kw.get("accelerator") == "cpu":
-        raise ConfigError("--strategy fsdp needs GPUs; on CPU use --strategy ddp")
+    if kw.get("strategy") == "fsdp":
+        kw["strategy"] = FSDPDataParallel()  # FSDP2, on GPUs and CPUs (taming/training/sharding.py)
     return kw
 
 

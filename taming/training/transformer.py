@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from taming.checkpoint import init_from_ckpt as load_checkpoint_into
 from taming.config import ConfigError, instantiate_from_config, to_plain
 from taming.sampling import generate, sample_logits
+from taming.training.sharding import data_parallel_mesh, shard
 from taming.training.transformer_images import log_transformer_images
 from taming.transformer.cond_stages import build_cond_stage, disabled_train, encode_codes, freeze
 
@@ -259,8 +260,14 @@ class Net2NetTransformer(L.LightningModule):
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, batch_idx)
-        self.log("val/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch))
+        self.log("val/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch),
+                 sync_dist=True)
         return loss
+
+    def configure_model(self) -> None:
+        mesh = data_parallel_mesh(self)
+        if mesh is not None:  # --strategy fsdp: shard the GPT block by block; the frozen stages stay whole
+            shard(self.transformer, list(self.transformer.blocks), mesh)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         """AdamW on the transformer only (the stages are frozen): betas (0.9, 0.95), weight decay 0.01 on
