@@ -11,7 +11,8 @@ random weights: speed does not depend on their values); 2 CPU threads.
   codes: exact mode (the original's algorithm and codes) and fast mode (stride 8 and 4, fp32/bf16).
   --quick times 96 codes of the middle rows (the most expensive: every code opens a new window)
   and reports 1536x their mean as an upper estimate instead of the full run;
-- train: one step on 4x511 codes: forward, backward, fused AdamW step; float32 and bf16 autocast.
+- train: one step of the transformer stage on 4x511 codes (256 conditioning + 255 image codes in,
+  cross-entropy on the 256 image codes): forward, backward, fused AdamW step; float32 and bf16 autocast.
 
 Prints seconds, codes/s (tokens/s for training), achieved GFLOP/s (torch.utils.flop_counter on
 the same call) and the fraction of this CPU's measured matmul peak (2048x2048, fp32 / bf16).
@@ -162,7 +163,9 @@ def bench_train(gpt, peak32, peak16):
     for name, dtype, peak in (("fp32", None, peak32), ("bf16 autocast", torch.bfloat16, peak16)):
         def step():
             with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
-                _, loss = gpt(x[:, :-1], targets=x[:, 1:])
+                # the transformer stage's step: [256 conditioning ; 256 image codes][:-1] in, the loss
+                # on the image codes (Net2NetTransformer.forward_codes)
+                _, loss = gpt(x[:, :-1], targets=x[:, 256:], logits_from=255)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()

@@ -101,6 +101,28 @@ def test_last_only_and_embeddings_prefix():
     torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("n_unmasked", [0, 6])
+def test_logits_from_equals_sliced_full_logits_and_gradients(n_unmasked):
+    """The transformer stage asks for the image codes' logits only; the shortened last block must
+    give the same logits, loss and gradients as the full sequence sliced."""
+    idx = torch.randint(0, 37, (3, 20))
+    targets = torch.randint(0, 37, (3, 12))
+    grads = []
+    for logits_from in (0, 8):
+        torch.manual_seed(0)  # the same weights both times
+        gpt = tiny(n_unmasked=n_unmasked)
+        logits, _ = gpt(idx, logits_from=logits_from)
+        logits = logits[:, 8 - logits_from:]  # (3, 12, V) either way
+        loss = F.cross_entropy(logits.reshape(-1, 37), targets.reshape(-1))
+        loss.backward()
+        grads.append((logits.detach(), {n: p.grad.clone() for n, p in gpt.named_parameters()}))
+    torch.testing.assert_close(grads[1][0], grads[0][0], rtol=1e-5, atol=1e-6)
+    for name, g in grads[0][1].items():
+        torch.testing.assert_close(grads[1][1][name], g, rtol=1e-4, atol=1e-6, msg=name)
+    with pytest.raises(ValueError, match="logits_from=20"):
+        tiny()(idx, logits_from=20)
+
+
 def test_unmasked_prefix_sees_itself_fully():
     for n_unmasked, sees_future in ((0, False), (4, True)):
         gpt = tiny(n_unmasked=n_unmasked)

@@ -155,9 +155,9 @@ class Net2NetTransformer(L.LightningModule):
             if self.cfg_dropout > 0:
                 c_indices = drop_conditioning(c_indices, self.cfg_dropout, self.cfg_null_token)
         cz = torch.cat((c_indices, inputs), dim=1)  # (B, Nc + Nz)
-        logits, _ = self.transformer(cz[:, :-1])  # (B, Nc + Nz - 1, V)
         # output i predicts position i + 1: the image codes start at output Nc - 1
-        return logits[:, c_indices.shape[1] - 1:], z_indices
+        logits, _ = self.transformer(cz[:, :-1], logits_from=c_indices.shape[1] - 1)  # (B, Nz, V)
+        return logits, z_indices
 
     # ---- sampling ----------------------------------------------------------------------------
     @torch.no_grad()

@@ -12,6 +12,10 @@ sees them:
   inputs of at most PACKED_MAX_ROWS rows (half the bytes, ~2x faster for one row); longer inputs
   (prefill) keep the float32 weights, which are faster there on CPUs without AMX. Not bit-equal
   to float32.
+
+In both, the query, key and value projections of each attention layer are also joined into one
+(in -> 3 x out) product for few-row inputs (`fused_projection`): one weight stream and one call
+instead of three. Long inputs keep the three separate products, the exact training-time path.
 """
 from __future__ import annotations
 
@@ -53,6 +57,21 @@ def _packed_bf16(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torch
     return run
 
 
+def _fused_projection(linears: list[nn.Linear], precision: str, rows: int
+                      ) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """One product computing `torch.cat([lin(x) for lin in linears], -1)` for few-row inputs."""
+    weight = torch.cat([m.weight.detach() for m in linears])  # (sum out, in)
+    biases = [m.bias for m in linears]
+    bias = None if any(b is None for b in biases) else torch.cat([b.detach() for b in biases])
+    joined = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    joined.weight.data, joined.bias = weight, None if bias is None else nn.Parameter(bias)
+    if precision == "bf16":
+        return _packed_bf16(joined, rows)
+    if 1 < rows <= 64:
+        weight = weight.t().contiguous().t()  # column-major: see the module docstring
+    return lambda x: F.linear(x, weight, bias)
+
+
 @contextlib.contextmanager
 def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -> Iterator[None]:
     """Within the context, the model's CPU Linears decode `rows` rows faster (see module docstring)."""
@@ -71,9 +90,19 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
             if m.weight.is_contiguous():
                 m.weight.data = m.weight.data.t().contiguous().t()
                 relaid.append(m.weight)
+    fused = []
+    if torch.backends.mkldnn.is_available() or precision == "fp32":
+        with torch.no_grad():
+            for m in model.modules():
+                projections = getattr(m, "fused_projection_inputs", None)
+                if projections is not None and all(p.weight.device.type == "cpu" for p in projections()):
+                    m.fused_projection = _fused_projection(projections(), precision, rows)
+                    fused.append(m)
     try:
         yield
     finally:
+        for m in fused:
+            m.fused_projection = None
         for m in packed:
             m._packed = None
         for w in relaid:

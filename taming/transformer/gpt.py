@@ -13,12 +13,13 @@ Two ways to run it:
 from __future__ import annotations
 
 import inspect
+from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taming.transformer.decoding import Linear, decoding_weights
+from taming.transformer.decoding import PACKED_MAX_ROWS, Linear, decoding_weights
 
 
 class KVCache:
@@ -64,14 +65,31 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("mask", mask.view(1, 1, block_size, block_size))
         self.n_unmasked = n_unmasked
 
-    def _heads(self, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    # set by the decoding context (taming/transformer/decoding.py): x -> [q | k | v] for few rows
+    fused_projection: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+    def fused_projection_inputs(self) -> list[nn.Linear]:
+        return [self.query, self.key, self.value]
+
+    def _heads(self, x: torch.Tensor, lin: nn.Linear | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        return lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        y = x if lin is None else lin(x)
+        return y.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+
+    def _projections(self, x: torch.Tensor, queries_from: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        fused = self.fused_projection
+        if fused is not None and not queries_from and x.shape[:-1].numel() <= PACKED_MAX_ROWS \
+                and not torch.is_grad_enabled():
+            return tuple(self._heads(t) for t in fused(x).chunk(3, dim=-1))
+        q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
+        return q, self._heads(x, self.key), self._heads(x, self.value)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                start_pos: int = 0) -> torch.Tensor:
+                start_pos: int = 0, queries_from: int = 0) -> torch.Tensor:
+        """x (B, T, C) at positions [start_pos, start_pos + T) -> (B, T - queries_from, C): the outputs
+        of positions from `queries_from` on (keys and values still come from all of x)."""
         B, T, C = x.shape  # (B, T, C)
-        q, k, v = self._heads(x, self.query), self._heads(x, self.key), self._heads(x, self.value)
+        q, k, v = self._projections(x, queries_from)  # (B, nh, T - queries_from or T, hd)
         end = start_pos + T
         out_dtype = q.dtype
         if cache is not None:
@@ -80,15 +98,15 @@ class CausalSelfAttention(nn.Module):
             k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nh, end, hd)
             q = q.to(k.dtype)  # a bf16 cache: attention in bf16 (half the bytes read per decoded code)
         dropout = self.attn_pdrop if self.training else 0.0
-        if start_pos == 0 and self.n_unmasked == 0:
+        if start_pos == 0 and self.n_unmasked == 0 and not queries_from:
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         elif T == 1 and start_pos >= self.n_unmasked:
             # one new query at the end of the sequence sees every cached position: no mask needed
             y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         else:
-            allowed = self.mask[:, :, start_pos:end, :end] > 0  # (1, 1, T, end)
+            allowed = self.mask[:, :, start_pos + queries_from:end, :end] > 0  # (1, 1, Tq, end)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
-        y = y.transpose(1, 2).reshape(B, T, C).to(out_dtype)  # (B, T, C)
+        y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
         return self.resid_drop(self.proj(y))
 
 
@@ -107,8 +125,10 @@ class Block(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                start_pos: int = 0) -> torch.Tensor:
-        x = x + self.attn(self.ln1(x), cache, layer, start_pos)
+                start_pos: int = 0, queries_from: int = 0) -> torch.Tensor:
+        """x (B, T, C) -> (B, T - queries_from, C): see CausalSelfAttention.forward."""
+        h = self.attn(self.ln1(x), cache, layer, start_pos, queries_from)
+        x = (x[:, queries_from:] if queries_from else x) + h
         return x + self.mlp(self.ln2(x))
 
 
@@ -160,11 +180,21 @@ class GPT(nn.Module):
         return self.drop(x + self.pos_emb[:, start_pos:end])
 
     def forward(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """idx (B, T) codes; embeddings (B, Te, C) prepended; -> logits (B, Te + T, V), mean CE loss or None."""
+                targets: torch.Tensor | None = None, logits_from: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """idx (B, T) codes; embeddings (B, Te, C) prepended; -> logits (B, Te + T - logits_from, V) of the
+        positions from `logits_from` on, and the mean CE loss against targets (same length) or None.
+
+        With logits_from > 0 the last block runs its queries, MLP and the head on those positions
+        only: nothing after it reads the others (the transformer stage needs logits of the image
+        codes only, half the sequence). Same values as slicing the full logits."""
         x = self._embed(idx, embeddings, 0)
-        for block in self.blocks:
-            x = block(x)
+        if not 0 <= logits_from < x.shape[1]:
+            raise ValueError(f"GPT: logits_from={logits_from} outside a sequence of {x.shape[1]}")
+        last = len(self.blocks) - 1
+        for i, block in enumerate(self.blocks):
+            x = block(x, queries_from=logits_from if i == last else 0)
+        if last < 0:
+            x = x[:, logits_from:]
         logits = self.head(self.ln_f(x))
         loss = None
         if targets is not None:
