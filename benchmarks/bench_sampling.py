@@ -3,7 +3,8 @@
 Workload of issue 3: GPT vocab 1024, block 512, 8 layers, 8 heads, width 512 (26.5M parameters,
 random weights: speed does not depend on their values); 2 CPU threads.
 - cached: 4 images, 256 conditioning codes, 256 sampled codes, top-k 100 (`generate`),
-  precision fp32 (exact) and bf16 (bf16 key/value cache, packed bf16 weights for decode steps);
+  precision fp32 (exact), bf16 (bf16 key/value cache, packed bf16 weights for decode steps) and
+  int8 (bf16 cache, dynamically quantized int8 linears for decode steps);
 - full recompute: the original's conditional sampler (the whole sequence through the model for
   every code). Slow: by default 16 steps are timed and the 256 extrapolated by the attended
   length (the cost of a step grows with it); --full times all 256;
@@ -88,7 +89,7 @@ def bench_cached(gpt, peak32):
         return generate(gpt, cond, 256, top_k=100, generator=torch.Generator().manual_seed(1), precision=precision)
 
     gf = gflop(run)  # the same work in both precisions (the packed bf16 matmuls are not counted)
-    for precision in ("fp32", "bf16"):
+    for precision in ("fp32", "bf16", "int8"):
         run(precision)
         best = min(_timed(lambda: run(precision)) for _ in range(2))
         report("cached", f"generate {precision}", best, 4 * 256, "codes/s", gf, peak32,
@@ -218,6 +219,9 @@ def bench_quality(smoke: bool):
     for stride in (1, 2, 4, 8):
         nll = window_nll(gpt, vcond, vcodes, window=(win, win), stride=stride).mean().item()
         print(f"{'exact' if stride == 1 else f'fast stride {stride}':28} {nll:20.4f}")
+    for precision in ("bf16", "int8"):  # the reduced-precision decoding of `generate` and the window
+        nll = window_nll(gpt, vcond, vcodes, window=(win, win), precision=precision).mean().item()
+        print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}")
     for stride in (1, 4):
         got = sample_window(gpt, vcond, window=(win, win), stride=stride, generator=torch.Generator().manual_seed(0))
         nll = window_nll(gpt, vcond, got, window=(win, win)).mean().item()

@@ -7,9 +7,11 @@ time over the windows after the first (which holds start-up and warm-up). Cases:
     vqgan             configs/landscapes_vqgan.yaml, batch 8, fp32, generator + discriminator step
     vqgan_bf16        the same with --precision bf16-mixed
     vqgan_ddp2        2 processes (gloo) x batch 4 = the same global batch 8
+    vqgan_fsdp2       the same with --strategy fsdp (FSDP2, parameters sharded over the 2 processes)
     transformer_fly   configs/landscapes_transformer.yaml on images: both frozen stages encode every batch
     transformer_codes the same on pre-tokenized code shards (`taming tokenize`, timed separately)
     transformer_ddp2  pre-tokenized, 2 processes x batch 16
+    transformer_fsdp2 the same with --strategy fsdp
 Speed-ups are printed against the matching single-process fp32 case. Stage weights are random
 (speed does not depend on them).
 """
@@ -64,17 +66,18 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--steps", type=int, default=30, help="steps per case (3 windows)")
     p.add_argument("--window", type=int, default=10, help="steps per timing window")
-    p.add_argument("--cases", default="vqgan,vqgan_bf16,vqgan_ddp2,transformer_fly,transformer_codes,transformer_ddp2")
+    p.add_argument("--cases", default="vqgan,vqgan_bf16,vqgan_ddp2,vqgan_fsdp2,transformer_fly,transformer_codes,"
+                                      "transformer_ddp2,transformer_fsdp2")
     p.add_argument("--tokenize-images", type=int, default=1024)
     args = p.parse_args()
     cases = args.cases.split(",")
     results: dict[str, dict] = {}
-    batch = {"vqgan": 8, "vqgan_bf16": 8, "vqgan_ddp2": 8, "transformer_fly": 32, "transformer_codes": 32,
-             "transformer_ddp2": 32}
+    batch = {"vqgan": 8, "vqgan_bf16": 8, "vqgan_ddp2": 8, "vqgan_fsdp2": 8, "transformer_fly": 32,
+             "transformer_codes": 32, "transformer_ddp2": 32, "transformer_fsdp2": 32}
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         codes_rate = None
-        if any(c in cases for c in ("transformer_codes", "transformer_ddp2")):
+        if any(c in cases for c in ("transformer_codes", "transformer_ddp2", "transformer_fsdp2")):
             codes_rate = tokenize(work, args.tokenize_images)
         for case in cases:
             run_dir = work / case
@@ -83,24 +86,24 @@ def main() -> None:
                 results[case] = train([VQGAN], args.steps, args.window, run_dir, [])
             elif case == "vqgan_bf16":
                 results[case] = train([VQGAN], args.steps, args.window, run_dir, ["--precision", "bf16-mixed"])
-            elif case == "vqgan_ddp2":
+            elif case in ("vqgan_ddp2", "vqgan_fsdp2"):
                 results[case] = train([VQGAN], args.steps, args.window, run_dir,
-                                      ["--strategy", "ddp", "--devices", "2", "data.params.batch_size=4"])
+                                      ["--strategy", case[6:-1], "--devices", "2", "data.params.batch_size=4"])
             elif case == "transformer_fly":
                 results[case] = train([TRANSFORMER], args.steps, args.window, run_dir, ["data.params.num_workers=0"])
             elif case == "transformer_codes":
                 results[case] = train([TRANSFORMER, work / "codes" / "data.yaml"], args.steps, args.window, run_dir,
                                       ["data.params.batch_size=32"])
-            elif case == "transformer_ddp2":
+            elif case in ("transformer_ddp2", "transformer_fsdp2"):
                 results[case] = train([TRANSFORMER, work / "codes" / "data.yaml"], args.steps, args.window, run_dir,
-                                      ["--strategy", "ddp", "--devices", "2", "data.params.batch_size=16"])
+                                      ["--strategy", case[12:-1], "--devices", "2", "data.params.batch_size=16"])
             else:
                 raise SystemExit(f"unknown case {case!r}")
             r = results[case]
             print(f"{case}: {r['s_per_step']:.3f} s/step", flush=True)
 
-    base = {"vqgan_bf16": "vqgan", "vqgan_ddp2": "vqgan", "transformer_codes": "transformer_fly",
-            "transformer_ddp2": "transformer_codes"}
+    base = {"vqgan_bf16": "vqgan", "vqgan_ddp2": "vqgan", "vqgan_fsdp2": "vqgan", "transformer_codes": "transformer_fly",
+            "transformer_ddp2": "transformer_codes", "transformer_fsdp2": "transformer_codes"}
     print(f"\nCPU threads: {os.cpu_count()}, torch default threads; steps timed after a {args.window}-step warm-up")
     print(f"{'case':<18} {'global batch':>12} {'s/step':>8} {'steps/s':>8} {'images/s':>9} {'speed-up':>9}")
     for case, r in results.items():

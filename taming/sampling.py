@@ -19,6 +19,9 @@ under `torch.inference_mode()`. `precision`:
 - "bf16": the key/value cache and attention in bf16 (decoding reads the whole cache per code:
   half the bytes) and, on the CPU, one-position steps through packed bf16 weight copies (prefill
   stays float32, faster there without AMX); on a GPU, bf16 autocast. Not bit-equal to float32.
+- "int8" (CPU): as "bf16", but one-position steps use int8 weights (one scale per output row) and
+  activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
+  bytes. The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from taming.transformer.decoding import PRECISIONS as DECODING_PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
 
 Callback = Callable[[int, torch.Tensor], None]
@@ -86,7 +90,7 @@ def decode_one(gpt: GPT, token: torch.Tensor, cache: KVCache, pos: int) -> torch
     return gpt.forward_with_cache(token[:, None], cache, pos, last_only=True)
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = DECODING_PRECISIONS
 
 
 @contextlib.contextmanager
@@ -109,7 +113,7 @@ def _sampling_mode(gpt: GPT, precision: str, rows: int) -> Iterator[None]:
 
 
 def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
-    return torch.bfloat16 if precision == "bf16" else gpt.head.weight.dtype
+    return gpt.head.weight.dtype if precision == "fp32" else torch.bfloat16
 
 
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,

@@ -173,8 +173,8 @@ def test_generate_checks_lengths_and_restores_mode():
     assert gpt.training and gpt.blocks[0].training
 
 
-@pytest.mark.parametrize("opts", [dict(precision="bf16")])
-def test_bf16_options_stay_close_to_float32(opts):
+@pytest.mark.parametrize("opts", [dict(precision="bf16"), dict(precision="int8")])
+def test_reduced_precisions_stay_close_to_float32(opts):
     gpt = tiny()
     cond = torch.randint(0, 11, (3, 4))
     out = generate(gpt, cond, 12, greedy=True, **opts)
