@@ -163,6 +163,32 @@ def tiny_gan_config(batch: int) -> dict:
             "lightning": {"trainer": QUIET, "callbacks": {"image_logger": None}}}
 
 
+def test_weight_averaging_callback_from_config_saves_average_and_raw_weights(tmp_path):
+    """configs/sflckr_vqgan_quality_ema.yaml's callback on the GAN (manual optimization): the
+    checkpoint's state_dict holds the average, current_model_state the raw weights, and a resumed
+    run continues from them."""
+    cfg = vqgan_config(train_len=8, callbacks={"image_logger": None})
+    ema = yaml.safe_load((ROOT / "configs" / "sflckr_vqgan_quality_ema.yaml").read_text())["lightning"]["callbacks"]
+    cfg["lightning"]["callbacks"].update(ema)
+    config = write_config(tmp_path / "ema.yaml", cfg)
+    assert train("-b", str(config), "-t", "--max_steps", "3", "-l", str(tmp_path / "logs")) == 0
+    run = only_run(tmp_path / "logs")
+    ckpt = read_checkpoint(run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3
+    avg, raw = ckpt["state_dict"], ckpt["current_model_state"]
+    assert avg.keys() == raw.keys()
+    L.seed_everything(23, verbose=False)  # the run's initial weights
+    from taming.config import instantiate_from_config
+
+    init = instantiate_from_config(cfg["model"]).state_dict()
+    key = "decoder.conv_out.weight"
+    # the first update copies step 1's weights, decay 0.995 then barely moves them: the average
+    # trails the raw weights, which took 3 steps
+    assert 0 < (avg[key] - init[key]).abs().max() < 0.5 * (raw[key] - init[key]).abs().max()
+    assert train("-r", str(run), "-t", "--max_steps", "5") == 0
+    assert read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"] == 5
+
+
 def _train_subprocess(config: Path, logdir: Path, *flags: str, steps: int = 3) -> tuple[Path, str]:
     """`taming train` in a fresh process (a distributed run launches its workers from the command line)
     -> (last.ckpt, stdout + stderr)."""

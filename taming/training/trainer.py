@@ -34,6 +34,9 @@ from taming.training.sharding import FSDPDataParallel
 # Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
 # about every such module at fit start, which only hides the warnings that matter.
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+# Our shells override configure_model only to shard under --strategy fsdp; without it the weight
+# averaging callback (EMA) works and its warning about sharding does not apply.
+warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that overrides")
 
 log = logging.getLogger(__name__)
 
