@@ -112,8 +112,8 @@ def train_step_fn(x: torch.Tensor, mode: str):
     if mode != "fp32":
         model.to(memory_format=torch.channels_last)
     fast = mode == "bf16"
-    opt_ae = torch.optim.Adam(model.autoencoder_parameters(), lr=4.5e-6, betas=(0.5, 0.9))
-    opt_disc = torch.optim.Adam(model.loss.discriminator.parameters(), lr=4.5e-6, betas=(0.5, 0.9))
+    model.learning_rate = 4.5e-6
+    (opt_ae, opt_disc), _ = model.configure_optimizers()  # as in training (fused Adam where available)
     step = int(p.lossconfig.params.disc_start) + 1  # discriminator active
 
     def run():

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from taming.checkpoint import init_from_ckpt
 from taming.config import ConfigError, instantiate_from_config
+from taming.optim import fused
 from taming.tokenizer.vqgan import VQGAN, EMAVQGAN, GumbelVQGAN
 from taming.training.sharding import data_parallel_mesh, shard
 
@@ -120,8 +121,8 @@ class VQModel(VQGAN, L.LightningModule):
 
     def configure_optimizers(self):
         lr = self._lr()
-        opt_ae = torch.optim.Adam(self.autoencoder_parameters(), lr=lr, betas=(0.5, 0.9))
-        opt_disc = torch.optim.Adam(self.loss.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
+        opt_ae = fused(torch.optim.Adam, self.autoencoder_parameters(), lr=lr, betas=(0.5, 0.9))
+        opt_disc = fused(torch.optim.Adam, self.loss.discriminator.parameters(), lr=lr, betas=(0.5, 0.9))
         return [opt_ae, opt_disc], []
 
     def _should_step(self, batch_idx: int) -> bool:
@@ -228,7 +229,7 @@ class _OneOptimizerVQ(VQModel):
         raise NotImplementedError
 
     def configure_optimizers(self):
-        return torch.optim.Adam(self.autoencoder_parameters(), lr=self._lr(), betas=(0.5, 0.9))
+        return fused(torch.optim.Adam, self.autoencoder_parameters(), lr=self._lr(), betas=(0.5, 0.9))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         x = self.get_input(batch, self.image_key)

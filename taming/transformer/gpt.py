@@ -12,13 +12,13 @@ Two ways to run it:
 """
 from __future__ import annotations
 
-import inspect
 from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taming.optim import fused
 from taming.transformer.decoding import PACKED_MAX_ROWS, Linear, decoding_weights
 
 
@@ -248,15 +248,8 @@ class GPT(nn.Module):
 
     def configure_optimizer(self, lr: float, weight_decay: float = 0.01,
                             betas: tuple[float, float] = (0.9, 0.95)) -> torch.optim.AdamW:
-        """AdamW over `param_groups`, fused when this torch build supports it for the device."""
-        kwargs = {}
-        if "fused" in inspect.signature(torch.optim.AdamW).parameters:
-            kwargs["fused"] = True
-        groups = self.param_groups(weight_decay)
-        try:
-            return torch.optim.AdamW(groups, lr=lr, betas=betas, **kwargs)
-        except RuntimeError:  # fused not implemented for this device/dtype
-            return torch.optim.AdamW(groups, lr=lr, betas=betas)
+        """AdamW over `param_groups`, fused where this torch build supports it for the device."""
+        return fused(torch.optim.AdamW, self.param_groups(weight_decay), lr=lr, betas=betas)
 
 
 def num_params(model: nn.Module) -> int:
