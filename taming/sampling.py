@@ -30,7 +30,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
-from taming.transformer.decoding import PRECISIONS as DECODING_PRECISIONS
+from taming.transformer.decoding import PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
 
 Callback = Callable[[int, torch.Tensor], None]
@@ -88,9 +88,6 @@ def prefill(gpt: GPT, tokens: torch.Tensor, cache: KVCache, start_pos: int = 0) 
 def decode_one(gpt: GPT, token: torch.Tensor, cache: KVCache, pos: int) -> torch.Tensor:
     """Write token (B,) at position `pos` (earlier positions cached) -> logits (B, V) predicting pos + 1."""
     return gpt.forward_with_cache(token[:, None], cache, pos, last_only=True)
-
-
-PRECISIONS = DECODING_PRECISIONS
 
 
 @contextlib.contextmanager

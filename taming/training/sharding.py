@@ -7,8 +7,8 @@ LightningModule shards itself in `configure_model`. We use the latter, with ever
 data-parallel dimension (tensor parallel size 1), so `--strategy fsdp` means the same thing on one
 CPU laptop with `--devices 2` as on many GPU nodes.
 
-Each shell says which submodules are shard units (`shard_units()`); the root module is sharded last
-and owns whatever parameters remain. Frozen stages (the transformer's first stage and cond stage)
+Each shell's `configure_model` names its shard units (the VQGAN: encoder, decoder, discriminator;
+the transformer: each GPT block); the root module is sharded last and owns whatever parameters remain. Frozen stages (the transformer's first stage and cond stage)
 are not sharded: they carry no gradients and every rank needs them whole for its own batches.
 Checkpoints are written whole by rank 0 (`save_distributed_checkpoint=False`), so a run trained
 with FSDP resumes, samples and exports like any other.

@@ -2,7 +2,7 @@
 
 Decoding feeds one position per row, so every Linear is a (rows x in) @ (in x out) product with
 a handful of rows: it streams the whole weight for very little arithmetic. Ways to make that
-cheaper, both confined to a `decoding_weights(model, precision, rows)` context so training never
+cheaper, all confined to a `decoding_weights(model, precision, rows)` context so training never
 sees them:
 
 - "fp32": the weights are stored column-major for the duration (same shapes, same values); with
@@ -14,10 +14,6 @@ sees them:
   to float32.
 - "int8": as "bf16" with FBGEMM's dynamic quantized linear instead (int8 weights with one scale per
   output row, activations quantized per call): a quarter of the float32 bytes, VNNI dot products.
-
-In all three, the query, key and value projections of each attention layer are also joined into one
-(in -> 3 x out) product for few-row inputs (`fused_projection`): one weight stream and one call
-instead of three. Long inputs keep the three separate products, the exact training-time path.
 """
 from __future__ import annotations
 
@@ -87,21 +83,6 @@ def _dynamic_int8(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torc
 _FEW_ROWS = {"bf16": _packed_bf16, "int8": _dynamic_int8}
 
 
-def _fused_projection(linears: list[nn.Linear], precision: str, rows: int
-                      ) -> Callable[[torch.Tensor], torch.Tensor] | None:
-    """One product computing `torch.cat([lin(x) for lin in linears], -1)` for few-row inputs."""
-    weight = torch.cat([m.weight.detach() for m in linears])  # (sum out, in)
-    biases = [m.bias for m in linears]
-    bias = None if any(b is None for b in biases) else torch.cat([b.detach() for b in biases])
-    joined = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
-    joined.weight.data, joined.bias = weight, None if bias is None else nn.Parameter(bias)
-    if precision in _FEW_ROWS:
-        return _FEW_ROWS[precision](joined, rows)
-    if 1 < rows <= 64:
-        weight = weight.t().contiguous().t()  # column-major: see the module docstring
-    return lambda x: F.linear(x, weight, bias)
-
-
 @contextlib.contextmanager
 def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -> Iterator[None]:
     """Within the context, the model's CPU Linears decode `rows` rows faster (see module docstring)."""
@@ -120,18 +101,9 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
             if m.weight.is_contiguous():
                 m.weight.data = m.weight.data.t().contiguous().t()
                 relaid.append(m.weight)
-    fused = []
-    with torch.no_grad():
-        for m in model.modules():
-            projections = getattr(m, "fused_projection_inputs", None)
-            if projections is not None and all(p.weight.device.type == "cpu" for p in projections()):
-                m.fused_projection = _fused_projection(projections(), precision, rows)
-                fused.append(m)
     try:
         yield
     finally:
-        for m in fused:
-            m.fused_projection = None
         for m in packed:
             m._packed = None
         for w in relaid:

@@ -12,14 +12,12 @@ Two ways to run it:
 """
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from taming.optim import fused
-from taming.transformer.decoding import PACKED_MAX_ROWS, Linear, decoding_weights
+from taming.transformer.decoding import Linear, decoding_weights
 
 
 class KVCache:
@@ -65,31 +63,17 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("mask", mask.view(1, 1, block_size, block_size))
         self.n_unmasked = n_unmasked
 
-    # set by the decoding context (taming/transformer/decoding.py): x -> [q | k | v] for few rows
-    fused_projection: Callable[[torch.Tensor], torch.Tensor] | None = None
-
-    def fused_projection_inputs(self) -> list[nn.Linear]:
-        return [self.query, self.key, self.value]
-
-    def _heads(self, x: torch.Tensor, lin: nn.Linear | None = None) -> torch.Tensor:
+    def _heads(self, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
         B, T, C = x.shape
-        y = x if lin is None else lin(x)
-        return y.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
-
-    def _projections(self, x: torch.Tensor, queries_from: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        fused = self.fused_projection
-        if fused is not None and not queries_from and x.shape[:-1].numel() <= PACKED_MAX_ROWS \
-                and not torch.is_grad_enabled():
-            return tuple(self._heads(t) for t in fused(x).chunk(3, dim=-1))
-        q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
-        return q, self._heads(x, self.key), self._heads(x, self.value)
+        return lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
 
     def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
                 start_pos: int = 0, queries_from: int = 0) -> torch.Tensor:
         """x (B, T, C) at positions [start_pos, start_pos + T) -> (B, T - queries_from, C): the outputs
         of positions from `queries_from` on (keys and values still come from all of x)."""
         B, T, C = x.shape  # (B, T, C)
-        q, k, v = self._projections(x, queries_from)  # (B, nh, T - queries_from or T, hd)
+        q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
+        k, v = self._heads(x, self.key), self._heads(x, self.value)  # (B, nh, T, hd)
         end = start_pos + T
         out_dtype = q.dtype
         if cache is not None:
