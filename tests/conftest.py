@@ -16,6 +16,15 @@ def _seed():
 
 
 @pytest.fixture
+def one_thread():
+    """Tiny models: one thread avoids OpenMP hand-offs that cost more than the work (and thrash on a busy machine)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"reference data expected at {SHARED}"
     return SHARED

@@ -10,13 +10,7 @@ from conftest import COMPAT, FIXTURES
 from taming.checkpoint import load_weights, read_state_dict
 from taming.transformer.gpt import GPT
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: one thread avoids OpenMP hand-offs that cost more than the work (and thrash on a busy machine)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 TRANSFORMER_CONFIGS = ["faceshq_transformer", "drin_transformer", "coco_scene_images_transformer",

@@ -4,7 +4,9 @@ import torch
 
 from taming.sampling import generate, sample_logits, sample_window, window_nll, window_origin
 from taming.transformer.gpt import GPT
-from test_gpt import _one_thread, expected, fixture_gpt  # noqa: F401  (autouse fixture)
+from test_gpt import expected, fixture_gpt
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 
 @pytest.fixture(scope="module")

@@ -23,6 +23,10 @@ def run_reporting_errors(command: str, fn: Callable[[], int | None]) -> int:
     try:
         return int(fn() or 0)
     except user_errors() as exc:
-        message = "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
-        print(f"taming {command}: error: {message}", file=sys.stderr)
+        print(f"taming {command}: error: {one_line(exc)}", file=sys.stderr)
         return 2
+
+
+def one_line(exc: BaseException) -> str:
+    """A user error's message on one line (multi-line reports joined with '; ')."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())

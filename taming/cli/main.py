@@ -3,6 +3,7 @@
     taming train    -b CONFIG.yaml -t ...   train either stage (the original main.py)
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
+    taming app      [--logdir RUN]          sample from a trained transformer in the browser
     taming sample   ...                     (reserved: sampling from a trained transformer)
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
@@ -16,8 +17,9 @@ COMMANDS = {
     "train": "taming.cli.train",
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
+    "app": "taming.cli.app",
 }
-USAGE = "usage: taming {train,tokenize,demo} [options]   (taming COMMAND --help for options)"
+USAGE = "usage: taming {train,tokenize,demo,app} [options]   (taming COMMAND --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:

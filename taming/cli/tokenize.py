@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -80,10 +80,17 @@ class Tokenizer:
         z = z.reshape(quant.shape[0], *quant.shape[2:])  # (B, h, w), raster order
         if c is None:
             return z, None
-        quant_c, c_codes = self.model.encode_to_c(c)
-        if torch.is_tensor(quant_c) and quant_c.dim() == 4 and quant_c.shape[2] * quant_c.shape[3] == c_codes.shape[1]:
-            c_codes = c_codes.reshape(c_codes.shape[0], *quant_c.shape[2:])  # (B, hc, wc)
-        return z, c_codes
+        return z, encode_conditioning(self.model, c)
+
+
+@torch.no_grad()
+def encode_conditioning(model: torch.nn.Module, c: torch.Tensor) -> torch.Tensor:
+    """A transformer's conditioning (maps, labels; anything for an unconditional model) -> its codes:
+    (B, hc, wc) when they lie on a spatial grid, else (B, Nc) (class labels, the SOS token)."""
+    quant_c, c_codes = model.encode_to_c(c)
+    if torch.is_tensor(quant_c) and quant_c.dim() == 4 and quant_c.shape[2] * quant_c.shape[3] == c_codes.shape[1]:
+        c_codes = c_codes.reshape(c_codes.shape[0], *quant_c.shape[2:])  # (B, hc, wc)
+    return c_codes
 
 
 def variants(x: torch.Tensor, c: torch.Tensor | None, flip: bool, crops: int, crop_size: int | None,
@@ -106,12 +113,15 @@ def variants(x: torch.Tensor, c: torch.Tensor | None, flip: bool, crops: int, cr
             yield flipped, vx.flip(-1), None if vc is None else vc.flip(-1)
 
 
-def load_model(config_path: str, ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
+def load_model(config_path: str | Sequence[str], ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
+    """Build the config's model and load `ckpt` into it; several config files merge as `taming train -b` does."""
     from taming.checkpoint import init_from_ckpt
+    from taming.training.trainer import load_configs
 
-    config = load_config(config_path, overrides=overrides)
+    paths = [str(config_path)] if isinstance(config_path, (str, Path)) else [str(p) for p in config_path]
+    config = load_configs(paths, overrides)
     if "model" not in config:
-        raise ConfigError(f"{config_path}: no model: section")
+        raise ConfigError(f"{' + '.join(map(str, paths))}: no model: section")
     model = instantiate_from_config(config.model, where="model")
     if ckpt:
         init_from_ckpt(model, ckpt)

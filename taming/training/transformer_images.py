@@ -30,7 +30,7 @@ def _code_grid_shape(model: "Net2NetTransformer", batch: Mapping[str, Any], n: i
     return min(n, codes.shape[0]), dim, h, w
 
 
-def _segmentation_rgb(stage: torch.nn.Module, maps: torch.Tensor, num_classes: int) -> torch.Tensor:
+def labels_to_rgb(stage: torch.nn.Module, maps: torch.Tensor, num_classes: int) -> torch.Tensor:
     """One-hot of the argmax label, colorized by the segmentation model."""
     labels = maps.argmax(dim=1)  # (B, H, W)
     one_hot = F.one_hot(labels, num_classes=num_classes).permute(0, 3, 1, 2).float()
@@ -77,8 +77,8 @@ def log_transformer_images(model: "Net2NetTransformer", batch: Mapping[str, Any]
         cond_rec = stage.decode(quant_c)
         if model.cond_stage_key == "segmentation":
             num_classes = cond_rec.shape[1]
-            c = _segmentation_rgb(stage, c, num_classes)
-            cond_rec = _segmentation_rgb(stage, cond_rec, num_classes)
+            c = labels_to_rgb(stage, c, num_classes)
+            cond_rec = labels_to_rgb(stage, cond_rec, num_classes)
         log["conditioning_rec"] = cond_rec
         log["conditioning"] = c
     log["samples_half"] = samples_half

@@ -1,0 +1,119 @@
+"""Which trained transformer the app samples from, and loading it.
+
+    logs/<timestamp>_<name>/                  configs/*-project.yaml + checkpoints/last.ckpt
+    logs/<run>/checkpoints/<file>.ckpt        that checkpoint, with its run folder's configs
+    any.ckpt --config model.yaml [more.yaml]  the configs merged left to right, then the checkpoint
+    --config model.yaml                       the config alone (its model.params.ckpt_path, if any)
+
+The model is built and loaded by taming.cli.tokenize.load_model (validated config, strict
+checkpoint loading; several configs merge as `taming train -b` merges them). Errors a user can cause
+raise ConfigError or CheckpointError naming the path.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import torch
+from omegaconf import DictConfig
+
+from taming.cli.tokenize import load_model
+from taming.config import ConfigError, get_obj_from_str
+from taming.training.trainer import load_configs
+from taming.training.transformer import Net2NetTransformer
+
+PROJECT_CONFIGS = "*-project.yaml"  # what a run folder's configs/ holds besides the lightning section
+
+
+@dataclass(frozen=True)
+class RunSource:
+    configs: tuple[str, ...]
+    ckpt: str | None  # None: the weights the config itself names (model.params.ckpt_path)
+    name: str  # what messages and the page call it: the run folder or checkpoint given
+
+    def modified(self) -> float:
+        """Latest modification time of its files: a retrained run is a different model to cache."""
+        files = [*self.configs, *([self.ckpt] if self.ckpt else [])]
+        return max(Path(f).stat().st_mtime for f in files)
+
+
+def run_configs(run_dir: Path) -> tuple[str, ...]:
+    configs = sorted(str(p) for p in (run_dir / "configs").glob(PROJECT_CONFIGS))
+    if not configs:
+        raise ConfigError(f"run folder {run_dir} has no configs/{PROJECT_CONFIGS}; pass --config MODEL.yaml")
+    return tuple(configs)
+
+
+def resolve_run(target: str | None, configs: Sequence[str] = ()) -> RunSource:
+    """A run folder or checkpoint (`target`) and optional config files -> what to load."""
+    configs = tuple(str(c) for c in configs)
+    for config in configs:
+        if not Path(config).is_file():
+            raise ConfigError(f"config file not found: {config}")
+    if not target:
+        if not configs:
+            raise ConfigError("no model given: pass a run folder or checkpoint (--logdir) or --config MODEL.yaml")
+        return RunSource(configs, None, " + ".join(configs))
+    path = Path(target)
+    if path.is_dir():
+        ckpt = path / "checkpoints" / "last.ckpt"
+        if not ckpt.is_file():
+            raise ConfigError(f"run folder {path} has no checkpoints/last.ckpt")
+        return RunSource(configs or run_configs(path), str(ckpt), target)
+    if path.is_file():
+        if not configs and path.parent.name == "checkpoints":  # a checkpoint inside a run folder
+            configs = run_configs(path.parent.parent)
+        if not configs:
+            raise ConfigError(f"checkpoint {path} is not in a run folder: pass --config MODEL.yaml with it")
+        return RunSource(configs, str(path), target)
+    raise ConfigError(f"run folder or checkpoint not found: {path} (absolute: {path.resolve()})")
+
+
+def find_runs(root: str | Path = "logs") -> list[Path]:
+    """Run folders under `root` with a checkpoints/last.ckpt, newest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    runs = [p for p in root.iterdir() if (p / "checkpoints" / "last.ckpt").is_file()]
+    return sorted(runs, key=lambda p: p.name, reverse=True)  # names start with the run's timestamp
+
+
+@dataclass
+class LoadedRun:
+    model: Net2NetTransformer  # eval mode, on its device
+    config: DictConfig
+    source: RunSource
+    window: tuple[int, int]  # code grid (h, w) of the training crops: the GPT's sliding window
+    factor: int  # pixels per code along each side (first-stage downsampling)
+
+    @property
+    def device(self) -> torch.device:
+        return self.model.transformer.head.weight.device
+
+
+def check_is_transformer(source: RunSource) -> None:
+    """Fail before building anything when the config's model is not a Net2NetTransformer (e.g. a VQGAN run)."""
+    config = load_configs(source.configs)
+    model = config.get("model")
+    target = model.get("target") if isinstance(model, DictConfig) else None
+    if target is None:
+        raise ConfigError(f"{source.name}: its config has no model.target")
+    cls = get_obj_from_str(target, "model.target")
+    if not (isinstance(cls, type) and issubclass(cls, Net2NetTransformer)):
+        raise ConfigError(f"{source.name}: the model is {target}, not a Net2NetTransformer; the app samples "
+                          "from transformer runs (a first-stage run has no GPT to sample from)")
+
+
+def load_run(source: RunSource, device: str | torch.device = "cpu") -> LoadedRun:
+    check_is_transformer(source)
+    # Given as the transformer's own ckpt_path, the checkpoint replaces every stage's weights, so the
+    # stage files a training config names (often paths of another machine) are not read.
+    overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
+    model, config = load_model(list(source.configs), None, overrides)
+    encoder = model.first_stage_model.encoder
+    factor = 2 ** (encoder.num_resolutions - 1)
+    side = encoder.resolution // factor
+    return LoadedRun(model.to(device).eval(), config, source, (side, side), factor)
+
