@@ -1,6 +1,6 @@
 """Plot validation PSNR and codes in use against steps from runs' CSV logs, as one PNG (PIL only).
 
-    python benchmarks/plot_quality.py logs/<run A> [logs/<run B> ...] [--out quality.png] [--labels A B]
+    python benchmarks/plot_quality.py logs/<run A> [logs/<run B> ...] [--out quality.png] [--labels A B] [--at 1500]
 
 Reads every csv/*/metrics.csv of each run folder (a resumed run has several), takes the rows with
 val/psnr and val/codes_in_use (logged by taming.training.quality.ReconstructionQuality), draws two
@@ -79,6 +79,8 @@ def main() -> None:
     p.add_argument("runs", nargs="+", type=Path, help="run folders (logs/<timestamp>_<name>)")
     p.add_argument("--labels", nargs="*", default=None)
     p.add_argument("--out", type=Path, default=Path("quality.png"))
+    p.add_argument("--at", type=int, default=None,
+                   help="also print each run's values at this step and their mean, min and max (seeds of one config)")
     args = p.parse_args()
     labels = args.labels or [r.name for r in args.runs]
     curves = [read_curves(r) for r in args.runs]
@@ -95,7 +97,23 @@ def main() -> None:
         codes = dict(c["val/codes_in_use"])
         for step, psnr in c["val/psnr"]:
             print(f"{step:>6} {psnr:>8.2f} {int(codes.get(step, 0)):>6}")
+    if args.at is not None:
+        summary(labels, curves, args.at)
     print(f"\nplot written to {args.out}")
+
+
+def summary(labels: list[str], curves: list[dict[str, list[tuple[int, float]]]], step: int) -> None:
+    """Each run's PSNR and codes at `step`, then their mean, min and max."""
+    rows = [(label, dict(c["val/psnr"]).get(step), dict(c["val/codes_in_use"]).get(step))
+            for label, c in zip(labels, curves)]
+    missing = [label for label, psnr, _ in rows if psnr is None]
+    if missing:
+        raise SystemExit(f"no validation at step {step} in: {', '.join(missing)}")
+    print(f"\nat step {step}\n{'run':<40} {'PSNR dB':>8} {'codes':>6}")
+    for label, psnr, codes in rows:
+        print(f"{label:<40} {psnr:>8.2f} {int(codes or 0):>6}")
+    psnrs = [psnr for _, psnr, _ in rows]
+    print(f"{'mean (min, max)':<40} {sum(psnrs) / len(psnrs):>8.2f} ({min(psnrs):.2f}, {max(psnrs):.2f})")
 
 
 if __name__ == "__main__":
