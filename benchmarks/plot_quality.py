@@ -15,7 +15,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw
 
 COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
-           (23, 190, 207), (127, 127, 127)]
+           (23, 190, 207), (127, 127, 127), (188, 189, 34), (227, 119, 194)]
 METRICS = (("val/psnr", "val PSNR (dB)"), ("val/codes_in_use", "codes in use"))
 
 
