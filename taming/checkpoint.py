@@ -23,7 +23,7 @@ import pickle
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -190,3 +190,18 @@ def save_state_dict(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[s
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"state_dict": dict(sd), **extra}, path)
     return path
+
+
+def load_model(config_path: str | Sequence[str], ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
+    """Build the config's model and load `ckpt` into it; several config files merge as `taming train -b` does."""
+    from taming.config import ConfigError, instantiate_from_config
+    from taming.training.trainer import load_configs
+
+    paths = [str(config_path)] if isinstance(config_path, (str, Path)) else [str(p) for p in config_path]
+    config = load_configs(paths, overrides)
+    if "model" not in config:
+        raise ConfigError(f"{' + '.join(map(str, paths))}: no model: section")
+    model = instantiate_from_config(config.model, where="model")
+    if ckpt:
+        init_from_ckpt(model, ckpt)
+    return model.eval(), config

@@ -18,14 +18,14 @@ from PIL import Image
 from taming.app import conditioning as cond
 from taming.app.drawing import Settings, decode_codes, fast_stride, sample_codes
 from taming.app.loading import find_runs, load_run, resolve_run
-from taming.app.pictures import PALETTE, condition_picture, describe_run, enlarged, png_bytes, to_pixels
+from taming.app.pictures import condition_picture, describe_run, enlarged, png_bytes, to_pixels
 from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
 from taming.cli.app import PAGE
 from taming.cli.main import main
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
-from taming.data.landscapes import LandscapesValidation
+from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
 from test_training_engine import seg_transformer_config, vqgan_config, write_config
 

@@ -311,7 +311,8 @@ def save_stage(path: Path, node: dict) -> str:
 
 
 def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
-    from taming.cli.tokenize import Tokenizer, load_model
+    from taming.checkpoint import load_model
+    from taming.cli.tokenize import Tokenizer
     from taming.data.codes import CodeShards
     from taming.data.landscapes import LandscapesTrain
 

@@ -22,11 +22,10 @@ from omegaconf import OmegaConf
 from torch.utils.data import IterableDataset
 
 from taming.app.loading import LoadedRun
-from taming.cli.tokenize import encode_conditioning
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.errors import DataError
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes
-from taming.training.transformer import Net2NetTransformer
+from taming.training.transformer import Net2NetTransformer, encode_conditioning
 from taming.transformer.cond_stages import Labelator
 
 VALIDATION, LANDSCAPES, CLASS = "validation data", "procedural landscapes", "class"

@@ -5,7 +5,7 @@
     any.ckpt --config model.yaml [more.yaml]  the configs merged left to right, then the checkpoint
     --config model.yaml                       the config alone (its model.params.ckpt_path, if any)
 
-The model is built and loaded by taming.cli.tokenize.load_model (validated config, strict
+The model is built and loaded by taming.checkpoint.load_model (validated config, strict
 checkpoint loading; several configs merge as `taming train -b` merges them). Errors a user can cause
 raise ConfigError or CheckpointError naming the path.
 """
@@ -19,7 +19,7 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig
 
-from taming.cli.tokenize import load_model
+from taming.checkpoint import load_model
 from taming.config import ConfigError, get_obj_from_str
 from taming.training.trainer import load_configs
 from taming.training.transformer import Net2NetTransformer

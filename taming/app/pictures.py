@@ -9,7 +9,7 @@ from PIL import Image
 
 from taming.app.conditioning import SEGMENTATION, Example, condition_kind
 from taming.app.loading import LoadedRun
-from taming.cli.demo import PALETTE, colorize
+from taming.data.landscapes import PALETTE, colorize
 from taming.training.image_grid import make_grid
 from taming.training.transformer_images import labels_to_rgb
 

@@ -24,13 +24,11 @@ import torch
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
+from taming.data.landscapes import colorize
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_STEPS = {"vqgan": 600, "segvq": 150, "transformer": 400}
 QUICK_STEPS = {"vqgan": 120, "segvq": 30, "transformer": 80}
-# Colours of the landscape classes (taming.data.landscapes.CLASSES) for showing label maps.
-PALETTE = np.array([[110, 160, 230], [245, 245, 245], [110, 100, 100], [255, 255, 255], [40, 90, 170],
-                    [90, 160, 60], [30, 90, 40], [150, 140, 130]], dtype=np.float32) / 127.5 - 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -44,11 +42,6 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=8, help="conditional samples to draw")
     p.add_argument("--top-k", type=int, default=20)
     return p
-
-
-def colorize(seg: torch.Tensor) -> torch.Tensor:
-    """One-hot maps (B, 8, H, W) -> RGB (B, 3, H, W) in [-1, 1] with the class palette."""
-    return torch.as_tensor(PALETTE)[seg.argmax(1)].permute(0, 3, 1, 2)
 
 
 def upscale(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
@@ -118,7 +111,8 @@ def panorama(model: Any, top_k: int, seed: int, width: int = 128) -> torch.Tenso
 
 
 def run_demo(args: argparse.Namespace) -> dict:
-    from taming.cli.tokenize import Tokenizer, data_config_for, load_model, tokenize_split
+    from taming.checkpoint import load_model
+    from taming.cli.tokenize import Tokenizer, data_config_for, tokenize_split
     from taming.data.landscapes import LandscapesValidation
     from taming.training.image_grid import save_grid
     from taming.training.quality import evaluate_reconstruction

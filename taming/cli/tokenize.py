@@ -20,7 +20,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -28,7 +28,9 @@ from omegaconf import OmegaConf
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser, split_overrides
+from taming.checkpoint import load_model
 from taming.config import ConfigError, instantiate_from_config, load_config
+from taming.training.transformer import encode_conditioning
 
 log = logging.getLogger(__name__)
 SPLIT_KEYS = {"train": "train", "validation": "validation", "test": "test"}
@@ -83,16 +85,6 @@ class Tokenizer:
         return z, encode_conditioning(self.model, c)
 
 
-@torch.no_grad()
-def encode_conditioning(model: torch.nn.Module, c: torch.Tensor) -> torch.Tensor:
-    """A transformer's conditioning (maps, labels; anything for an unconditional model) -> its codes:
-    (B, hc, wc) when they lie on a spatial grid, else (B, Nc) (class labels, the SOS token)."""
-    quant_c, c_codes = model.encode_to_c(c)
-    if torch.is_tensor(quant_c) and quant_c.dim() == 4 and quant_c.shape[2] * quant_c.shape[3] == c_codes.shape[1]:
-        c_codes = c_codes.reshape(c_codes.shape[0], *quant_c.shape[2:])  # (B, hc, wc)
-    return c_codes
-
-
 def variants(x: torch.Tensor, c: torch.Tensor | None, flip: bool, crops: int, crop_size: int | None,
              rng: np.random.Generator) -> Iterator[tuple[str, torch.Tensor, torch.Tensor | None]]:
     """(name, x, c) views of one batch; image and map share every crop window and flip."""
@@ -111,21 +103,6 @@ def variants(x: torch.Tensor, c: torch.Tensor | None, flip: bool, crops: int, cr
         if flip:
             flipped = "flip" if name == "orig" else f"{name}_flip"
             yield flipped, vx.flip(-1), None if vc is None else vc.flip(-1)
-
-
-def load_model(config_path: str | Sequence[str], ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
-    """Build the config's model and load `ckpt` into it; several config files merge as `taming train -b` does."""
-    from taming.checkpoint import init_from_ckpt
-    from taming.training.trainer import load_configs
-
-    paths = [str(config_path)] if isinstance(config_path, (str, Path)) else [str(p) for p in config_path]
-    config = load_configs(paths, overrides)
-    if "model" not in config:
-        raise ConfigError(f"{' + '.join(map(str, paths))}: no model: section")
-    model = instantiate_from_config(config.model, where="model")
-    if ckpt:
-        init_from_ckpt(model, ckpt)
-    return model.eval(), config
 
 
 def tokenize_split(tok: Tokenizer, dataset: Any, pattern: str, *, batch_size: int, shard_size: int, flip: bool,

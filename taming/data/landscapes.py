@@ -18,6 +18,7 @@ resampling the noise uses).
 from __future__ import annotations
 
 import numpy as np
+import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
@@ -27,6 +28,9 @@ CLASSES = ("sky", "cloud", "mountain", "snow", "water", "grass", "tree", "rock")
 N_LABELS = len(CLASSES)
 SKY, CLOUD, MOUNTAIN, SNOW, WATER, GRASS, TREE, ROCK = range(N_LABELS)
 SPLITS = {"train": 0, "validation": 1, "val": 1, "test": 2}
+# Colours for showing label maps, one per class, in [-1, 1].
+PALETTE = np.array([[110, 160, 230], [245, 245, 245], [110, 100, 100], [255, 255, 255], [40, 90, 170],
+                    [90, 160, 60], [30, 90, 40], [150, 140, 130]], dtype=np.float32) / 127.5 - 1
 
 # (zenith, horizon) sky colours in [0, 1]: clear day, hazy day, dusk, overcast.
 SKY_PALETTES = np.array([
@@ -299,3 +303,8 @@ class LandscapesValidation(ProceduralLandscapes):
     def __init__(self, size: int = 256, length: int = 100, seed: int = 0, height: int | None = None,
                  width: int | None = None):
         super().__init__(size=size, length=length, seed=seed, height=height, width=width, split="validation")
+
+
+def colorize(seg: torch.Tensor) -> torch.Tensor:
+    """One-hot maps (B, 8, H, W) -> RGB (B, 3, H, W) in [-1, 1] with the class palette."""
+    return torch.as_tensor(PALETTE)[seg.argmax(1)].permute(0, 3, 1, 2)

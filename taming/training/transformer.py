@@ -308,5 +308,16 @@ def _batch_size(batch: Mapping[str, Any]) -> int | None:
     return None
 
 
+@torch.no_grad()
+def encode_conditioning(model: torch.nn.Module, c: torch.Tensor) -> torch.Tensor:
+    """A transformer's conditioning (maps, labels; anything for an unconditional model) -> its codes:
+    (B, hc, wc) when they lie on a spatial grid, else (B, Nc) (class labels, the SOS token)."""
+    quant_c, c_codes = model.encode_to_c(c)
+    if torch.is_tensor(quant_c) and quant_c.dim() == 4 and quant_c.shape[2] * quant_c.shape[3] == c_codes.shape[1]:
+        c_codes = c_codes.reshape(c_codes.shape[0], *quant_c.shape[2:])  # (B, hc, wc)
+    return c_codes
+
+
 __all__ = ["Net2NetTransformer", "disabled_train", "corrupt_codes", "drop_conditioning", "Z_CODES_KEY",
-           "C_CODES_KEY"]
+           "C_CODES_KEY", "encode_conditioning"]
+
