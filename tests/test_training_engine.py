@@ -396,3 +396,18 @@ def test_data_module_batches_split_across_ranks_like_one_large_batch():
     # a new epoch is a new permutation, taken from the trainer's epoch
     dm.trainer = type("T", (), {"world_size": 1, "global_rank": 0, "current_epoch": 1})()
     assert keys(dm.train_dataloader()) != one
+
+
+def test_data_module_drop_last_keeps_every_training_batch_full():
+    from taming.training.datamodule import DataModuleFromConfig
+
+    node = {"target": "taming.data.landscapes.LandscapesTrain", "params": {"size": 8, "length": 10}}
+
+    def sizes(**kw):
+        dm = DataModuleFromConfig(batch_size=4, train=node, validation=node, num_workers=0, seed=5, **kw)
+        return [len(b["file_path_"]) for b in dm.train_dataloader()], [len(b["file_path_"]) for b in dm.val_dataloader()]
+
+    # 10 images in batches of 4: the original's loader ends each epoch on a batch of 2
+    assert sizes() == ([4, 4, 2], [4, 4, 2])
+    # drop_last: every training step sees a full batch (the S-FLCKR quality recipe); validation keeps all
+    assert sizes(drop_last=True) == ([4, 4], [4, 4, 2])
