@@ -199,3 +199,15 @@ def test_real_ddp_two_ranks_two_workers_partition_the_shards(tmp_path):
     keys = [(tmp_path / f"keys.{rank}").read_text().split("\n") for rank in range(2)]
     assert len(keys[0]) == len(keys[1]) == 4 and not set(keys[0]) & set(keys[1])
     assert sorted(k.rsplit("#", 1)[1] for k in keys[0] + keys[1]) == [f"s{i:03d}" for i in range(8)]
+
+
+def test_data_module_drop_last_applies_to_streams(tmp_path):
+    from taming.training.datamodule import DataModuleFromConfig
+
+    write_image_shards(str(tmp_path / "s-%02d.tar"), landscape_items(5, 16), maxcount=5)
+    node = {"target": "taming.data.webdataset.WebImages",
+            "params": {"urls": str(tmp_path / "s-00.tar"), "size": 16, "n_labels": 8, "shuffle": 0}}
+    for drop_last, sizes in ((False, [2, 2, 1]), (True, [2, 2])):
+        dm = DataModuleFromConfig(batch_size=2, train=node, validation=node, num_workers=0, drop_last=drop_last)
+        assert [len(b["file_path_"]) for b in dm.train_dataloader()] == sizes
+        assert [len(b["file_path_"]) for b in dm.val_dataloader()] == [2, 2, 1]

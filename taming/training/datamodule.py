@@ -106,16 +106,17 @@ class DataModuleFromConfig(L.LightningDataModule):
         ds = self.datasets[split]
         workers = self.num_workers
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
+        drop_last = train and self.drop_last  # applies to streams too; validation always sees everything
         common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin,
                       persistent_workers=self.persistent_workers and workers > 0)
         if isinstance(ds, IterableDataset):
-            return DataLoader(ds, **common)
+            return DataLoader(ds, drop_last=drop_last, **common)
         world, rank = self._world()
         seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         if train or world > 1:
             sampler = EpochSampler(ds, self._current_epoch, num_replicas=world, rank=rank,
-                                   shuffle=train and self.shuffle, seed=seed, drop_last=train and self.drop_last)
-            return DataLoader(ds, sampler=sampler, drop_last=train and self.drop_last, **common)
+                                   shuffle=train and self.shuffle, seed=seed, drop_last=drop_last)
+            return DataLoader(ds, sampler=sampler, drop_last=drop_last, **common)
         return DataLoader(ds, shuffle=False, **common)
 
     def train_dataloader(self) -> DataLoader:
