@@ -1,0 +1,91 @@
+"""What the sampling commands load: a run folder or checkpoint (+ configs) -> a model, and facts about it.
+
+Run folders are found as the app finds them (`taming.app.loading.resolve_run`): ours and the
+original's share the layout configs/*-project.yaml + checkpoints/last.ckpt, and the original's key
+names load through the compatibility face. A transformer run's checkpoint holds every stage, so the
+stage files its config names (often paths on the authors' machine) are not read.
+"""
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from omegaconf import DictConfig
+
+from taming.app.loading import LoadedRun, RunSource, load_run, resolve_run
+from taming.checkpoint import read_checkpoint
+from taming.config import ConfigError, get_obj_from_str, instantiate_from_config
+from taming.training.trainer import load_configs
+from taming.training.transformer import Net2NetTransformer
+
+INFERENCE_LOSS = {"target": "taming.modules.losses.DummyLoss"}  # no perceptual weights needed to decode
+
+
+def default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def resolve_precision(precision: str, device: str | torch.device) -> str:
+    """The decoding precision a command uses for `precision` ("auto" decided by the hardware)."""
+    if precision != "auto":
+        return precision
+    try:
+        from taming.hardware import choose, detect
+    except ImportError:
+        # MERGE NOTE (coordinator): branch `speed` makes "auto" valid in taming.sampling and adds
+        # taming.hardware; until it is merged "auto" means fp32 here, the one place this is mapped.
+        return "fp32"
+    return choose(detect(torch.device(device).type)).decode
+
+
+def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None) -> LoadedRun:
+    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode."""
+    return load_run(resolve_run(target, configs), device or default_device())
+
+
+def _model_class(source: RunSource) -> tuple[DictConfig, Any]:
+    config = load_configs(source.configs)
+    model = config.get("model")
+    target = model.get("target") if isinstance(model, DictConfig) else None
+    if target is None:
+        raise ConfigError(f"{source.name}: its config has no model.target")
+    return config, get_obj_from_str(target, "model.target")
+
+
+def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None
+                    ) -> tuple[torch.nn.Module, RunSource]:
+    """The first stage (VQGAN) of a first-stage run, or of a transformer run -> (model in eval mode, source).
+
+    A first-stage run is built with a placeholder loss: its checkpoint's loss weights are dropped
+    (logged), and no perceptual-loss weight file is needed."""
+    source = resolve_run(target, configs)
+    config, cls = _model_class(source)
+    device = device or default_device()
+    if isinstance(cls, type) and issubclass(cls, Net2NetTransformer):
+        return load_run(source, device).model.first_stage_model, source
+    node = config.model
+    node.setdefault("params", {})
+    node.params.lossconfig = INFERENCE_LOSS
+    if source.ckpt:
+        node.params.ckpt_path = source.ckpt
+    model = instantiate_from_config(node, where="model")
+    if not callable(getattr(model, "decode_codes", None)):
+        raise ConfigError(f"{source.name}: the model is {node.target}, not a first stage (VQGAN) or a transformer")
+    return model.to(device).eval(), source
+
+
+def checkpoint_info(path: str | None) -> dict[str, Any]:
+    """{"path", "global_step"} of a checkpoint, for the settings JSON (step None when it holds none)."""
+    if path is None:
+        return {"path": None, "global_step": None}
+    try:  # memory-mapped: reading the step does not load a large checkpoint's tensors
+        ckpt = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError):
+        ckpt = read_checkpoint(path)  # an original Lightning 1.x file (pickled objects) or safetensors
+    step = ckpt.get("global_step") if isinstance(ckpt, dict) else None
+    if step is None and isinstance(ckpt, dict) and "metadata" in ckpt:
+        step = ckpt["metadata"].get("global_step")
+    return {"path": str(Path(path).resolve()), "global_step": None if step is None else int(json.loads(str(step)))}
