@@ -112,3 +112,90 @@ def test_user_errors_are_one_line(class_run, uncond_run, tmp_path, capsys):
     assert capsys.readouterr().err.strip() == "taming sample: error: --accept-rate 1.5: must be in (0, 1]"
     assert sample(class_run, tmp_path / "x", "-n", "1", "--cfg-scale", "2") == 2
     assert "cfg_null_token: not set" in capsys.readouterr().err
+
+
+class RedScorer(torch.nn.Module):
+    """A stand-in classifier: class k's logit is k * (mean red in [0, 1]) * 10."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        red = x[:, 0].mean(dim=(1, 2)) / 255.0  # (B,)
+        return red[:, None] * torch.arange(5, dtype=x.dtype, device=x.device)[None] * 10.0  # (B, 5)
+
+
+def red_log_probs(picture: np.ndarray) -> np.ndarray:
+    logits = picture[..., 0].astype(np.float64).mean() / 255.0 * np.arange(5) * 10.0
+    return logits - np.log(np.exp(logits).sum())
+
+
+def test_rejection_keeps_the_candidates_the_classifier_scores_highest(class_run, tmp_path, capsys):
+    scorer = tmp_path / "red.pt2"  # torch.export's format
+    batch = torch.export.Dim("batch")
+    program = torch.export.export(RedScorer(), (torch.zeros(2, 3, 16, 16),), dynamic_shapes={"x": {0: batch}})
+    torch.export.save(program, str(scorer))
+    out = tmp_path / "kept"
+    flags = ("--classes", "0,4", "--top-k", "6", "--batch-size", "3")
+    assert sample(class_run, out, "-n", "2", "--accept-rate", "0.4", "--classifier", str(scorer), *flags) == 0
+    # the candidates are the plain samples 0..4 of each class (same seeds): score them independently
+    assert sample(class_run, tmp_path / "all", "-n", "5", *flags) == 0
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["rejection"]["candidates"] == 10 and settings["rejection"]["kept"] == 4
+    assert settings["rejection"]["acceptance_rate"] == pytest.approx(0.4)
+    assert "acceptance rate 0.4000" in capsys.readouterr().out
+    for c in (0, 4):
+        candidates = [pixels(tmp_path / "all" / "samples" / str(c) / image_name(j)) for j in range(5)]
+        scores = np.array([red_log_probs(p)[c] for p in candidates])
+        best = sorted(np.argsort(-scores, kind="stable")[:2])
+        assert sorted(p.name for p in (out / "samples" / str(c)).iterdir()) == [image_name(0), image_name(1)]
+        for i, j in enumerate(best):
+            np.testing.assert_array_equal(pixels(out / "samples" / str(c) / image_name(i)), candidates[j])
+        record = json.loads((out / "rejection" / f"{c}.json").read_text())
+        assert record["kept"] == [int(j) for j in best] and record["candidates"] == 5
+        np.testing.assert_allclose(record["log_prob"], scores, rtol=1e-5, atol=1e-5)
+    assert not (out / "candidates" / "0").exists()  # candidates that were not kept are removed
+    # a rerun finds every class done
+    assert sample(class_run, out, "-n", "2", "--accept-rate", "0.4", "--classifier", str(scorer), *flags) == 0
+    assert json.loads((out / "settings.json").read_text())["written_now"] == 0
+
+
+# ---- a run folder released by the original ---------------------------------------------------------
+class ModelCheckpoint:  # stands for the Lightning 1.x callback class pickled as a dict key in released .ckpt files
+    pass
+
+
+def original_run(root: Path, fixture: Path, name: str) -> Path:
+    """The original's layout: configs/<ts>-project.yaml (+ -lightning.yaml) and a Lightning 1.x
+    checkpoints/last.ckpt (pickled callback keys, hparams namespace), the original's key names."""
+    import argparse
+
+    import yaml
+
+    ts = "2020-11-09T13-33-36"
+    run = root / f"{ts}_{name}"
+    (run / "configs").mkdir(parents=True)
+    config = yaml.safe_load((fixture / "config.yaml").read_text())
+    config["data"] = {"target": "main.DataModuleFromConfig", "params": {"batch_size": 4, "train": {
+        "target": "taming.data.custom.CustomTrain",
+        "params": {"size": 64, "training_images_list_file": "/home/authors/data/train.txt"}}}}
+    (run / "configs" / f"{ts}-project.yaml").write_text(yaml.safe_dump(config))
+    (run / "configs" / f"{ts}-lightning.yaml").write_text(yaml.safe_dump({"lightning": {"trainer": {"gpus": "0,"}}}))
+    state_dict = torch.load(fixture / "model.ckpt", weights_only=True)["state_dict"]
+    (run / "checkpoints").mkdir()
+    torch.save({"epoch": 7, "global_step": 1200, "pytorch-lightning_version": "1.0.8", "state_dict": state_dict,
+                "callbacks": {ModelCheckpoint: {"best_model_score": None}}, "optimizer_states": [],
+                "lr_schedulers": [], "hparams_name": "kwargs",
+                "hyper_parameters": {"args": argparse.Namespace(base=[f"configs/{name}.yaml"])}},
+               run / "checkpoints" / "last.ckpt")
+    return run
+
+
+def test_an_original_transformer_run_samples_what_the_original_computes(tmp_path):
+    fixture = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "fixtures" / "transformer_uncond"
+    run = original_run(tmp_path / "logs", fixture, "uncond_transformer")
+    expected = torch.load(fixture / "expected.pt", weights_only=True)
+    out = tmp_path / "out"
+    assert sample(run, out, "-n", "1", "--top-k", "1") == 0  # top-1: the original's argmax codes
+    picture = pixels(out / "samples" / image_name(0)).astype(int)
+    target = ((expected["greedy_img"][0].clamp(-1, 1).permute(1, 2, 0) + 1) * 127.5).numpy()
+    assert picture.shape == (64, 64, 3) and np.abs(picture - target).max() <= 0.5 + 1e-3  # rounding only
+    settings = json.loads((out / "settings.json").read_text())
+    assert settings["checkpoint"]["global_step"] == 1200 and settings["run"] == str(run)
