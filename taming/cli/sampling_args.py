@@ -45,17 +45,18 @@ def sample_settings(args: argparse.Namespace, precision: str) -> SampleSettings:
 
 
 class Progress:
-    """A tqdm bar over images with images/s; `rate` counts only the images made in this run."""
+    """A tqdm bar with items/s (images by default); `rate` counts only the items made in this run."""
 
-    def __init__(self, total: int, done: int, desc: str) -> None:
-        self.bar = tqdm(total=total, initial=done, desc=desc, unit="img", file=sys.stderr, dynamic_ncols=True)
+    def __init__(self, total: int | None, done: int, desc: str, unit: str = "images") -> None:
+        self.unit = unit
+        self.bar = tqdm(total=total, initial=done, desc=desc, unit=f" {unit}", file=sys.stderr, dynamic_ncols=True)
         self.start = time.perf_counter()
         self.made = 0
 
     def __call__(self, n: int) -> None:
         self.made += n
         self.bar.update(n)
-        self.bar.set_postfix_str(f"{self.rate:.2f} images/s")
+        self.bar.set_postfix_str(f"{self.rate:.2f} {self.unit}/s", refresh=False)
 
     @property
     def seconds(self) -> float:
