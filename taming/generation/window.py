@@ -80,9 +80,11 @@ Watch = Callable[[int, torch.Tensor, torch.Tensor], None]  # (k, codes (1, h, w)
 
 @torch.no_grad()
 def sample_large(run: LoadedRun, condition: Condition, settings: SampleSettings, seed: int, fast: bool = False,
-                 watch: Watch | None = None) -> torch.Tensor:
-    """Codes (1, h, w) for the map's code grid; watch(k, ...) is called after each sampled code k."""
-    size = code_size(condition, run)
+                 watch: Watch | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
+    """Codes (1, h, w) of `size` codes (default: the conditioning's grid); watch(k, ...) is called
+    after each sampled code k. Above the training window the sliding window samples (a class token
+    or SOS then heads every window)."""
+    size = size or code_size(condition, run)
     try:
         check_size(run, condition, size)
     except ValueError as exc:  # the app shows these; a command reports them as a user error
@@ -106,8 +108,13 @@ def sample_large(run: LoadedRun, condition: Condition, settings: SampleSettings,
     def on_window_code(k: int, codes: torch.Tensor) -> None:
         watch(k, codes, (raster <= k).reshape(1, h, w))
 
-    return sample_window(gpt, condition.grid, window=run.window, stride=fast_stride(run.window) if fast else None,
-                         callback=on_window_code if watch else None, **common)
+    stride = fast_stride(run.window) if fast else None
+    callback = on_window_code if watch else None
+    if condition.grid is not None:
+        return sample_window(gpt, condition.grid, window=run.window, stride=stride, callback=callback, **common)
+    blank = torch.zeros(1, h, w, dtype=torch.long, device=run.device)
+    return sample_window(gpt, None, blank, window=run.window, stride=stride, prefix=condition.codes,
+                         callback=callback, **common)
 
 
 def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, settings: SampleSettings, seed: int,
