@@ -32,7 +32,7 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def _same_size_batches(files: Iterable[Path], batch_size: int) -> Iterator[torch.Tensor]:
+def same_size_batches(files: Iterable[Path], batch_size: int) -> Iterator[torch.Tensor]:
     """uint8 (B, 3, H, W) batches of consecutive same-size images."""
     batch: list[np.ndarray] = []
     for path in files:
@@ -59,7 +59,7 @@ def extract_features(net: torch.nn.Module, batches: Iterable[torch.Tensor],
 
 
 def folder_features(net: torch.nn.Module, folder, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    return extract_features(net, _same_size_batches(list_images(folder), batch_size))
+    return extract_features(net, same_size_batches(list_images(folder), batch_size))
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
