@@ -127,3 +127,15 @@ def test_tf1_resize_matches_its_definition():
             want[i, j] = top * (1 - fy) + bottom * fy
     assert np.allclose(out[0, 0].numpy(), want, rtol=1e-5)
     assert torch.equal(resize_bilinear_tf1(x, (4, 5)), x)  # same size: identity
+
+
+@pytest.mark.parametrize("n1,n2,d", [(20, 25, 48), (60, 70, 12)])
+def test_fid_of_features_equals_fid_of_statistics(n1, n2, d):
+    # fewer samples than dimensions: the low-rank route; more: the statistics route
+    a, b = _features(n1, d), _features(n2, d, shift=0.3, seed=6)
+    mu1, s1 = fidelity.feature_statistics(a)
+    mu2, s2 = fidelity.feature_statistics(b)
+    covmean = scipy.linalg.sqrtm(s1 @ s2).real
+    want = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
+    assert fidelity.frechet_distance_of_features(a, b) == pytest.approx(want, rel=1e-6)
+    assert fidelity.frechet_distance_of_features(b, a) == pytest.approx(want, rel=1e-6)

@@ -108,12 +108,15 @@ def sample_metrics(net: torch.nn.Module, real, fake, metrics: Iterable[str] = ME
         result["images_real"] = len(real_f["pool"])
     if "isc" in metrics:
         result.update(fidelity.inception_score(fake_f["logits_unbiased"], isc_splits))
-    if "fid" in metrics or save_real_stats:
-        real_stats = load_statistics(real) if real_is_stats else fidelity.feature_statistics(real_f["pool"])
-        if save_real_stats:
-            save_statistics(save_real_stats, *real_stats)
-        if "fid" in metrics:
-            result[fidelity.FID] = fidelity.frechet_distance(*fidelity.feature_statistics(fake_f["pool"]), *real_stats)
+    if save_real_stats:
+        stats = load_statistics(real) if real_is_stats else fidelity.feature_statistics(real_f["pool"])
+        save_statistics(save_real_stats, *stats)
+    if "fid" in metrics:
+        if real_is_stats:
+            fake_stats = fidelity.feature_statistics(fake_f["pool"])
+            result[fidelity.FID] = fidelity.frechet_distance(*fake_stats, *load_statistics(real))
+        else:
+            result[fidelity.FID] = fidelity.frechet_distance_of_features(fake_f["pool"], real_f["pool"])
     if "kid" in metrics:
         result.update(fidelity.kernel_inception_distance(fake_f["pool"], real_f["pool"], kid_subsets, kid_subset_size))
     if "prc" in metrics:
