@@ -1,0 +1,90 @@
+"""First-stage reconstruction quality over a data split: PSNR, SSIM, LPIPS, rFID, codebook use.
+
+PSNR and SSIM are per image on [-1, 1] (range 2, the same numbers as on [0, 1] with range 1), averaged
+over images; reconstructions are clamped to [-1, 1] first, as saved images would be. LPIPS is the VGG
+LPIPS of taming/losses/lpips.py: the model's own copy when its checkpoint holds the weights
+(`loss.perceptual_loss.*`), else the local weight files; neither -> the column is left out with the
+reason. rFID is the FID between the inputs and their reconstructions as 8-bit images (Inception
+weights needed, else left out with the reason). Codebook usage: distinct codes over the split, their
+share of the codebook, and the perplexity exp(entropy) of the code histogram.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+import torch
+
+from taming.data.errors import DataError
+from taming.eval import fidelity
+from taming.eval.image_metrics import psnr, ssim
+from taming.tokenizer.codebook import perplexity
+
+
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] float (B, C, H, W) -> uint8, rounded as an image file would store it."""
+    return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+
+
+def model_lpips(model: torch.nn.Module) -> torch.nn.Module | None:
+    """The LPIPS module a checkpoint brought along (weights loaded), if any."""
+    lp = getattr(getattr(model, "loss", None), "perceptual_loss", None)
+    return lp if lp is not None and getattr(lp, "weights_loaded", False) else None
+
+
+def local_lpips() -> tuple[torch.nn.Module | None, str | None]:
+    """(LPIPS with the local weight files, None) or (None, why not)."""
+    from taming.losses.lpips import LPIPS
+    from taming.losses.lpips_files import WeightsNotFound
+
+    try:
+        return LPIPS().load_pretrained().eval(), None
+    except WeightsNotFound as exc:
+        return None, " ".join(str(exc).split())
+
+
+def _add_counts(counts: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+    """Code histogram plus the indices' (a remapped codebook may use an extra 'unknown' index)."""
+    new = torch.bincount(indices.reshape(-1).cpu().long(), minlength=len(counts))
+    if len(new) > len(counts):
+        counts = torch.cat([counts, counts.new_zeros(len(new) - len(counts))])
+    return counts + new
+
+
+@torch.no_grad()
+def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[Mapping[str, Any]], image_key: str,
+                            lpips: torch.nn.Module | None = None, inception: torch.nn.Module | None = None,
+                            skipped: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Metrics of `model` (a VQGAN: encode -> decode) over batches; `skipped` names the columns left out and why."""
+    q = model.quantize
+    n_codes = int(getattr(q, "n_e", None) or getattr(q, "n_embed"))
+    counts = torch.zeros(n_codes, dtype=torch.long)
+    sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
+    images = 0
+    feats_in, feats_out = [], []
+    device = next(model.parameters()).device
+    for batch in batches:
+        x = model.get_input(batch, image_key).to(device)  # (B, C, H, W) in [-1, 1]
+        quant, _, info = model.encode(x)
+        xrec = model.decode(quant).float().clamp(-1, 1)
+        counts = _add_counts(counts, info[2])
+        sums["psnr"] += float(psnr(x, xrec).sum())
+        sums["ssim"] += float(ssim(x, xrec).sum())
+        if lpips is not None:
+            sums["lpips"] += float(lpips(x, xrec).sum())
+        if inception is not None:
+            feats_in.append(inception(to_uint8(x))["pool"].cpu())
+            feats_out.append(inception(to_uint8(xrec))["pool"].cpu())
+        images += x.shape[0]
+    result: dict[str, Any] = {"images": images, "psnr": sums["psnr"] / images, "ssim": sums["ssim"] / images}
+    if lpips is not None:
+        result["lpips"] = sums["lpips"] / images
+    if inception is not None:
+        if images < 2:
+            raise DataError("rFID needs at least 2 images (raise --limit or use --no-rfid)")
+        result["rfid"] = fidelity.frechet_distance_of_features(torch.cat(feats_in), torch.cat(feats_out))
+    used = int((counts > 0).sum())
+    result.update(codes_used=used, codebook_size=n_codes, codebook_usage=used / n_codes,
+                  perplexity=perplexity(counts.float()))
+    if skipped:
+        result["skipped"] = dict(skipped)
+    return result

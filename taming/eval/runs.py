@@ -1,0 +1,58 @@
+"""What `taming eval reconstruction/likelihood` evaluate: a model from a run, and batches of one data split.
+
+A run is what `taming app` accepts (taming.app.loading.resolve_run): a run folder (ours or the
+original's: configs/*-project.yaml + checkpoints/last.ckpt), a checkpoint inside one, or any checkpoint
+with --config files. The checkpoint is given as the model's own ckpt_path, so it replaces every stage's
+weights and the stage files a training config names (often paths on another machine) are not read.
+The split's dataset is the config's `data.params.<split>` node, read in order (no shuffling).
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator, Sequence
+
+import torch
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader, Subset
+
+from taming.app.loading import resolve_run
+from taming.checkpoint import load_model
+from taming.config import ConfigError, instantiate_from_config
+
+PRECISIONS = ("auto", "fp32", "bf16", "int8")
+
+
+def load_evaluated(target: str | None, configs: Sequence[str] = (), overrides: Sequence[str] = ()
+                   ) -> tuple[torch.nn.Module, DictConfig]:
+    """(model in eval mode, merged config) of a run folder or checkpoint."""
+    source = resolve_run(target, configs)
+    extra = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
+    model, config = load_model(list(source.configs), None, [*extra, *overrides])
+    return model.eval(), config
+
+
+def prepare_first_stage(first_stage: torch.nn.Module, precision: str) -> None:
+    """The shared --precision convention: the string goes to VQGAN.prepare_fast ("fp32" changes nothing)."""
+    if precision not in PRECISIONS:
+        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision != "fp32" and hasattr(first_stage, "prepare_fast"):
+        first_stage.prepare_fast(precision)
+
+
+def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
+                  limit: int | None = None) -> Iterator[dict[str, Any]]:
+    """Collated batches of the config's data split, in dataset order, at most `limit` items."""
+    data = config.get("data")
+    params = data.get("params") if isinstance(data, DictConfig) else None
+    node = params.get(split) if isinstance(params, DictConfig) else None
+    if node is None:
+        have = ", ".join(k for k in ("train", "validation", "test") if isinstance(params, DictConfig) and params.get(k))
+        raise ConfigError(f"the run's config has no data.params.{split} dataset (it has: {have or 'no data section'}); "
+                          "pass --split or --config with a data: section")
+    dataset = instantiate_from_config(node, where=f"data.params.{split}")
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    if len(dataset) == 0:
+        raise ConfigError(f"data.params.{split}: the dataset is empty")
+    size = batch_size or int(params.get("batch_size", 8))
+    yield from DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
