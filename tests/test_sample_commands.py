@@ -199,3 +199,32 @@ def test_an_original_transformer_run_samples_what_the_original_computes(tmp_path
     assert picture.shape == (64, 64, 3) and np.abs(picture - target).max() <= 0.5 + 1e-3  # rounding only
     settings = json.loads((out / "settings.json").read_text())
     assert settings["checkpoint"]["global_step"] == 1200 and settings["run"] == str(run)
+
+
+def test_rejection_with_the_inception_network_by_default(class_run, tmp_path, capsys, monkeypatch):
+    """The default classifier: the FID Inception network's logits, class c read at logit c + 1."""
+    from taming.eval.inception import FIDInceptionV3, load_inception
+
+    torch.manual_seed(5)
+    weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"  # seeded stand-in weights, the standard layout
+    torch.save(FIDInceptionV3().state_dict(), weights)
+    out = tmp_path / "out"
+    assert sample(class_run, out, "-n", "1", "--classes", "2,3", "--accept-rate", "0.5", "--top-k", "6",
+                  "--inception-weights", str(weights)) == 0
+    assert sample(class_run, tmp_path / "all", "-n", "2", "--classes", "2,3", "--top-k", "6") == 0
+    net = load_inception(weights)
+    for c in (2, 3):
+        candidates = np.stack([pixels(tmp_path / "all" / "samples" / str(c) / image_name(j)) for j in range(2)])
+        with torch.no_grad():
+            logits = net(torch.from_numpy(candidates).permute(0, 3, 1, 2).float())["logits"]
+        best = int(logits.log_softmax(-1)[:, c + 1].argmax())
+        np.testing.assert_array_equal(pixels(out / "samples" / str(c) / image_name(0)), candidates[best])
+    rejection = json.loads((out / "settings.json").read_text())["rejection"]
+    assert rejection["classifier"] == "Inception (FID network) logits" and rejection["acceptance_rate"] == 0.5
+    # without the weight file: one line naming it
+    monkeypatch.setenv("TAMING_INCEPTION", str(tmp_path / "none.pth"))
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    capsys.readouterr()
+    assert sample(class_run, tmp_path / "x", "-n", "1", "--classes", "2", "--accept-rate", "0.5") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("taming sample: error: ") and "pt_inception-2015-12-05" in err[0]

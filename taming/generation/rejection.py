@@ -77,7 +77,7 @@ def load_classifier(path: str | None, class_map: str | None, device: torch.devic
     if path is None:
         from taming.eval.inception import load_inception  # branch `eval`; reads a local weight file only
 
-        net = load_inception(inception_weights).to(device).eval()
+        net = load_inception(inception_weights, device=device)
         name, default = "Inception (FID network) logits", lambda c: c + INCEPTION_CLASS_OFFSET
     else:
         if not Path(path).is_file():
