@@ -29,16 +29,15 @@ def default_device() -> str:
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """The decoding precision a command uses for `precision` ("auto" decided by the hardware)."""
-    if precision != "auto":
-        return precision
+    """The decoding precision a command uses for `precision` ("auto": chosen for the hardware), so
+    that settings.json records what ran."""
     try:
-        from taming.hardware import choose, detect
+        from taming.hardware import decode_precision
     except ImportError:
-        # MERGE NOTE (coordinator): branch `speed` makes "auto" valid in taming.sampling and adds
-        # taming.hardware; until it is merged "auto" means fp32 here, the one place this is mapped.
-        return "fp32"
-    return choose(detect(torch.device(device).type)).decode
+        # MERGE NOTE (coordinator): branch `speed` adds taming.hardware and makes "auto" valid in
+        # taming.sampling; until it is merged "auto" means fp32, mapped here and nowhere else.
+        return "fp32" if precision == "auto" else precision
+    return decode_precision(precision, device)
 
 
 def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None) -> LoadedRun:
