@@ -312,7 +312,7 @@ def save_stage(path: Path, node: dict) -> str:
 
 def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
     from taming.checkpoint import load_model
-    from taming.cli.tokenize import Tokenizer
+    from taming.data.code_shards import CodeEncoder
     from taming.data.codes import CodeShards
     from taming.data.landscapes import LandscapesTrain
 
@@ -330,7 +330,7 @@ def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
 
     # the stored codes are what the model's stages give for the same images
     model, _ = load_model(str(cfg), None, [])
-    tok = Tokenizer(model)
+    tok = CodeEncoder(model)
     ds = LandscapesTrain(size=16, length=4)
     batch = {k: torch.as_tensor(np.stack([ds[i][k] for i in range(4)])) for k in ("image", "segmentation")}
     x, c = tok.inputs(batch)

@@ -112,9 +112,9 @@ def panorama(model: Any, top_k: int, seed: int, width: int = 128) -> torch.Tenso
 
 def run_demo(args: argparse.Namespace) -> dict:
     from taming.checkpoint import load_model
-    from taming.cli.tokenize import Tokenizer, data_config_for, tokenize_split
+    from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
     from taming.data.landscapes import LandscapesValidation
-    from taming.training.image_grid import save_grid
+    from taming.images import save_grid
     from taming.training.quality import evaluate_reconstruction
     from omegaconf import OmegaConf
 
@@ -139,7 +139,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     print("\n=== tokenize: image and segmentation codes, with flips ===", flush=True)
     t0 = time.perf_counter()
     model, config = load_model(tr_config, None, stage_ckpts)
-    tok, codes_dir = Tokenizer(model), out / "codes"
+    tok, codes_dir = CodeEncoder(model), out / "codes"
     codes_dir.mkdir(parents=True, exist_ok=True)
     from taming.config import instantiate_from_config
     dm = instantiate_from_config(config.data, where="data")
@@ -147,7 +147,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     results = {}
     limit = args.tokenize_limit or (400 if args.quick else 2000)
     for split, limit, flip in (("train", limit, True), ("validation", None, False)):
-        results[split] = tokenize_split(tok, dm.datasets[split], str(codes_dir / f"{split}-%06d.tar"), batch_size=64,
+        results[split] = encode_split(tok, dm.datasets[split], str(codes_dir / f"{split}-%06d.tar"), batch_size=64,
                                         shard_size=2000, flip=flip, crops=0, crop_size=None, seed=args.seed,
                                         limit=limit)
     OmegaConf.save(OmegaConf.create(data_config_for(codes_dir, results, 32)), codes_dir / "data.yaml")

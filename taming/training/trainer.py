@@ -18,7 +18,7 @@ import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
@@ -26,7 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
+from taming.config import ConfigError, check_keys, instantiate_from_config, load_configs, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.sharding import FSDPDataParallel
@@ -271,29 +271,6 @@ def configure_accumulation(model: L.LightningModule, kw: dict[str, Any]) -> int:
     else:
         kw["accumulate_grad_batches"] = accumulate
     return accumulate
-
-
-def merge_nodes(base: Any, new: Any) -> Any:
-    """Merge plain config trees as OmegaConf.merge does (dicts key by key, anything else replaced),
-    except that a node naming a different `target` replaces the old node whole: mixing the
-    `params` of two classes would hand one the other's arguments."""
-    if not (isinstance(base, dict) and isinstance(new, dict)):
-        return new
-    if "target" in base and "target" in new and base["target"] != new["target"]:
-        return new
-    out = dict(base)
-    for key, value in new.items():
-        out[key] = merge_nodes(base[key], value) if key in base else value
-    return out
-
-
-def load_configs(paths: Sequence[str], overrides: Sequence[str] = ()) -> DictConfig:
-    """The -b files merged left to right (see merge_nodes), then key.path=value overrides."""
-    merged: Any = {}
-    for path in paths:
-        merged = merge_nodes(merged, OmegaConf.to_container(load_config(path), resolve=False))
-    config = OmegaConf.create(merged)
-    return OmegaConf.merge(config, load_config(overrides=overrides)) if overrides else config
 
 
 @dataclass
