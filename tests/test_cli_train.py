@@ -15,7 +15,7 @@ from taming.config import ConfigError
 from taming.config import load_configs
 from taming.training.lightning_settings import parse_gpus, trainer_kwargs
 from taming.training.trainer import TrainOptions, build_job
-from test_training_engine import vqgan_config, write_config
+from helpers import vqgan_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

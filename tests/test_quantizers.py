@@ -14,7 +14,7 @@ from taming.tokenizer.codebook import CodebookHealth
 from taming.tokenizer.layers import Upsample, upsample_conv3x3
 from taming.tokenizer.vqgan import EMAVQGAN, VQGAN, GumbelVQGAN
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 TINY = dict(ch=32, out_ch=3, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), in_channels=3,
             resolution=16, z_channels=8, double_z=False, dropout=0.0)

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import COMPAT, FIXTURES
+from helpers import COMPAT, FIXTURES
 from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
 from taming.config import ConfigError, instantiate_from_config, load_config
 from taming.models.cond_transformer import Net2NetTransformer, disabled_train

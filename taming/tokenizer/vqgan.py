@@ -19,9 +19,9 @@ Fast paths (the default float32 path is the exact one the fixtures check):
 `encode`/`decode` cast their input to the weights' dtype, so a bf16-prepared model takes float
 images and codes as before.
 Which is fastest depends on the CPU: with AMX (or on GPUs) bf16 convolutions are much faster; on
-AVX-512 CPUs without AMX (this project's 2-core machine) oneDNN's bf16 convolutions are slower
-than float32, and `prepare_fast()` alone (channels_last float32, same numbers) is the fast path.
-benchmarks/bench_first_stage.py measures all three.
+AVX-512 CPUs without AMX oneDNN's bf16 convolutions are slower than float32, and `prepare_fast()`
+alone (channels_last float32, same numbers) is the fast path.
+benchmarks/bench_first_stage.py measures all three (numbers in BENCHMARKS.md).
 """
 from __future__ import annotations
 
