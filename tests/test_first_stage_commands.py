@@ -12,12 +12,10 @@ from taming.cli.main import main
 from taming.generation.files import to_uint8
 from taming.generation.first_stage import load_image
 from taming.generation.models import first_stage_run
-from test_app import make_run
-from test_sample_commands import original_run
-from test_training_engine import seg_transformer_config, vqgan_config
+from helpers import FIXTURES, make_run, original_run, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-FIXTURE = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "fixtures" / "vqgan"
+FIXTURE = FIXTURES / "vqgan"
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,7 @@ from taming.cli.main import main
 from taming.generation.files import image_name
 from taming.generation.models import transformer_run
 from taming.generation.samples import SampleSettings, image_seed, sample_images
-from test_app import make_run, prefix_config
+from helpers import FIXTURES, make_run, original_run, prefix_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -158,38 +158,8 @@ def test_rejection_keeps_the_candidates_the_classifier_scores_highest(class_run,
 
 
 # ---- a run folder released by the original ---------------------------------------------------------
-class ModelCheckpoint:  # stands for the Lightning 1.x callback class pickled as a dict key in released .ckpt files
-    pass
-
-
-def original_run(root: Path, fixture: Path, name: str) -> Path:
-    """The original's layout: configs/<ts>-project.yaml (+ -lightning.yaml) and a Lightning 1.x
-    checkpoints/last.ckpt (pickled callback keys, hparams namespace), the original's key names."""
-    import argparse
-
-    import yaml
-
-    ts = "2020-11-09T13-33-36"
-    run = root / f"{ts}_{name}"
-    (run / "configs").mkdir(parents=True)
-    config = yaml.safe_load((fixture / "config.yaml").read_text())
-    config["data"] = {"target": "main.DataModuleFromConfig", "params": {"batch_size": 4, "train": {
-        "target": "taming.data.custom.CustomTrain",
-        "params": {"size": 64, "training_images_list_file": "/home/authors/data/train.txt"}}}}
-    (run / "configs" / f"{ts}-project.yaml").write_text(yaml.safe_dump(config))
-    (run / "configs" / f"{ts}-lightning.yaml").write_text(yaml.safe_dump({"lightning": {"trainer": {"gpus": "0,"}}}))
-    state_dict = torch.load(fixture / "model.ckpt", weights_only=True)["state_dict"]
-    (run / "checkpoints").mkdir()
-    torch.save({"epoch": 7, "global_step": 1200, "pytorch-lightning_version": "1.0.8", "state_dict": state_dict,
-                "callbacks": {ModelCheckpoint: {"best_model_score": None}}, "optimizer_states": [],
-                "lr_schedulers": [], "hparams_name": "kwargs",
-                "hyper_parameters": {"args": argparse.Namespace(base=[f"configs/{name}.yaml"])}},
-               run / "checkpoints" / "last.ckpt")
-    return run
-
-
 def test_an_original_transformer_run_samples_what_the_original_computes(tmp_path):
-    fixture = Path(__file__).resolve().parents[1].parent / "shared" / "compat" / "fixtures" / "transformer_uncond"
+    fixture = FIXTURES / "transformer_uncond"
     run = original_run(tmp_path / "logs", fixture, "uncond_transformer")
     expected = torch.load(fixture / "expected.pt", weights_only=True)
     out = tmp_path / "out"

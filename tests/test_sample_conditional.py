@@ -17,8 +17,7 @@ from taming.generation.files import image_name, to_uint8
 from taming.generation.models import transformer_run
 from taming.generation.samples import image_seed
 from taming.sampling import generate, sample_window
-from test_app import make_run
-from test_training_engine import seg_transformer_config
+from helpers import make_run, seg_transformer_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,8 +13,7 @@ from taming.cli.main import main
 from taming.generation.files import to_uint8
 from taming.generation.models import transformer_run
 from taming.sampling import generate, sample_window
-from test_app import make_run
-from test_training_engine import seg_transformer_config
+from helpers import make_run, seg_transformer_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

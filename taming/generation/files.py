@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.training.image_grid import make_grid
+from taming.images import make_grid
 
 GRID_IMAGES = 64  # the grid shows at most this many samples
 GRID_ROW = 8

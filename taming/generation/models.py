@@ -1,9 +1,10 @@
 """What the sampling commands load: a run folder or checkpoint (+ configs) -> a model, and facts about it.
 
 Run folders are found as the app finds them (`taming.app.loading.resolve_run`): ours and the
-original's share the layout configs/*-project.yaml + checkpoints/last.ckpt, and the original's key
-names load through the compatibility face. A transformer run's checkpoint holds every stage, so the
-stage files its config names (often paths on the authors' machine) are not read.
+original's share the layout configs/*-project.yaml + checkpoints/last.ckpt, and the original's
+targets and key names build the inference cores (`taming.checkpoint.load_model`, no training
+code). A transformer run's checkpoint holds every stage, so the stage files its config names
+(often paths on the authors' machine) are not read.
 """
 from __future__ import annotations
 
@@ -13,15 +14,11 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
-from omegaconf import DictConfig
 
 from taming.app.loading import LoadedRun, RunSource, load_run, resolve_run
-from taming.checkpoint import read_checkpoint
-from taming.config import ConfigError, get_obj_from_str, instantiate_from_config
-from taming.training.trainer import load_configs
-from taming.training.transformer import Net2NetTransformer
-
-INFERENCE_LOSS = {"target": "taming.modules.losses.DummyLoss"}  # no perceptual weights needed to decode
+from taming.checkpoint import load_model, read_checkpoint
+from taming.config import ConfigError
+from taming.transformer.net2net import Net2Net
 
 
 def default_device() -> str:
@@ -45,35 +42,20 @@ def transformer_run(target: str | None, configs: Sequence[str] = (), device: str
     return load_run(resolve_run(target, configs), device or default_device())
 
 
-def _model_class(source: RunSource) -> tuple[DictConfig, Any]:
-    config = load_configs(source.configs)
-    model = config.get("model")
-    target = model.get("target") if isinstance(model, DictConfig) else None
-    if target is None:
-        raise ConfigError(f"{source.name}: its config has no model.target")
-    return config, get_obj_from_str(target, "model.target")
-
-
 def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None
                     ) -> tuple[torch.nn.Module, RunSource]:
     """The first stage (VQGAN) of a first-stage run, or of a transformer run -> (model in eval mode, source).
-
-    A first-stage run is built with a placeholder loss: its checkpoint's loss weights are dropped
-    (logged), and no perceptual-loss weight file is needed."""
+    Built for inference (taming.checkpoint.load_model): a checkpoint's loss weights are dropped, logged."""
     source = resolve_run(target, configs)
-    config, cls = _model_class(source)
-    device = device or default_device()
-    if isinstance(cls, type) and issubclass(cls, Net2NetTransformer):
-        return load_run(source, device).model.first_stage_model, source
-    node = config.model
-    node.setdefault("params", {})
-    node.params.lossconfig = INFERENCE_LOSS
-    if source.ckpt:
-        node.params.ckpt_path = source.ckpt
-    model = instantiate_from_config(node, where="model")
-    if not callable(getattr(model, "decode_codes", None)):
-        raise ConfigError(f"{source.name}: the model is {node.target}, not a first stage (VQGAN) or a transformer")
-    return model.to(device).eval(), source
+    # as the transformer's or VQGAN's own ckpt_path: stage files named in a training config are not read
+    overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
+    model, config = load_model(list(source.configs), None, overrides)
+    if isinstance(model, Net2Net):
+        model = model.first_stage_model
+    elif not callable(getattr(model, "decode_codes", None)):
+        raise ConfigError(f"{source.name}: the model is {config.model.target}, not a first stage (VQGAN) "
+                          "or a transformer")
+    return model.to(device or default_device()).eval(), source
 
 
 def checkpoint_info(path: str | None) -> dict[str, Any]:

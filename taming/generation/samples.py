@@ -23,7 +23,7 @@ from taming.app.loading import LoadedRun
 from taming.config import ConfigError
 from taming.generation.files import image_name, save_png, to_uint8
 from taming.sampling import generate
-from taming.training.transformer import encode_conditioning
+from taming.transformer.net2net import encode_conditioning
 
 SAMPLES = "samples"
 Written = Callable[[int], None]  # called with the number of images just written
