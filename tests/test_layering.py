@@ -11,7 +11,9 @@ from helpers import ROOT
 
 INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
                      "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
-                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures"]
+                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures",
+                     *(f"taming.generation.{m}" for m in ("models", "files", "samples", "rejection", "conditional",
+                                                          "window", "first_stage"))]
 
 
 def test_inference_imports_no_training_code(tmp_path):
