@@ -11,7 +11,7 @@ from PIL import Image
 from taming.cli.main import main
 from taming.generation.files import to_uint8
 from taming.generation.first_stage import load_image
-from taming.generation.models import first_stage_run
+from taming.generation.models import first_stage_run, prepare_first_stage
 from helpers import FIXTURES, make_run, original_run, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -36,7 +36,7 @@ def write_images(folder: Path, sizes: list[tuple[int, int]]) -> list[Path]:
 
 def test_encode_decode_and_reconstruct_agree(vq_run, tmp_path, capsys):
     images = write_images(tmp_path / "in", [(16, 16), (21, 13)])
-    run = ["-r", str(vq_run), "--device", "cpu"]
+    run = ["-r", str(vq_run), "--device", "cpu", "--precision", "fp32"]
     assert main(["encode", *run, str(tmp_path / "in"), "-o", str(tmp_path / "codes")]) == 0
     codes = [np.load(tmp_path / "codes" / f"img{k}.npy") for k in range(2)]
     assert codes[0].shape == (8, 8) and codes[1].shape == (6, 10) and codes[0].dtype == np.int64  # 13x21 -> 12x20 px
@@ -72,7 +72,8 @@ def test_an_original_first_stage_run_decodes_the_original_codes(tmp_path):
     expected = torch.load(FIXTURE / "expected.pt", weights_only=True)
     codes = expected["indices"].reshape(2, 8, 8).numpy()
     np.save(tmp_path / "codes.npy", codes)
-    assert main(["decode", "-r", str(run), str(tmp_path / "codes.npy"), "-o", str(tmp_path / "out")]) == 0
+    assert main(["decode", "-r", str(run), str(tmp_path / "codes.npy"), "-o", str(tmp_path / "out"),
+                 "--precision", "fp32"]) == 0
     for b in range(2):
         picture = np.asarray(Image.open(tmp_path / "out" / f"codes_{b:03d}.png")).astype(float)
         target = ((expected["dec_code"][b].clamp(-1, 1).permute(1, 2, 0) + 1) * 127.5).numpy()
@@ -86,3 +87,14 @@ def test_user_errors_are_one_line(vq_run, tmp_path, capsys):
                                                "outside the codebook (0..15)")
     assert main(["encode", "-r", str(vq_run), str(tmp_path / "nothing.png"), "-o", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == f"taming encode: error: input not found: {tmp_path / 'nothing.png'}"
+
+
+def test_precision_prepares_the_first_stage(vq_run):
+    exact, _ = first_stage_run(str(vq_run), device="cpu")
+    assert prepare_first_stage(exact, "fp32").decoder.conv_out.weight.is_contiguous()  # fp32: untouched
+    fast, _ = first_stage_run(str(vq_run), device="cpu")
+    weight = prepare_first_stage(fast, "int8").decoder.conv_out.weight  # int8 is the GPT's: float32 here
+    assert weight.dtype == torch.float32 and weight.is_contiguous(memory_format=torch.channels_last)
+    half, _ = first_stage_run(str(vq_run), device="cpu")
+    assert prepare_first_stage(half, "bf16").decoder.conv_out.weight.dtype == torch.bfloat16
+    assert half.quantize.embedding.weight.dtype == torch.float32  # distances decide codes: float32

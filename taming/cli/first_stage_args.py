@@ -1,8 +1,8 @@
 """The three first-stage commands share one shape: a model, input files or folders, an output folder.
 
-    taming reconstruct -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S]   images -> reconstructions (PNG)
-    taming encode      -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S]   images -> codes (<stem>.npy)
-    taming decode      -r RUN CODES.npy_OR_DIRS... -o OUTDIR           codes -> images (PNG)
+    taming reconstruct -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> reconstructions
+    taming encode      -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> codes (<stem>.npy)
+    taming decode      -r RUN CODES.npy_OR_DIRS... -o OUTDIR [--precision P]           codes -> images (PNG)
 RUN is a first-stage run or a transformer run (its first stage is used), ours or the original's.
 """
 from __future__ import annotations
@@ -13,14 +13,18 @@ from pathlib import Path
 from typing import Callable
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.sampling_args import Progress, add_model_args
+from taming.cli.sampling_args import PRECISION_CHOICES, Progress, add_model_args
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import first_stage as fs
 from taming.generation.files import remove_partial
-from taming.generation.models import first_stage_run
+from taming.generation.models import first_stage_run, prepare_first_stage, resolve_precision
 
 Job = Callable[..., int]
+
+
+def _device_of(model) -> str:
+    return model.post_quant_conv.weight.device.type
 
 
 def build_parser(command: str, what: str, takes_size: bool) -> argparse.ArgumentParser:
@@ -28,6 +32,8 @@ def build_parser(command: str, what: str, takes_size: bool) -> argparse.Argument
     add_model_args(p)
     p.add_argument("inputs", nargs="+", help="files or folders")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="fp32: the exact float32 path; bf16: bf16 convolutions; auto: chosen for this hardware")
     if takes_size:
         p.add_argument("--size", type=int, default=None,
                        help="resize the smaller side to S and centre-crop S x S (default: keep the size, "
@@ -45,6 +51,7 @@ def main_for(command: str, what: str, suffixes: tuple[str, ...], job: Job, argv:
             raise ConfigError(f"--size {args.size}: must be >= 1")
         files = fs.expand_inputs(args.inputs, suffixes)
         model, _ = first_stage_run(args.run, args.config, args.device)
+        model = prepare_first_stage(model, resolve_precision(args.precision, _device_of(model)))
         out = Path(args.outdir)
         remove_partial(out)
         progress = Progress(len(files), 0, command)

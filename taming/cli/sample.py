@@ -22,7 +22,7 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
-from taming.generation.models import checkpoint_info, resolve_precision, transformer_run
+from taming.generation.models import prepare_first_stage, checkpoint_info, resolve_precision, transformer_run
 from taming.generation.samples import class_list, plan, write_samples
 
 
@@ -60,6 +60,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     labels = class_list(loaded, args.classes)
     precision = resolve_precision(args.precision, loaded.device)
     settings = sample_settings(args, precision)
+    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
     out = Path(args.outdir)
     remove_partial(out)
     items = plan(out, args.n_samples, labels)

@@ -19,7 +19,7 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation.conditional import sample_split
 from taming.generation.files import remove_partial, save_json
-from taming.generation.models import checkpoint_info, resolve_precision, transformer_run
+from taming.generation.models import prepare_first_stage, checkpoint_info, resolve_precision, transformer_run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,6 +37,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
     loaded = transformer_run(args.run, args.config, args.device)
     settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
+    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
     out = Path(args.outdir)
     remove_partial(out)
     progress = Progress(args.limit, 0, f"sampling {args.split}", unit="examples")

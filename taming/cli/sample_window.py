@@ -15,7 +15,7 @@ from taming.cli.errors import run_reporting_errors
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
-from taming.generation.models import resolve_precision, transformer_run
+from taming.generation.models import prepare_first_stage, resolve_precision, transformer_run
 from taming.generation.window import parse_size, sample_map
 
 
@@ -40,6 +40,7 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         raise FileNotFoundError(f"condition map not found: {args.condition}")
     loaded = transformer_run(args.run, args.config, args.device)
     settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
+    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
     size = parse_size(args.size)
     f = loaded.factor
     total = (size[0] // f) * (size[1] // f) if size else None
