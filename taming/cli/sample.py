@@ -5,6 +5,7 @@ scripts/sample_fast.py), e.g. 50 per class of 1000 classes for FID.
                   [--temperature T] [--cfg-scale G] [--classes 1,2,3|all] [--seed S]
                   [--precision auto|fp32|bf16|int8] [--accept-rate R [--classifier FILE] [--class-map FILE]
                   [--inception-weights FILE]] -o OUTDIR
+(the original's spellings --n_samples, --batch_size, --top_k, --top_p are accepted too)
 
 Writes OUTDIR/samples/ (see taming/generation/samples.py), OUTDIR/grid.png and OUTDIR/settings.json;
 a stopped run continues where it stopped. -n counts images per class for class-conditional models.
@@ -29,8 +30,8 @@ from taming.generation.samples import class_list, plan, write_samples
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="taming sample", description="Sample images from a transformer into a folder.")
     add_model_args(p)
-    p.add_argument("-n", "--n-samples", type=int, required=True, help="images (per class for class-conditional models)")
-    p.add_argument("--batch-size", type=int, default=25, help="images sampled together (default 25)")
+    p.add_argument("-n", "--n-samples", "--n_samples", type=int, required=True, help="images (per class for class-conditional models)")
+    p.add_argument("--batch-size", "--batch_size", type=int, default=25, help="images sampled together (default 25)")
     add_sampling_args(p)
     p.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
     p.add_argument("--classes", default=None, help="'all' (default) or comma-separated class numbers")

@@ -23,8 +23,8 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 
 def add_sampling_args(p: argparse.ArgumentParser, top_k: int | None = 250) -> None:
-    p.add_argument("--top-k", "-k", type=int, default=top_k, help=f"keep the k most likely codes (default {top_k}; 0: all)")
-    p.add_argument("--top-p", "-p", type=float, default=None, help="nucleus sampling: keep codes up to this probability")
+    p.add_argument("--top-k", "--top_k", "-k", type=int, default=top_k, help=f"keep the k most likely codes (default {top_k}; 0: all)")
+    p.add_argument("--top-p", "--top_p", "-p", type=float, default=None, help="nucleus sampling: keep codes up to this probability")
     p.add_argument("--temperature", "-t", type=float, default=1.0, help="softmax temperature (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="sample i is seeded by (seed, i) alone (default 0)")
     p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
