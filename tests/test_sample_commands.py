@@ -16,7 +16,8 @@ from taming.cli.main import main
 from taming.generation.files import image_name
 from taming.generation.models import transformer_run
 from taming.generation.samples import SampleSettings, image_seed, sample_images
-from helpers import FIXTURES, make_run, original_run, prefix_config
+from taming.sampling import generate
+from helpers import FIXTURES, fixture_gpt, make_run, original_run, prefix_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -39,6 +40,19 @@ def pixels(path: Path) -> np.ndarray:
 
 def sample(run: Path, out: Path, *flags: str) -> int:
     return main(["sample", "-r", str(run), "-o", str(out), "--precision", "fp32", *flags])
+
+
+def test_generate_with_one_generator_per_row():
+    """taming.sampling: row b draws from generator[b] alone, so a row's codes do not depend on its batch."""
+    gpt = fixture_gpt("transformer_uncond")
+    sos = torch.zeros(3, 1, dtype=torch.long)
+    together = generate(gpt, sos, 32, top_k=20, generator=[torch.Generator().manual_seed(s) for s in (7, 8, 9)])
+    for b, s in enumerate((7, 8, 9)):
+        alone = generate(gpt, sos[:1], 32, top_k=20, generator=[torch.Generator().manual_seed(s)])
+        assert torch.equal(together[b:b + 1], alone)
+    assert not torch.equal(together[0], together[1])
+    with pytest.raises(ValueError, match="2 generators for 3 rows"):
+        generate(gpt, sos, 4, generator=[torch.Generator(), torch.Generator()])
 
 
 def test_images_depend_on_seed_and_index_only(uncond_run, tmp_path, capsys):
