@@ -13,6 +13,7 @@ a stopped run continues where it stopped. -n counts images per class for class-c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import resource
 import sys
 from pathlib import Path
@@ -75,19 +76,14 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     records = []
     if classifier is None:
         progress = Progress(len(items), done, "sampling")
-        try:
+        with contextlib.closing(progress):
             write_samples(loaded, items, settings, args.seed, args.batch_size, progress)
-        finally:
-            progress.close()
     else:
         count = rejection.candidate_count(args.n_samples, args.accept_rate)
         progress = Progress(len(labels) * count, 0, f"sampling {count} candidates per class")
-        try:
-            for label in labels:
-                records.append(rejection.sample_class(loaded, label, args.n_samples, args.accept_rate, out, settings,
-                                                      args.seed, args.batch_size, classifier, progress))
-        finally:
-            progress.close()
+        with contextlib.closing(progress):
+            records = [rejection.sample_class(loaded, label, args.n_samples, args.accept_rate, out, settings,
+                                              args.seed, args.batch_size, classifier, progress) for label in labels]
     row = GRID_ROW if labels is None else min(GRID_ROW, args.n_samples)  # class-conditional: a row per class
     grid = grid_of_files(grid_paths(items, labels), out / "grid.png", nrow=row)
     report = {
