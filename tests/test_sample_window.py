@@ -85,3 +85,29 @@ def test_map_errors_are_one_line(seg_run, tmp_path, capsys):
     assert main(["sample-window", "-r", str(seg_run), "-c", str(good), "--size", "12x16", "-o", str(tmp_path / "o.png")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"taming sample-window: error: {seg_run}: output 8x6 codes is smaller than the training window 8x8")
+
+
+def test_a_depth_map_is_normalized_resized_and_sampled(tmp_path):
+    """A depth-conditioned model: the RGBA-packed float32 PNG of the depth datasets, min-max to [-1, 1]."""
+    from helpers import vqgan_config
+    from taming.data.imageio import depth_to_rgba, normalize_depth
+    from taming.data.transforms import resize_array
+    from taming.generation.window import read_condition
+
+    config = seg_transformer_config(None, None)
+    vq = vqgan_config()["model"]["params"]
+    config["model"]["params"].update(cond_stage_key="depth", cond_stage_config={
+        "target": "taming.models.vqgan.VQModel", "params": {
+            **vq, "n_embed": 8, "ddconfig": {**vq["ddconfig"], "in_channels": 1, "out_ch": 1},
+            "lossconfig": {"target": "taming.modules.losses.DummyLoss"}}})
+    run_dir = make_run(tmp_path, config, "depth")
+    depth = np.linspace(2.0, 9.0, 12 * 20, dtype=np.float32).reshape(12, 20) ** 1.5
+    Image.fromarray(depth_to_rgba(depth), mode="RGBA").save(tmp_path / "depth.png")
+    run = transformer_run(str(run_dir), device="cpu")
+    c = read_condition(run, str(tmp_path / "depth.png"), (24, 16))
+    expected = resize_array(normalize_depth(depth), (16, 24), "bilinear")
+    assert c.shape == (1, 1, 16, 24)
+    np.testing.assert_allclose(c[0, 0].numpy(), expected, rtol=0, atol=1e-6)
+    assert main(["sample-window", "-r", str(run_dir), "-c", str(tmp_path / "depth.png"), "--size", "24x16",
+                 "-o", str(tmp_path / "o.png"), "--precision", "fp32"]) == 0
+    assert Image.open(tmp_path / "o.png").size == (24, 16)  # 12x8 codes: the sliding window
