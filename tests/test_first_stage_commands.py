@@ -87,6 +87,11 @@ def test_user_errors_are_one_line(vq_run, tmp_path, capsys):
                                                "outside the codebook (0..15)")
     assert main(["encode", "-r", str(vq_run), str(tmp_path / "nothing.png"), "-o", str(tmp_path / "o")]) == 2
     assert capsys.readouterr().err.strip() == f"taming encode: error: input not found: {tmp_path / 'nothing.png'}"
+    if not torch.cuda.is_available():
+        assert main(["decode", "-r", str(vq_run), str(tmp_path / "bad.npy"), "-o", str(tmp_path / "o"),
+                     "--device", "cuda"]) == 2
+        assert capsys.readouterr().err.strip().splitlines()[-1] == (
+            "taming decode: error: --device cuda: no CUDA GPU is available here; use --device cpu")
 
 
 def test_precision_prepares_the_first_stage(vq_run):

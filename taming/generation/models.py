@@ -21,8 +21,17 @@ from taming.config import ConfigError
 from taming.transformer.net2net import Net2Net
 
 
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"
+def device_for(device: str | None) -> str:
+    """The device to run on: `device` checked, or cuda when available, else cpu."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return device
 
 
 def resolve_precision(precision: str, device: str | torch.device) -> str:
@@ -48,7 +57,7 @@ def prepare_first_stage(model: torch.nn.Module, precision: str) -> torch.nn.Modu
 
 def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None) -> LoadedRun:
     """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode."""
-    return load_run(resolve_run(target, configs), device or default_device())
+    return load_run(resolve_run(target, configs), device_for(device))
 
 
 def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None
@@ -64,7 +73,7 @@ def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str
     elif not callable(getattr(model, "decode_codes", None)):
         raise ConfigError(f"{source.name}: the model is {config.model.target}, not a first stage (VQGAN) "
                           "or a transformer")
-    return model.to(device or default_device()).eval(), source
+    return model.to(device_for(device)).eval(), source
 
 
 def checkpoint_info(path: str | None) -> dict[str, Any]:
