@@ -113,10 +113,12 @@ def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, set
     """Rejection-sample n images of `label` into samples/<label>/ -> its record (scores, kept)."""
     final = out / SAMPLES / str(label)
     record_path = out / RECORDS / f"{label}.json"
-    if record_path.is_file() and all((final / image_name(i)).is_file() for i in range(n)):
-        return json.loads(record_path.read_text())  # done in an earlier run
-    folder = out / CANDIDATES / str(label)
     count = candidate_count(n, rate)
+    if record_path.is_file() and all((final / image_name(i)).is_file() for i in range(n)):
+        record = json.loads(record_path.read_text())
+        if record["candidates"] == count and len(record["kept"]) == n:
+            return record  # done in an earlier run with these settings
+    folder = out / CANDIDATES / str(label)
     items = [Item(label, j, folder / image_name(j)) for j in range(count)]
     write_samples(run, items, settings, seed, batch_size, written)
     scores: list[float] = []
