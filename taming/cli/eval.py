@@ -26,7 +26,7 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.eval.runs import PRECISIONS
 
-SUBCOMMANDS = ("samples", "reconstruction", "likelihood")
+DEFAULT_METRICS = "fid,kid,isc,prc"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -49,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
     s.add_argument("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
     s.add_argument("--fake", required=True, help="folder of generated images")
-    s.add_argument("--metrics", default="fid,kid,isc,prc", help="comma-separated subset of fid,kid,isc,prc")
+    s.add_argument("--metrics", default=DEFAULT_METRICS,
+                   help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
     s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
     s.add_argument("--kid-subsets", type=int, default=100)
     s.add_argument("--kid-subset-size", type=int, default=1000)
@@ -87,7 +88,7 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
         metrics = parse_metrics(args.metrics)
     except ValueError as exc:
         raise ConfigError(f"--metrics: {exc}") from None
-    if Path(args.real).is_file() and args.metrics == build_parser().get_default("metrics"):
+    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:
         metrics = tuple(m for m in metrics if m not in ("kid", "prc"))  # statistics hold no features
     net = load_inception(args.inception_weights, args.device)
     return sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
