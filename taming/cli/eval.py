@@ -123,9 +123,9 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
             skipped["rfid"] = str(exc)
     if lpips is not None:
         lpips = lpips.to(args.device)
-    prepare_first_stage(first_stage, args.precision)
     key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
     batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(first_stage, args.precision)
     return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped)
 
 
@@ -138,8 +138,8 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "
                           "`taming eval likelihood` needs a Net2NetTransformer run")
     model = model.to(args.device)
-    prepare_first_stage(model.first_stage_model, args.precision)
     batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(model.first_stage_model, args.precision)
     # "auto"/"fp32"/"int8": the teacher-forced forward stays float32 (int8 is a decoding precision)
     return evaluate_likelihood(model, batches, autocast_bf16=args.precision == "bf16")
 

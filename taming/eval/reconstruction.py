@@ -3,7 +3,7 @@
 PSNR and SSIM are per image on [-1, 1] (range 2, the same numbers as on [0, 1] with range 1), averaged
 over images; reconstructions are clamped to [-1, 1] first, as saved images would be. LPIPS is the VGG
 LPIPS of taming/losses/lpips.py: the model's own copy when its checkpoint holds the weights
-(`loss.perceptual_loss.*`), else the local weight files; neither -> the column is left out with the
+(`loss.perceptual_loss.*` of a loss trained with LPIPS), else the local weight files; neither -> the column is left out with the
 reason. rFID is the FID between the inputs and their reconstructions as 8-bit images (Inception
 weights needed, else left out with the reason). Codebook usage: distinct codes over the split, their
 share of the codebook, and the perplexity exp(entropy) of the code histogram.
@@ -26,9 +26,13 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
 
 
 def model_lpips(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The LPIPS module a checkpoint brought along (weights loaded), if any."""
-    lp = getattr(getattr(model, "loss", None), "perceptual_loss", None)
-    return lp if lp is not None and getattr(lp, "weights_loaded", False) else None
+    """The LPIPS module a checkpoint brought along, if it holds the real weights: only a loss that
+    trained with LPIPS (perceptual_weight > 0) read the weight files; with weight 0 the checkpoint's
+    `loss.perceptual_loss.*` are the untrained initial values (kept for the original key layout)."""
+    loss = getattr(model, "loss", None)
+    lp = getattr(loss, "perceptual_loss", None)
+    used = float(getattr(loss, "perceptual_weight", 0.0)) > 0
+    return lp if used and getattr(lp, "weights_loaded", False) else None
 
 
 def local_lpips() -> tuple[torch.nn.Module | None, str | None]:

@@ -8,8 +8,9 @@ The split's dataset is the config's `data.params.<split>` node, read in order (n
 """
 from __future__ import annotations
 
+import importlib.util
 import json
-from typing import Any, Iterator, Sequence
+from typing import Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -35,13 +36,17 @@ def prepare_first_stage(first_stage: torch.nn.Module, precision: str) -> None:
     """The shared --precision convention: the string goes to VQGAN.prepare_fast ("fp32" changes nothing)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and hasattr(first_stage, "prepare_fast"):
-        first_stage.prepare_fast(precision)
+    if precision == "fp32" or not hasattr(first_stage, "prepare_fast"):
+        return
+    if precision == "auto" and importlib.util.find_spec("taming.hardware") is None:
+        return  # a tree without branch `speed`'s hardware detection: "auto" is float32
+    first_stage.prepare_fast(precision)
 
 
 def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
-                  limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Collated batches of the config's data split, in dataset order, at most `limit` items."""
+                  limit: int | None = None) -> DataLoader:
+    """Collated batches of the config's data split, in dataset order, at most `limit` items (the
+    dataset is built, and its errors raised, here rather than at the first batch)."""
     data = config.get("data")
     params = data.get("params") if isinstance(data, DictConfig) else None
     node = params.get(split) if isinstance(params, DictConfig) else None
@@ -55,4 +60,4 @@ def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
     if len(dataset) == 0:
         raise ConfigError(f"data.params.{split}: the dataset is empty")
     size = batch_size or int(params.get("batch_size", 8))
-    yield from DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
+    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
