@@ -106,7 +106,8 @@ def test_likelihood_of_a_transformer_run(seg_run, tmp_path):
     got = _json(out)
     model, config = load_evaluated(str(seg_run))
     batch = next(iter(split_batches(config, "validation")))  # the whole split: 2 images
-    want = float(model.shared_step(batch))  # mean cross-entropy over every image code
+    with torch.no_grad():
+        want = float(model.shared_step(batch))  # mean cross-entropy over every image code
     assert got["nll_per_code"] == pytest.approx(want, rel=1e-5)
     # 16 px images, f=2: 64 codes for 16*16*3 values; vocabulary 16
     assert got["codes_per_image"] == 64 and got["pixel_values_per_image"] == 768 and got["vocab_size"] == 16
@@ -128,3 +129,28 @@ def test_likelihood_and_reconstruction_of_an_original_run_folder(tmp_path, vq_ru
     assert _json(out)["codebook_size"] == 64 and _json(out)["skipped"]["rfid"] == "--no-rfid"
     assert main(["eval", "likelihood", "-r", str(vq_run)]) == 2
     assert "not a transformer" in capsys.readouterr().err
+
+
+def test_likelihood_on_pre_tokenized_codes_equals_the_image_path(seg_run, tmp_path):
+    """A run trained on `taming tokenize` shards (the demo's transformer): same NLL from the codes."""
+    from taming.data.codes import write_code_shards
+
+    model, config = load_evaluated(str(seg_run))
+    batch = next(iter(split_batches(config, "validation")))
+    z, c = model.get_codes(batch)  # identity permuter: z in raster order (2, 64)
+    shards = write_code_shards(str(tmp_path / "validation-%06d.tar"),
+                               [{"z": z[i].reshape(8, 8), "c": c[i]} for i in range(2)], maxcount=1)
+    codes_yaml = tmp_path / "codes.yaml"
+    codes_yaml.write_text(yaml.safe_dump({"data": {"params": {"validation": {
+        "target": "taming.data.codes.CodeShards", "params": {"urls": shards, "shuffle": 0, "shuffle_shards": False}}}}}))
+    project = next((seg_run / "configs").glob("*-project.yaml"))
+    with torch.no_grad():
+        nll_all, nll_first = float(model.shared_step(batch)), float(model.shared_step({k: v[:1] for k, v in batch.items()}))
+    for limit, want in ((None, nll_all), ("1", nll_first)):
+        out = tmp_path / "nll.json"
+        extra = ["--limit", limit] if limit else []
+        assert main(["eval", "likelihood", "-r", str(seg_run), "--config", str(project), str(codes_yaml),
+                     "--precision", "fp32", "--json", str(out), *extra]) == 0
+        got = _json(out)
+        assert got["images"] == (1 if limit else 2) and got["pixel_values_per_image"] == 768
+        assert got["nll_per_code"] == pytest.approx(want, rel=1e-5)

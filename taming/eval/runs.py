@@ -9,12 +9,13 @@ The split's dataset is the config's `data.params.<split>` node, read in order (n
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import json
 from typing import Sequence
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, IterableDataset, Subset
 
 from taming.app.loading import resolve_run
 from taming.checkpoint import load_model
@@ -55,9 +56,23 @@ def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
         raise ConfigError(f"the run's config has no data.params.{split} dataset (it has: {have or 'no data section'}); "
                           "pass --split or --config with a data: section")
     dataset = instantiate_from_config(node, where=f"data.params.{split}")
-    if limit is not None:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ConfigError(f"data.params.{split}: the dataset is empty")
+    if isinstance(dataset, IterableDataset):  # streamed shards (images or pre-tokenized codes)
+        if limit is not None:
+            dataset = _First(dataset, limit)
+    else:
+        if limit is not None:
+            dataset = Subset(dataset, range(min(limit, len(dataset))))
+        if len(dataset) == 0:
+            raise ConfigError(f"data.params.{split}: the dataset is empty")
     size = batch_size or int(params.get("batch_size", 8))
     return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
+
+
+class _First(IterableDataset):
+    """The first n items of a stream."""
+
+    def __init__(self, stream: IterableDataset, n: int) -> None:
+        self.stream, self.n = stream, n
+
+    def __iter__(self):
+        return itertools.islice(iter(self.stream), self.n)
