@@ -92,7 +92,7 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
         metrics = tuple(m for m in metrics if m not in ("kid", "prc"))  # statistics hold no features
     net = load_inception(args.inception_weights, args.device)
     return sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
-                          args.kid_subset_size, args.isc_splits, args.save_real_stats)
+                          args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
 
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
