@@ -45,7 +45,8 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
-    sub = p.add_subparsers(dest="what", required=True, parser_class=ArgumentParser)
+    sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
+                           parser_class=ArgumentParser)
     s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
     s.add_argument("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
     s.add_argument("--fake", required=True, help="folder of generated images")
