@@ -10,11 +10,10 @@ import yaml
 
 from conftest import FIXTURES
 from taming.cli.main import main
-from taming.config import load_config
 from taming.eval.image_metrics import psnr, ssim
 from taming.eval.inception import FIDInceptionV3
-from taming.eval.reconstruction import evaluate_reconstruction, model_lpips
-from taming.eval.runs import load_evaluated, split_batches
+from taming.eval.reconstruction import checkpoint_lpips, evaluate_reconstruction
+from taming.eval.runs import batch_images, load_evaluated, split_batches
 from test_app import make_run
 from test_training_engine import seg_transformer_config, vqgan_config
 
@@ -58,6 +57,13 @@ def _json(path):
     return json.loads(path.read_text())
 
 
+@torch.no_grad()
+def _nll(model, batch) -> float:
+    """The transformer's objective: mean cross-entropy of every image code (eval mode)."""
+    logits, target = model.forward_codes(*model.get_codes(batch))
+    return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
+
+
 def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
     weights = tmp_path / "inception.pth"
     torch.save(FIDInceptionV3().state_dict(), weights)
@@ -68,8 +74,9 @@ def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
     got = _json(out)
     assert "lpips" not in got and "vgg16-397923af.pth" in got["skipped"]["lpips"]  # no files: left out, with why
     assert "left out" in printed and "psnr" in printed
-    model, config = load_evaluated(str(vq_run))
-    x = torch.cat([model.get_input(b, "image") for b in split_batches(config, "validation")])  # (2, 3, 16, 16)
+    model, config, ckpt = load_evaluated(str(vq_run))
+    assert checkpoint_lpips(ckpt, config) is None  # trained with perceptual_weight 0: its LPIPS keys are untrained
+    x = torch.cat([batch_images(b, "image") for b in split_batches(config, "validation")])  # (2, 3, 16, 16)
     xrec = model(x)[0].clamp(-1, 1)
     assert got["images"] == 2
     assert got["psnr"] == pytest.approx(float(psnr(x, xrec).mean()), rel=1e-5)
@@ -83,8 +90,8 @@ def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
 
 def test_reconstruction_uses_the_checkpoints_lpips_and_user_errors(tmp_path, capsys):
     run = original_layout_run(tmp_path, "vqgan", 64)
-    model, _ = load_evaluated(str(run))
-    lp = model_lpips(model)
+    model, config, ckpt = load_evaluated(str(run))
+    lp = checkpoint_lpips(ckpt, config)
     assert lp is not None  # the original VQGAN checkpoint carries LPIPS (VGG16 + lin) under loss.*
     expected = torch.load(FIXTURES / "vqgan" / "expected.pt", weights_only=True)
     assert torch.allclose(lp(expected["x"], expected["xrec"]), expected["lpips"], rtol=1e-4)
@@ -104,10 +111,9 @@ def test_likelihood_of_a_transformer_run(seg_run, tmp_path):
     out = tmp_path / "nll.json"
     assert main(["eval", "likelihood", "-r", str(seg_run), "--precision", "fp32", "--json", str(out)]) == 0
     got = _json(out)
-    model, config = load_evaluated(str(seg_run))
+    model, config, _ = load_evaluated(str(seg_run))
     batch = next(iter(split_batches(config, "validation")))  # the whole split: 2 images
-    with torch.no_grad():
-        want = float(model.shared_step(batch))  # mean cross-entropy over every image code
+    want = _nll(model, batch)
     assert got["nll_per_code"] == pytest.approx(want, rel=1e-5)
     # 16 px images, f=2: 64 codes for 16*16*3 values; vocabulary 16
     assert got["codes_per_image"] == 64 and got["pixel_values_per_image"] == 768 and got["vocab_size"] == 16
@@ -135,7 +141,7 @@ def test_likelihood_on_pre_tokenized_codes_equals_the_image_path(seg_run, tmp_pa
     """A run trained on `taming tokenize` shards (the demo's transformer): same NLL from the codes."""
     from taming.data.codes import write_code_shards
 
-    model, config = load_evaluated(str(seg_run))
+    model, config, _ = load_evaluated(str(seg_run))
     batch = next(iter(split_batches(config, "validation")))
     z, c = model.get_codes(batch)  # identity permuter: z in raster order (2, 64)
     shards = write_code_shards(str(tmp_path / "validation-%06d.tar"),
@@ -144,8 +150,7 @@ def test_likelihood_on_pre_tokenized_codes_equals_the_image_path(seg_run, tmp_pa
     codes_yaml.write_text(yaml.safe_dump({"data": {"params": {"validation": {
         "target": "taming.data.codes.CodeShards", "params": {"urls": shards, "shuffle": 0, "shuffle_shards": False}}}}}))
     project = next((seg_run / "configs").glob("*-project.yaml"))
-    with torch.no_grad():
-        nll_all, nll_first = float(model.shared_step(batch)), float(model.shared_step({k: v[:1] for k, v in batch.items()}))
+    nll_all, nll_first = _nll(model, batch), _nll(model, {k: v[:1] for k, v in batch.items()})
     for limit, want in ((None, nll_all), ("1", nll_first)):
         out = tmp_path / "nll.json"
         extra = ["--limit", limit] if limit else []

@@ -101,11 +101,11 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
-    model, config = load_evaluated(args.run, args.config)
+    model, config, ckpt = load_evaluated(args.run, args.config)
     model = model.to(args.device)
     first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
     skipped: dict[str, str] = {}
-    lpips = rec.model_lpips(first_stage)
+    lpips = rec.checkpoint_lpips(ckpt, config)
     if lpips is None:
         lpips, why = rec.local_lpips()
         if why:
@@ -134,7 +134,7 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
 
-    model, config = load_evaluated(args.run, args.config)
+    model, config, _ = load_evaluated(args.run, args.config)
     if not hasattr(model, "transformer"):
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "
                           "`taming eval likelihood` needs a Net2NetTransformer run")

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.util
 import itertools
 import json
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig
@@ -25,12 +25,21 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def load_evaluated(target: str | None, configs: Sequence[str] = (), overrides: Sequence[str] = ()
-                   ) -> tuple[torch.nn.Module, DictConfig]:
-    """(model in eval mode, merged config) of a run folder or checkpoint."""
+                   ) -> tuple[torch.nn.Module, DictConfig, str | None]:
+    """(model in eval mode, merged config, the checkpoint file or None) of a run folder or checkpoint."""
     source = resolve_run(target, configs)
     extra = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
     model, config = load_model(list(source.configs), None, [*extra, *overrides])
-    return model.eval(), config
+    return model.eval(), config, source.ckpt
+
+
+def batch_images(batch: dict[str, Any], key: str) -> torch.Tensor:
+    """A dataset batch's channels-last images (B, H, W[, C]) -> float (B, C, H, W), as the models read them."""
+    if key not in batch:
+        raise ConfigError(f"the data batches have no {key!r} (image key); they hold {sorted(batch)}")
+    x = torch.as_tensor(batch[key])
+    x = x[..., None] if x.dim() == 3 else x
+    return x.permute(0, 3, 1, 2).float().contiguous()
 
 
 def prepare_first_stage(first_stage: torch.nn.Module, precision: str) -> None:
