@@ -62,7 +62,7 @@ def test_samples_table_json_and_statistics_file(weights, folders, tmp_path, caps
                  "--json", str(out)]) == 0
     again = json.loads(out.read_text())
     assert again[fidelity.FID] == pytest.approx(got[fidelity.FID], rel=1e-6)
-    assert fidelity.KID_MEAN not in again and fidelity.ISC_MEAN in again
+    assert fidelity.KID_MEAN not in again and fidelity.ISC_MEAN in again and "statistics" in again["skipped"]["kid"]
 
 
 def test_user_errors_are_one_line(weights, folders, tmp_path, capsys, monkeypatch):

@@ -89,11 +89,14 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
         metrics = parse_metrics(args.metrics)
     except ValueError as exc:
         raise ConfigError(f"--metrics: {exc}") from None
-    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:
-        metrics = tuple(m for m in metrics if m not in ("kid", "prc"))  # statistics hold no features
+    skipped = {}
+    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
+        skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
+        metrics = tuple(m for m in metrics if m not in skipped)
     net = load_inception(args.inception_weights, args.device)
-    return sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
-                          args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
+    result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
+                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
+    return {**result, "skipped": skipped} if skipped else result
 
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
