@@ -159,3 +159,8 @@ def test_likelihood_on_pre_tokenized_codes_equals_the_image_path(seg_run, tmp_pa
         got = _json(out)
         assert got["images"] == (1 if limit else 2) and got["pixel_values_per_image"] == 768
         assert got["nll_per_code"] == pytest.approx(want, rel=1e-5)
+
+
+def test_eval_leaves_autograd_on(seg_run):
+    assert main(["eval", "likelihood", "-r", str(seg_run), "--precision", "fp32"]) == 0
+    assert torch.is_grad_enabled()

@@ -149,8 +149,8 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_grad_enabled(False)
-    result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
+    with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
+        result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
     print_table(f"taming eval {args.what}", result)
     if args.json:
         path = Path(args.json)
