@@ -77,11 +77,12 @@ def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
     model, config, ckpt = load_evaluated(str(vq_run))
     assert checkpoint_lpips(ckpt, config) is None  # trained with perceptual_weight 0: its LPIPS keys are untrained
     x = torch.cat([batch_images(b, "image") for b in split_batches(config, "validation")])  # (2, 3, 16, 16)
-    xrec = model(x)[0].clamp(-1, 1)
+    with torch.no_grad():
+        xrec = model(x)[0].clamp(-1, 1)
+        codes = model.encode(x)[2][2].reshape(-1)
     assert got["images"] == 2
     assert got["psnr"] == pytest.approx(float(psnr(x, xrec).mean()), rel=1e-5)
     assert got["ssim"] == pytest.approx(float(ssim(x, xrec).mean()), rel=1e-5)
-    codes = model.encode(x)[2][2].reshape(-1)
     assert got["codes_used"] == len(codes.unique()) and got["codebook_size"] == 16
     p = torch.bincount(codes, minlength=16).double() / codes.numel()
     assert got["perplexity"] == pytest.approx(math.exp(-(p[p > 0] * p[p > 0].log()).sum()), rel=1e-6)
