@@ -8,7 +8,7 @@ import sys
 import pytest
 import torch
 
-from conftest import FIXTURES, SHARED
+from helpers import FIXTURES, SHARED
 from taming.eval import fidelity
 from taming.eval.inception import load_inception
 from taming.eval.samples import list_images, same_size_batches, sample_metrics

@@ -8,14 +8,12 @@ import torch
 import torch.nn.functional as F
 import yaml
 
-from conftest import FIXTURES
 from taming.cli.main import main
 from taming.eval.image_metrics import psnr, ssim
 from taming.eval.inception import FIDInceptionV3
 from taming.eval.reconstruction import checkpoint_lpips, evaluate_reconstruction
 from taming.eval.runs import batch_images, load_evaluated, split_batches
-from test_app import make_run
-from test_training_engine import seg_transformer_config, vqgan_config
+from helpers import FIXTURES, make_run, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 

@@ -5,7 +5,7 @@ import sys
 import numpy as np
 from PIL import Image
 
-from conftest import ROOT
+from helpers import ROOT
 
 
 def _run(root, name, rows):
