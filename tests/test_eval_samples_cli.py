@@ -92,3 +92,15 @@ def test_user_errors_are_one_line(weights, folders, tmp_path, capsys, monkeypatc
     assert main(["eval", "samples", "--real", str(stats), "--fake", str(fake), "--metrics", "kid",
                  "--inception-weights", str(weights)]) == 2
     assert "holds no features" in capsys.readouterr().err
+
+
+def test_folders_of_mixed_sizes_are_batched_by_size_in_file_order(tmp_path):
+    from taming.eval.samples import list_images, same_size_batches
+
+    sizes = [(8, 8), (8, 8), (6, 10), (8, 8), (8, 8), (8, 8)]
+    for i, (h, w) in enumerate(sizes):
+        Image.fromarray(np.full((h, w, 3), i, np.uint8)).save(tmp_path / f"{i:02d}.png")
+    (tmp_path / "notes.txt").write_text("not an image")  # other files are ignored
+    batches = list(same_size_batches(list_images(tmp_path), batch_size=2))
+    assert [tuple(b.shape) for b in batches] == [(2, 3, 8, 8), (1, 3, 6, 10), (2, 3, 8, 8), (1, 3, 8, 8)]
+    assert torch.cat([b[:, 0, 0, 0] for b in batches]).tolist() == list(range(6))
