@@ -8,8 +8,7 @@ import torch
 import yaml
 from omegaconf import OmegaConf
 
-from taming.checkpoint import load_weights, read_state_dict, save_state_dict
-from taming.config import instantiate_from_config
+from taming.checkpoint import load_weights, read_state_dict
 from taming.transformer.gpt import GPT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -44,6 +43,23 @@ def vqgan_config(size: int = 16, train_len: int = 4, batch: int = 2, **lightning
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path
+
+
+NOW = "2026-01-01T00-00-00"
+
+
+def make_run(root: Path, config: dict, name: str) -> Path:
+    """A run folder as `taming train` leaves it: configs/<now>-project.yaml and checkpoints/last.ckpt
+    (the config's model built with random weights)."""
+    from taming.checkpoint import save_state_dict
+    from taming.config import instantiate_from_config
+
+    run = root / "logs" / f"{NOW}_{name}"
+    (run / "configs").mkdir(parents=True)
+    project = {k: v for k, v in config.items() if k != "lightning"}
+    write_config(run / "configs" / f"{NOW}-project.yaml", project)
+    save_state_dict(run / "checkpoints" / "last.ckpt", instantiate_from_config(project["model"]))
+    return run
 
 
 def seg_transformer_config(vq_ckpt: str | None, seg_ckpt: str | None, size: int = 16) -> dict:
@@ -84,19 +100,6 @@ def fixture_gpt(name: str) -> GPT:
 
 def expected(name: str) -> dict:
     return torch.load(FIXTURES / name / "expected.pt", weights_only=True)
-
-
-NOW = "2026-01-01T00-00-00"
-
-
-def make_run(root: Path, config: dict, name: str) -> Path:
-    """A run folder as `taming train` leaves it: configs/<now>-project.yaml and checkpoints/last.ckpt."""
-    run = root / "logs" / f"{NOW}_{name}"
-    (run / "configs").mkdir(parents=True)
-    project = {k: v for k, v in config.items() if k != "lightning"}
-    write_config(run / "configs" / f"{NOW}-project.yaml", project)
-    save_state_dict(run / "checkpoints" / "last.ckpt", instantiate_from_config(project["model"]))
-    return run
 
 
 def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:

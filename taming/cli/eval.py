@@ -26,7 +26,7 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.eval.runs import PRECISIONS
 
-SUBCOMMANDS = ("samples", "reconstruction", "likelihood")
+DEFAULT_METRICS = "fid,kid,isc,prc"
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -45,11 +45,13 @@ def _run_args(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
-    sub = p.add_subparsers(dest="what", required=True, parser_class=ArgumentParser)
+    sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
+                           parser_class=ArgumentParser)
     s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
     s.add_argument("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
     s.add_argument("--fake", required=True, help="folder of generated images")
-    s.add_argument("--metrics", default="fid,kid,isc,prc", help="comma-separated subset of fid,kid,isc,prc")
+    s.add_argument("--metrics", default=DEFAULT_METRICS,
+                   help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
     s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
     s.add_argument("--kid-subsets", type=int, default=100)
     s.add_argument("--kid-subset-size", type=int, default=1000)
@@ -87,11 +89,14 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
         metrics = parse_metrics(args.metrics)
     except ValueError as exc:
         raise ConfigError(f"--metrics: {exc}") from None
-    if Path(args.real).is_file() and args.metrics == build_parser().get_default("metrics"):
-        metrics = tuple(m for m in metrics if m not in ("kid", "prc"))  # statistics hold no features
+    skipped = {}
+    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
+        skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
+        metrics = tuple(m for m in metrics if m not in skipped)
     net = load_inception(args.inception_weights, args.device)
-    return sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
-                          args.kid_subset_size, args.isc_splits, args.save_real_stats)
+    result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
+                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
+    return {**result, "skipped": skipped} if skipped else result
 
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
@@ -99,11 +104,11 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
-    model, config = load_evaluated(args.run, args.config)
+    model, config, ckpt = load_evaluated(args.run, args.config)
     model = model.to(args.device)
     first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
     skipped: dict[str, str] = {}
-    lpips = rec.model_lpips(first_stage)
+    lpips = rec.checkpoint_lpips(ckpt, config)
     if lpips is None:
         lpips, why = rec.local_lpips()
         if why:
@@ -122,9 +127,9 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
             skipped["rfid"] = str(exc)
     if lpips is not None:
         lpips = lpips.to(args.device)
-    prepare_first_stage(first_stage, args.precision)
     key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
     batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(first_stage, args.precision)
     return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped)
 
 
@@ -132,20 +137,20 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
 
-    model, config = load_evaluated(args.run, args.config)
+    model, config, _ = load_evaluated(args.run, args.config)
     if not hasattr(model, "transformer"):
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "
                           "`taming eval likelihood` needs a Net2NetTransformer run")
     model = model.to(args.device)
-    prepare_first_stage(model.first_stage_model, args.precision)
     batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(model.first_stage_model, args.precision)
     # "auto"/"fp32"/"int8": the teacher-forced forward stays float32 (int8 is a decoding precision)
     return evaluate_likelihood(model, batches, autocast_bf16=args.precision == "bf16")
 
 
 def run(args: argparse.Namespace) -> int:
-    torch.set_grad_enabled(False)
-    result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
+    with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
+        result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
     print_table(f"taming eval {args.what}", result)
     if args.json:
         path = Path(args.json)

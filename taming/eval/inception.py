@@ -176,7 +176,7 @@ class FIDInceptionV3(nn.Module):
         if images.dim() != 4 or images.shape[1] != 3:
             raise ValueError(f"expected RGB images (B, 3, H, W), got {tuple(images.shape)}")
         x = resize_bilinear_tf1(images.float(), (INPUT_SIZE, INPUT_SIZE))  # (B, 3, 299, 299)
-        x = (x - 128) / 128
+        x = ((x - 128) / 128).contiguous(memory_format=torch.channels_last)  # oneDNN's fast layout
         x = _chain(x, [self.Conv2d_1a_3x3, self.Conv2d_2a_3x3, self.Conv2d_2b_3x3])  # (B, 64, 147, 147)
         x = F.max_pool2d(x, 3, stride=2)  # (B, 64, 73, 73)
         pool_64 = x.mean((2, 3))
@@ -196,4 +196,5 @@ def load_inception(path=None, device: str | torch.device = "cpu") -> FIDInceptio
     net = FIDInceptionV3()
     read_inception_state_dict(net, path)
     net.requires_grad_(False)
-    return net.eval().to(device)
+    # channels_last weights: about a quarter faster on CPU (same values, same state_dict keys)
+    return net.eval().to(device, memory_format=torch.channels_last)

@@ -47,6 +47,5 @@ def _pixel_values(model: torch.nn.Module, batch: Mapping[str, Any], n_codes: int
     if key in batch and torch.is_tensor(batch[key]) and batch[key].dim() == 4:
         h, w, ch = batch[key].shape[1:]  # channels-last (B, H, W, C)
         return int(h * w * ch)
-    encoder = model.first_stage_model.encoder
-    factor = 2 ** (encoder.num_resolutions - 1)  # pre-tokenized shards: n codes of factor x factor pixels
+    factor = model.first_stage_model.downsample_factor  # pre-tokenized shards: n codes of factor^2 pixels each
     return int(n_codes * factor * factor * 3)

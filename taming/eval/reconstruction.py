@@ -2,8 +2,8 @@
 
 PSNR and SSIM are per image on [-1, 1] (range 2, the same numbers as on [0, 1] with range 1), averaged
 over images; reconstructions are clamped to [-1, 1] first, as saved images would be. LPIPS is the VGG
-LPIPS of taming/losses/lpips.py: the model's own copy when its checkpoint holds the weights
-(`loss.perceptual_loss.*`), else the local weight files; neither -> the column is left out with the
+LPIPS of taming/losses/lpips.py: with the weights the run's checkpoint holds when it trained with
+LPIPS (`loss.perceptual_loss.*`), else the local weight files; neither -> the column is left out with the
 reason. rFID is the FID between the inputs and their reconstructions as 8-bit images (Inception
 weights needed, else left out with the reason). Codebook usage: distinct codes over the split, their
 share of the codebook, and the perplexity exp(entropy) of the code histogram.
@@ -14,9 +14,11 @@ from typing import Any, Iterable, Mapping
 
 import torch
 
+from taming.checkpoint import load_weights, read_state_dict
 from taming.data.errors import DataError
 from taming.eval import fidelity
 from taming.eval.image_metrics import psnr, ssim
+from taming.eval.runs import batch_images
 from taming.tokenizer.codebook import perplexity
 
 
@@ -25,10 +27,26 @@ def to_uint8(x: torch.Tensor) -> torch.Tensor:
     return ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
 
 
-def model_lpips(model: torch.nn.Module) -> torch.nn.Module | None:
-    """The LPIPS module a checkpoint brought along (weights loaded), if any."""
-    lp = getattr(getattr(model, "loss", None), "perceptual_loss", None)
-    return lp if lp is not None and getattr(lp, "weights_loaded", False) else None
+def checkpoint_lpips(ckpt: str | None, config: Any) -> torch.nn.Module | None:
+    """The LPIPS weights a first stage's checkpoint carries (`loss.perceptual_loss.*`), if real: only a
+    loss that trained with LPIPS (perceptual_weight > 0) read the weight files; with weight 0 those keys
+    hold the untrained initial values (kept for the original key layout)."""
+    params = config.model.get("params") or {}
+    prefix, node = "loss.perceptual_loss.", params.get("lossconfig")
+    if node is None and params.get("first_stage_config") is not None:  # a transformer run's first stage
+        prefix, node = "first_stage_model." + prefix, (params.first_stage_config.get("params") or {}).get("lossconfig")
+    target = str((node or {}).get("target", ""))
+    weight = float(((node or {}).get("params") or {}).get("perceptual_weight", 1.0))
+    if not ckpt or not target.endswith("LPIPSWithDiscriminator") or weight <= 0:
+        return None
+    part = {k[len(prefix):]: v for k, v in read_state_dict(ckpt).items() if k.startswith(prefix)}
+    if not part:
+        return None
+    from taming.losses.lpips import LPIPS
+
+    lpips = LPIPS()
+    load_weights(lpips, part, source=f"{ckpt} ({prefix}*)")
+    return lpips.eval()
 
 
 def local_lpips() -> tuple[torch.nn.Module | None, str | None]:
@@ -63,7 +81,7 @@ def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[Mapping[st
     feats_in, feats_out = [], []
     device = next(model.parameters()).device
     for batch in batches:
-        x = model.get_input(batch, image_key).to(device)  # (B, C, H, W) in [-1, 1]
+        x = batch_images(batch, image_key).to(device)  # (B, C, H, W) in [-1, 1]
         quant, _, info = model.encode(x)
         xrec = model.decode(quant).float().clamp(-1, 1)
         counts = _add_counts(counts, info[2])

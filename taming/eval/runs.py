@@ -8,12 +8,14 @@ The split's dataset is the config's `data.params.<split>` node, read in order (n
 """
 from __future__ import annotations
 
+import importlib.util
+import itertools
 import json
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig
-from torch.utils.data import DataLoader, Subset
+from torch.utils.data import DataLoader, IterableDataset, Subset
 
 from taming.app.loading import resolve_run
 from taming.checkpoint import load_model
@@ -23,25 +25,38 @@ PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def load_evaluated(target: str | None, configs: Sequence[str] = (), overrides: Sequence[str] = ()
-                   ) -> tuple[torch.nn.Module, DictConfig]:
-    """(model in eval mode, merged config) of a run folder or checkpoint."""
+                   ) -> tuple[torch.nn.Module, DictConfig, str | None]:
+    """(model in eval mode, merged config, the checkpoint file or None) of a run folder or checkpoint."""
     source = resolve_run(target, configs)
     extra = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
     model, config = load_model(list(source.configs), None, [*extra, *overrides])
-    return model.eval(), config
+    return model.eval(), config, source.ckpt
+
+
+def batch_images(batch: dict[str, Any], key: str) -> torch.Tensor:
+    """A dataset batch's channels-last images (B, H, W[, C]) -> float (B, C, H, W), as the models read them."""
+    if key not in batch:
+        raise ConfigError(f"the data batches have no {key!r} (image key); they hold {sorted(batch)}")
+    x = torch.as_tensor(batch[key])
+    x = x[..., None] if x.dim() == 3 else x
+    return x.permute(0, 3, 1, 2).float().contiguous()
 
 
 def prepare_first_stage(first_stage: torch.nn.Module, precision: str) -> None:
     """The shared --precision convention: the string goes to VQGAN.prepare_fast ("fp32" changes nothing)."""
     if precision not in PRECISIONS:
         raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision != "fp32" and hasattr(first_stage, "prepare_fast"):
-        first_stage.prepare_fast(precision)
+    if precision == "fp32" or not hasattr(first_stage, "prepare_fast"):
+        return
+    if precision == "auto" and importlib.util.find_spec("taming.hardware") is None:
+        return  # a tree without branch `speed`'s hardware detection: "auto" is float32
+    first_stage.prepare_fast(precision)
 
 
 def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
-                  limit: int | None = None) -> Iterator[dict[str, Any]]:
-    """Collated batches of the config's data split, in dataset order, at most `limit` items."""
+                  limit: int | None = None) -> DataLoader:
+    """Collated batches of the config's data split, in dataset order, at most `limit` items (the
+    dataset is built, and its errors raised, here rather than at the first batch)."""
     data = config.get("data")
     params = data.get("params") if isinstance(data, DictConfig) else None
     node = params.get(split) if isinstance(params, DictConfig) else None
@@ -50,9 +65,23 @@ def split_batches(config: DictConfig, split: str, batch_size: int | None = None,
         raise ConfigError(f"the run's config has no data.params.{split} dataset (it has: {have or 'no data section'}); "
                           "pass --split or --config with a data: section")
     dataset = instantiate_from_config(node, where=f"data.params.{split}")
-    if limit is not None:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
-    if len(dataset) == 0:
-        raise ConfigError(f"data.params.{split}: the dataset is empty")
+    if isinstance(dataset, IterableDataset):  # streamed shards (images or pre-tokenized codes)
+        if limit is not None:
+            dataset = _First(dataset, limit)
+    else:
+        if limit is not None:
+            dataset = Subset(dataset, range(min(limit, len(dataset))))
+        if len(dataset) == 0:
+            raise ConfigError(f"data.params.{split}: the dataset is empty")
     size = batch_size or int(params.get("batch_size", 8))
-    yield from DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
+    return DataLoader(dataset, batch_size=size, shuffle=False, num_workers=0)
+
+
+class _First(IterableDataset):
+    """The first n items of a stream."""
+
+    def __init__(self, stream: IterableDataset, n: int) -> None:
+        self.stream, self.n = stream, n
+
+    def __iter__(self):
+        return itertools.islice(iter(self.stream), self.n)

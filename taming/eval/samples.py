@@ -8,11 +8,13 @@ holds images of one size, and the network resizes all of them to 299x299.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from taming.data.errors import DataError
 from taming.data.imageio import read_rgb
@@ -58,8 +60,12 @@ def extract_features(net: torch.nn.Module, batches: Iterable[torch.Tensor],
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def folder_features(net: torch.nn.Module, folder, batch_size: int = 64) -> dict[str, torch.Tensor]:
-    return extract_features(net, same_size_batches(list_images(folder), batch_size))
+def folder_features(net: torch.nn.Module, folder, batch_size: int = 64, progress: bool = False
+                    ) -> dict[str, torch.Tensor]:
+    files = list_images(folder)
+    if progress:  # on stderr: 50,000 images take a while on a CPU
+        files = tqdm(files, desc=f"Inception features of {folder}", unit="img", file=sys.stderr, leave=False)
+    return extract_features(net, same_size_batches(files, batch_size))
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
@@ -94,15 +100,15 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 
 def sample_metrics(net: torch.nn.Module, real, fake, metrics: Iterable[str] = METRICS, batch_size: int = 64,
                    kid_subsets: int = 100, kid_subset_size: int = 1000, isc_splits: int = 10,
-                   save_real_stats=None) -> dict:
+                   save_real_stats=None, progress: bool = False) -> dict:
     """torch-fidelity's result keys for the requested metrics; `real` is a folder or an .npz of statistics."""
     metrics = tuple(metrics)
     real_is_stats = Path(real).is_file()
     if real_is_stats and set(metrics) & {"kid", "prc"}:
         raise DataError(f"--real {real} is a statistics file, which holds no features: it serves FID "
                         "(and IS, which uses --fake only) but not kid or prc; pass an image folder")
-    fake_f = folder_features(net, fake, batch_size)
-    real_f = None if real_is_stats else folder_features(net, real, batch_size)
+    fake_f = folder_features(net, fake, batch_size, progress)
+    real_f = None if real_is_stats else folder_features(net, real, batch_size, progress)
     result: dict = {"images_fake": len(fake_f["pool"])}
     if real_f is not None:
         result["images_real"] = len(real_f["pool"])
