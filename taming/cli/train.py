@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--devices", type=str, default=None, help="device count or ids")
     p.add_argument("--num_nodes", type=int, default=None)
     p.add_argument("--strategy", type=str, default=None, help="ddp, fsdp, auto, ...")
-    p.add_argument("--precision", type=str, default=None, help="32, bf16-mixed, 16-mixed, ...")
+    p.add_argument("--precision", type=str, default=None,
+                   help="auto (bf16-mixed where bf16 is fast, else 32), 32, bf16-mixed, ...")
     p.add_argument("--max_steps", type=int, default=None, help="stop after this many batches")
     return p
 
