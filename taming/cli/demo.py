@@ -33,7 +33,7 @@ from taming.cli.train import ArgumentParser
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes, colorize
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_STEPS = {"vqgan": 1500, "segvq": 300, "transformer": 1500}
+DEFAULT_STEPS = {"vqgan": 1200, "segvq": 200, "transformer": 1500}
 QUICK_STEPS = {"vqgan": 120, "segvq": 30, "transformer": 80}
 SCENE, WINDOW_PX = 64, 32  # scenes are 64x64 px; models see 32x32 windows (8x8 codes)
 PANORAMA = (64, 256)
@@ -46,10 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=float, default=1.0, help="scale every stage's step count")
     p.add_argument("--seed", type=int, default=23)
     p.add_argument("--tokenize-limit", type=int, default=None,
-                   help="training scenes to tokenize (default 3000, 200 with --quick); flips double them")
+                   help="training scenes to tokenize (default 2000, 200 with --quick); flips double them")
     p.add_argument("--samples", type=int, default=16, help="conditional samples to draw")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
+    p.add_argument("--stride", type=int, default=2,
+                   help="sliding-window stride in codes (1: the exact window per code; 2: 4x fewer windows)")
     return p
 
 
@@ -145,7 +147,8 @@ def validation_bits(model: Any, folder: str, batch: int = 64) -> dict:
 
 
 @torch.no_grad()
-def sample_maps(model: Any, maps: torch.Tensor, top_k: int, seed: int, precision: str) -> torch.Tensor:
+def sample_maps(model: Any, maps: torch.Tensor, top_k: int, seed: int, precision: str,
+                stride: int) -> torch.Tensor:
     """Images (B, 3, H, W) for one-hot maps (B, 8, H, W) of any size: the sliding window over the codes."""
     from taming.sampling import sample_window
 
@@ -153,7 +156,7 @@ def sample_maps(model: Any, maps: torch.Tensor, top_k: int, seed: int, precision
     h, w = quant_c.shape[2:]
     window = (WINDOW_PX // 4, WINDOW_PX // 4)
     codes = sample_window(model.transformer, c_codes.reshape(len(maps), h, w), window=window, top_k=top_k,
-                          precision=precision, generator=torch.Generator().manual_seed(seed))  # (B, h, w)
+                          precision=precision, stride=stride, generator=torch.Generator().manual_seed(seed))  # (B, h, w)
     return model.first_stage_model.decode_codes(codes).clamp(-1, 1)
 
 
@@ -183,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     tr_config = str(CONFIGS / "landscapes_transformer.yaml")
     print("\n=== tokenize: whole 64x64 scenes, image and map codes, with flips ===", flush=True)
     model, _ = load_model(tr_config, None, stage_ckpts)
-    tok = tokenize(model, out / "codes", args.tokenize_limit or (200 if args.quick else 3000), 64 if args.quick else 256)
+    tok = tokenize(model, out / "codes", args.tokenize_limit or (200 if args.quick else 2000), 64 if args.quick else 256)
     data_yaml = code_data_config(tok["folders"], 32, out / "codes" / "data.yaml")
     # its image logger would sample at step 0 (untrained, and slow); the samples come at the end instead
     tr = train_stage("transformer", [tr_config, data_yaml], steps["transformer"], logdir, args.seed,
@@ -199,9 +202,9 @@ def run_demo(args: argparse.Namespace) -> dict:
     with torch.no_grad():
         xrec = vqgan.decode_codes(vqgan.encode_to_codes(x)).clamp(-1, 1)
         codes_used = int(vqgan.encode_to_codes(x).unique().numel())
-    samples = sample_maps(gpt_model, c[:n], args.top_k, args.seed, args.precision)
+    samples = sample_maps(gpt_model, c[:n], args.top_k, args.seed, args.precision, args.stride)
     pano_x, pano_c = scenes("test", 1, *PANORAMA, seed=args.seed)
-    pano = sample_maps(gpt_model, pano_c, args.top_k, args.seed, args.precision)
+    pano = sample_maps(gpt_model, pano_c, args.top_k, args.seed, args.precision, args.stride)
     agreement = {"real": map_agreement(stats, x, c).mean().item(),
                  "reconstructions": map_agreement(stats, xrec, c).mean().item(),
                  "samples": map_agreement(stats, samples, c[:n]).mean().item(),
