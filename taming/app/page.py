@@ -151,7 +151,8 @@ def show_picture(slot: Any, pixels: Any, factor: int, caption: str) -> None:
 
 def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, factor: int, key: str) -> None:
     """Sample with a progress bar and a live preview; the result stays in the session under `key`."""
-    stop = slot.button("Stop sampling", key="stop_button")  # any click reruns the page, which stops this run
+    stop = slot.empty()  # any click reruns the page, which stops this run (and says so)
+    stop.button("Stop sampling", key="stop_button")
     bar, preview_slot = slot.progress(0.0, text="sampling codes"), slot.empty()
     state = {"done": 0.0, "preview": None}
     start = time.perf_counter()
@@ -178,9 +179,8 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
     except USER_ERRORS as exc:
         bar.empty()
         stop_with(exc)
-    del stop
-    bar.empty()
-    preview_slot.empty()
+    for placeholder in (stop, bar, preview_slot):
+        placeholder.empty()
     h, w = settings.size
     st.session_state["sample"] = {
         "key": key, "pixels": pixels, "file_name": download_name(run.source.name, example.caption, settings),

@@ -50,8 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--samples", type=int, default=16, help="conditional samples to draw")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
-    p.add_argument("--stride", type=int, default=2,
-                   help="sliding-window stride in codes (1: the exact window per code; 2: 4x fewer windows)")
+    p.add_argument("--stride", type=int, default=None,
+                   help="sliding-window stride in codes (1: the exact window per code; default 2: 4x fewer "
+                        "windows; 4 with --quick)")
+    p.add_argument("--panorama-width", type=int, default=None,
+                   help=f"panorama width in pixels (default {PANORAMA[1]}, 128 with --quick; height {PANORAMA[0]})")
     return p
 
 
@@ -175,6 +178,8 @@ def run_demo(args: argparse.Namespace) -> dict:
     from taming.eval.report import plot_curves, write_index
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    args.stride = args.stride or (4 if args.quick else 2)
+    panorama_size = (PANORAMA[0], args.panorama_width or (128 if args.quick else PANORAMA[1]))
     out = Path(args.out)
     steps = {k: max(2, int(round(v * args.steps))) for k, v in (QUICK_STEPS if args.quick else DEFAULT_STEPS).items()}
     logdir, total = out / "logs", Clock()
@@ -203,7 +208,7 @@ def run_demo(args: argparse.Namespace) -> dict:
         xrec = vqgan.decode_codes(vqgan.encode_to_codes(x)).clamp(-1, 1)
         codes_used = int(vqgan.encode_to_codes(x).unique().numel())
     samples = sample_maps(gpt_model, c[:n], args.top_k, args.seed, args.precision, args.stride)
-    pano_x, pano_c = scenes("test", 1, *PANORAMA, seed=args.seed)
+    pano_x, pano_c = scenes("test", 1, *panorama_size, seed=args.seed)
     pano = sample_maps(gpt_model, pano_c, args.top_k, args.seed, args.precision, args.stride)
     agreement = {"real": map_agreement(stats, x, c).mean().item(),
                  "reconstructions": map_agreement(stats, xrec, c).mean().item(),
@@ -238,7 +243,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     write_index(out, "taming demo: procedural landscapes", rows, [
         ("inputs (odd) and their VQGAN reconstructions (even), 64x64 px shown x2", images["inputs_and_reconstructions"]),
         ("held-out map | sample for it (sliding window, 16x16 codes) | the real image of that map", images["conditional_samples"]),
-        (f"panorama {PANORAMA[0]}x{PANORAMA[1]} px: map, sample, the real image of that map", images["panorama"]),
+        (f"panorama {panorama_size[0]}x{panorama_size[1]} px: map, sample, the real image of that map", images["panorama"]),
         ("training curves (CSV logs)", summary["images"]["curves"])])
     print("\n" + table)
     print(f"\nEverything is under {out}/: index.html, summary.json, samples/*.png, logs/ (run folders), codes/")

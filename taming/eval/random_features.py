@@ -45,7 +45,7 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     """Fréchet distance between Gaussians fitted to feature rows a (N, D) and b (M, D)."""
     mu1, mu2 = a.mean(0), b.mean(0)
     s1, s2 = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
-    covmean, _ = linalg.sqrtm(s1 @ s2, disp=False)
+    covmean = linalg.sqrtm(s1 @ s2)
     if not np.isfinite(covmean).all():  # near-singular product: regularise as pytorch-fid does
         eps = 1e-6 * np.eye(len(s1))
         covmean = linalg.sqrtm((s1 + eps) @ (s2 + eps))
