@@ -6,7 +6,7 @@ from pathlib import Path
 
 from taming.checkpoint import save_state_dict
 from taming.config import instantiate_from_config
-from test_training_engine import seg_transformer_config, write_config
+from helpers import seg_transformer_config, write_config
 
 NOW = "2026-01-01T00-00-00"
 

@@ -21,10 +21,9 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from taming.checkpoint import load_model
-from taming.config import ConfigError, get_obj_from_str, instantiate_from_config
-from taming.training.trainer import load_configs
-from taming.training.transformer import Net2NetTransformer
+from taming.checkpoint import INFERENCE_TARGETS, load_model
+from taming.config import ConfigError, get_obj_from_str, load_configs
+from taming.transformer.net2net import Net2Net
 
 PROJECT_CONFIGS = "*-project.yaml"  # what a run folder's configs/ holds besides the lightning section
 
@@ -99,7 +98,7 @@ def find_runs(root: str | Path = "logs") -> list[Path]:
 
 @dataclass
 class LoadedRun:
-    model: Net2NetTransformer  # eval mode, on its device
+    model: Net2Net  # eval mode, on its device
     config: DictConfig
     source: RunSource
     window: tuple[int, int]  # code grid (h, w) of the training crops: the GPT's sliding window
@@ -118,8 +117,8 @@ def check_is_transformer(configs: Sequence[str], name: str) -> DictConfig:
     target = model.get("target") if isinstance(model, DictConfig) else None
     if target is None:
         raise ConfigError(f"{name}: its config has no model.target")
-    cls = get_obj_from_str(target, "model.target")
-    if not (isinstance(cls, type) and issubclass(cls, Net2NetTransformer)):
+    cls = get_obj_from_str(INFERENCE_TARGETS.get(target, target), "model.target")
+    if not (isinstance(cls, type) and issubclass(cls, Net2Net)):
         raise ConfigError(f"{name}: the model is {target}, not a Net2NetTransformer; the app samples "
                           "from transformer runs (a first-stage run has no GPT to sample from)")
     return config
@@ -129,9 +128,9 @@ def blame_extra(source: RunSource, exc: ConfigError) -> ConfigError:
     """An error of the merged configs: the extra files' when the run's own configs build without them."""
     own = source.configs[:len(source.configs) - len(source.extra)]
     try:
-        config = check_is_transformer(own, source.name)
-        instantiate_from_config(OmegaConf.merge(config.model, {"params": {"ckpt_path": None}}), where="model")
-    except ConfigError:
+        check_is_transformer(own, source.name)
+        load_model(list(own), None, ["model.params.ckpt_path=null"])  # the stages' files, if named, are read
+    except Exception:  # noqa: BLE001 - any failure of the run alone: the run is broken
         return exc  # the run itself is broken: its message stands
     return ConfigError(f"extra config {' + '.join(source.extra)} (merged over {source.name}): {exc}")
 
@@ -152,8 +151,7 @@ def load_run(source: RunSource, device: str | torch.device = "cpu") -> LoadedRun
         model, config = load_model(list(source.configs), None, overrides)
     except ConfigError as exc:
         raise blame_extra(source, exc) if source.extra else exc
-    encoder = model.first_stage_model.encoder
-    factor = 2 ** (encoder.num_resolutions - 1)
-    side = encoder.resolution // factor
+    factor = model.first_stage_model.downsample_factor
+    side = model.first_stage_model.encoder.resolution // factor
     return LoadedRun(model.to(device).eval(), config, source, (side, side), factor,
                      no_weights_warning(source, config))

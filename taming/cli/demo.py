@@ -164,7 +164,7 @@ def sample_maps(model: Any, maps: torch.Tensor, top_k: int, seed: int, precision
 
 
 def save(images: torch.Tensor, path: Path, nrow: int, scale: int = 2) -> str:
-    from taming.training.image_grid import save_grid
+    from taming.images import save_grid
 
     save_grid(torch.nn.functional.interpolate(images.float(), scale_factor=scale, mode="nearest"), path, nrow=nrow)
     return str(path)
