@@ -107,7 +107,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
     assert all(0 <= v <= 1 for v in agreement.values()) and agreement["real"] > 0.5
     sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 3 * 130 + 2),
-             "inputs_and_reconstructions": (4 * 130 + 2, 2 * 130 + 2)}  # 4 held-out images, each with its reconstruction
+             "inputs_and_reconstructions": (4 * 130 + 2, 4 * 130 + 2)}  # 8 held-out images, each with its reconstruction
     for name, size in sizes.items():
         assert Image.open(summary["images"][name]).size == size, name  # 64 px scenes shown x2, 2 px padding
     assert Image.open(summary["images"]["curves"]).size[0] > 300
