@@ -21,18 +21,27 @@ from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes
 from taming.app.loading import find_runs, load_run, resolve_run
 from taming.app.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
 from taming.app.uploads import image_upload, segmentation_upload
-from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
+from taming.checkpoint import CheckpointError, read_state_dict
 from taming.app.launch import MAX_UPLOAD_MB, PAGE
 from taming.cli.main import main
-from taming.config import ConfigError, instantiate_from_config
+from taming.config import ConfigError
 from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from app_runs import make_run, prefix_config
-from helpers import seg_transformer_config, vqgan_config
+from helpers import make_run, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
+
+def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
+    """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""
+    config = seg_transformer_config(None, None)
+    model = config["model"]["params"]
+    model.update(cond_stage_config=cond_stage, cond_stage_key=cond_key, **params)
+    model["transformer_config"]["params"]["block_size"] = 64  # 1 conditioning code + 64 image codes - 1
+    del config["data"]
+    return config
+
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory) -> Path:
