@@ -115,5 +115,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert "map agreement" in page and "samples/panorama.png" in page and "curves.png" in page
     runs = sorted(p.name.split("_", 1)[1] for p in (out / "logs").iterdir())
     assert runs == ["segvq", "transformer", "vqgan"]
+    for name, stage in summary["stages"].items():  # the next stage loads the final weights, not a validation's
+        assert torch.load(stage["ckpt"], map_location="cpu", weights_only=False)["global_step"] == stage["steps"], name
     printed = capsys.readouterr().out
     assert "| map agreement |" in printed and f"Everything is under {out}/" in printed
