@@ -97,6 +97,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
                  "--panorama-width", "64", "--precision", "fp32", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stages"]["vqgan"]["steps"] == 6 and summary["stages"]["transformer"]["steps"] == 4
+    assert summary["temperature"] == 0.7 and summary["top_k"] == 20  # the sampling defaults measured in BENCHMARKS.md
     rec = summary["reconstruction"]
     assert 0 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1 and 1 <= rec["codes_in_use"] <= 256
     assert rec["kd_randconv_samples"] > rec["kd_randconv_real"]  # untrained samples are far from real images
