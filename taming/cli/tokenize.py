@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from omegaconf import OmegaConf
 
+from taming.cli.allow import add_allow_import, apply_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser, split_overrides
 from taming.checkpoint import load_model
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="encoding batch (default: the data config's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
     p.add_argument("--limit", type=int, default=None, help="encode at most this many images per split")
+    add_allow_import(p)
     return p
 
 
@@ -191,6 +193,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unrecognized argument {unknown[0]!r}")
         if args.shard_size < 1 or args.crops < 0:
             raise ConfigError("--shard-size must be >= 1 and --crops >= 0")
+        apply_allow_import(args.allow_import)
         run(args, overrides)
         return 0
 

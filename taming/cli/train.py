@@ -2,7 +2,8 @@
 
     taming train -b CONFIG.yaml [more.yaml ...] -t [-n NAME | -r LOGDIR_OR_CKPT] [-s SEED] [-f POSTFIX]
                  [--no-test] [--gpus 0,1] [--accelerator A] [--devices D] [--num_nodes N]
-                 [--strategy ddp|fsdp] [--precision P] [--max_steps N] [-l LOGDIR] [key.path=value ...]
+                 [--strategy ddp|fsdp] [--precision P] [--max_steps N] [-l LOGDIR] [--allow-import PKG]
+                 [key.path=value ...]
 
 Short flags mean what they meant in the original: -b base configs (merged left to right), -t train,
 -r resume, -n name, -s seed (default 23), -f postfix, -p project (accepted, unused as in the original),
@@ -14,6 +15,7 @@ import argparse
 import re
 import sys
 
+from taming.cli.allow import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
 
@@ -39,7 +41,7 @@ OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)*=")
 # Options whose next token is their value, even when it looks like key=value.
 VALUE_OPTIONS = {"-n", "--name", "-r", "--resume", "-p", "--project", "-s", "--seed", "-f", "--postfix",
                  "-l", "--logdir", "--gpus", "--accelerator", "--devices", "--num_nodes", "--strategy",
-                 "--precision", "--max_steps"}
+                 "--precision", "--max_steps", "--allow-import"}
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -74,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strategy", type=str, default=None, help="ddp, fsdp, auto, ...")
     p.add_argument("--precision", type=str, default=None, help="32, bf16-mixed, 16-mixed, ...")
     p.add_argument("--max_steps", type=int, default=None, help="stop after this many batches")
+    add_allow_import(p)
     return p
 
 

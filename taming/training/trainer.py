@@ -26,6 +26,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
+from taming.cli.allow import apply_allow_import
 from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
@@ -73,6 +74,7 @@ class TrainOptions:
     strategy: str | None = None
     precision: str | None = None
     max_steps: int | None = None
+    allow_import: list[str] = field(default_factory=list)  # packages config targets may name besides ours
     overrides: list[str] = field(default_factory=list)
 
 
@@ -308,6 +310,7 @@ class Job:
 
 
 def build_job(opts: TrainOptions) -> Job:
+    apply_allow_import(opts.allow_import)
     paths = resolve_paths(opts)
     L.seed_everything(opts.seed, workers=True, verbose=False)
     config = load_configs(paths.configs, opts.overrides)
