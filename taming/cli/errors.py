@@ -15,6 +15,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
         errors.append(DataError)
     except ImportError:  # the data package is optional for this module
         pass
+    from taming.training.stop import NonFiniteLoss  # no heavy imports
+
+    errors.append(NonFiniteLoss)
     return tuple(errors)
 
 

@@ -14,7 +14,6 @@ import glob
 import inspect
 import logging
 import os
-import signal
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,9 @@ from taming.cli.allow import apply_allow_import
 from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
+from taming.training.checkpoint_io import AtomicCheckpointIO
+from taming.training.resume import pick_resume_checkpoint
+from taming.training.safety import safety_callbacks
 from taming.training.sharding import FSDPDataParallel
 
 # Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
@@ -49,7 +51,7 @@ def say(message: str) -> None:
 
 # Lightning 1.x trainer keys that no longer exist and change nothing we do: dropped with a note.
 OBSOLETE_TRAINER_KEYS = {"weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
-                         "terminate_on_nan", "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
+                         "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
 TRAINER_KEYS = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
 RUN_NOW_ENV = "TAMING_RUN_NOW"  # rank 0's timestamp, inherited by the DDP processes Lightning launches
 
@@ -114,12 +116,12 @@ def resolve_paths(opts: TrainOptions) -> RunPaths:
         if not target.exists():
             raise ConfigError(f"--resume: cannot find {target}")
         if target.is_file():  # logs/<run>/checkpoints/<file>.ckpt
-            logdir, resume_ckpt = target.resolve().parent.parent, target
+            logdir, resume_ckpt = target.resolve().parent.parent, pick_resume_checkpoint(target)
         else:
             logdir = target.resolve()
-            resume_ckpt = logdir / "checkpoints" / "last.ckpt"
-            if not resume_ckpt.is_file():
-                raise ConfigError(f"--resume: run folder {logdir} has no checkpoints/last.ckpt")
+            if not (logdir / "checkpoints").is_dir():
+                raise ConfigError(f"--resume: run folder {logdir} has no checkpoints/ folder")
+            resume_ckpt = pick_resume_checkpoint(logdir / "checkpoints" / "last.ckpt")  # or the newest valid one
         configs = sorted(glob.glob(str(logdir / "configs" / "*.yaml"))) + configs
         nowname = logdir.name
     else:
@@ -166,6 +168,10 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
     for key, value in cfg.items():
         if key in OBSOLETE_TRAINER_KEYS:
             log.info("lightning.trainer.%s is a Lightning 1.x option without effect here; ignored", key)
+        elif key == "terminate_on_nan":  # our NonFiniteGuard: on unless the config says false
+            if not isinstance(value, bool):
+                raise ConfigError(f"lightning.trainer.terminate_on_nan: expected true or false, got {value!r}")
+            kw[key] = value
         elif key == "gpus":
             if value not in (None, 0, "", "0"):
                 kw["accelerator"], kw["devices"] = "gpu", parse_gpus(value)
@@ -175,7 +181,8 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw["strategy"] = value
         else:
             kw[key] = value
-    check_keys([k for k in kw if k != "resume_from_checkpoint"], TRAINER_KEYS, "lightning.trainer")
+    check_keys([k for k in kw if k not in ("resume_from_checkpoint", "terminate_on_nan")], TRAINER_KEYS,
+               "lightning.trainer")
     if opts.gpus not in (None, ""):
         kw["accelerator"], kw["devices"] = "gpu", parse_gpus(opts.gpus)
     for key in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_steps"):
@@ -321,7 +328,7 @@ def build_job(opts: TrainOptions) -> Job:
     kw = trainer_kwargs(lightning_config, opts)
     legacy_resume = kw.pop("resume_from_checkpoint", None)
     if legacy_resume and paths.resume_ckpt is None:
-        paths.resume_ckpt = Path(legacy_resume)
+        paths.resume_ckpt = pick_resume_checkpoint(legacy_resume)
 
     model = instantiate_from_config(config.model, where="model")
     data = instantiate_from_config(config.data, where="data")
@@ -338,10 +345,12 @@ def build_job(opts: TrainOptions) -> Job:
         kw["strategy"] = "ddp_spawn_find_unused_parameters_true" if spawn else "ddp_find_unused_parameters_true"
     callbacks = build_callbacks(paths, config, lightning_config, model, resume=paths.resume_ckpt is not None,
                                 progress_bar=kw.get("enable_progress_bar", True) is not False)
+    callbacks += safety_callbacks(paths.ckptdir, stop_on_nan=kw.pop("terminate_on_nan", True))
     # written to <now>-lightning.yaml, so a resumed run keeps the same limits
     saved_kw = {**kw, "accumulate_grad_batches": accumulate}
     if kw.get("max_steps") not in (None, -1):
         kw.setdefault("max_epochs", -1)  # the step limit ends the run, not Lightning's default 1000 epochs
+    kw["plugins"] = [*(kw.get("plugins") or []), AtomicCheckpointIO()]  # temp file, fsync, rename
     trainer = L.Trainer(**kw, callbacks=callbacks, logger=build_loggers(paths, lightning_config),
                         default_root_dir=str(paths.logdir))
     scale_learning_rate(model, config, accumulate, trainer.num_devices * trainer.num_nodes)
@@ -368,21 +377,8 @@ def run(opts: TrainOptions) -> Job:
     """`taming train`: fit when -t, then test unless --no-test (and a test split exists)."""
     job = build_job(opts)
     trainer = job.trainer
-
-    def save_now(*_: Any) -> None:  # SIGUSR1: write last.ckpt, as the original's melk
-        if trainer.global_rank == 0:
-            say("Summoning checkpoint.")
-            trainer.save_checkpoint(str(job.paths.ckptdir / "last.ckpt"))
-
-    if hasattr(signal, "SIGUSR1"):
-        try:
-            signal.signal(signal.SIGUSR1, save_now)
-        except ValueError:
-            pass  # not the main thread
-    if opts.train:
+    if opts.train:  # signals and non-finite losses: taming.training.safety
         trainer.fit(job.model, job.data, ckpt_path=str(job.paths.resume_ckpt) if job.paths.resume_ckpt else None)
-        if trainer.interrupted:
-            save_now()
     has_test = "test" in getattr(job.data, "dataset_configs", {}) or not hasattr(job.data, "dataset_configs")
     if not opts.no_test and not trainer.interrupted and has_test:
         trainer.test(job.model, job.data)
