@@ -24,6 +24,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from taming.checkpoint import sweep_temp_files
+from taming.training.determinism import preserve_rng
 from taming.training.image_grid import make_grid, save_grid
 
 log = logging.getLogger(__name__)
@@ -114,7 +115,8 @@ class ImageLogger(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
+            with preserve_rng():  # sampling here must not shift the training's random stream
+                images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
         finally:
             pl_module.train(was_training)
         if trainer.global_rank != 0:

@@ -30,6 +30,7 @@ from taming.config import ConfigError, check_keys, instantiate_from_config, load
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
+from taming.training.determinism import RandomState
 from taming.training.resume import pick_resume_checkpoint
 from taming.training.safety import safety_callbacks
 from taming.training.sharding import FSDPDataParallel
@@ -39,6 +40,8 @@ from taming.training.sharding import FSDPDataParallel
 warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
 # Our shells override configure_model only to shard under --strategy fsdp; without it the weight
 # averaging callback (EMA) works and its warning about sharding does not apply.
+# Our training loaders resume mid-epoch themselves (taming.training.determinism.ResumableSampler).
+warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch ended")
 warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that overrides")
 
 log = logging.getLogger(__name__)
@@ -346,6 +349,7 @@ def build_job(opts: TrainOptions) -> Job:
     callbacks = build_callbacks(paths, config, lightning_config, model, resume=paths.resume_ckpt is not None,
                                 progress_bar=kw.get("enable_progress_bar", True) is not False)
     callbacks += safety_callbacks(paths.ckptdir, stop_on_nan=kw.pop("terminate_on_nan", True))
+    callbacks.append(RandomState())  # exact resume (taming.training.determinism)
     # written to <now>-lightning.yaml, so a resumed run keeps the same limits
     saved_kw = {**kw, "accumulate_grad_batches": accumulate}
     if kw.get("max_steps") not in (None, -1):
