@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 from omegaconf.resolvers import oc
 
 from taming.config_types import check_value, type_hints
@@ -117,15 +118,23 @@ def load_config(*paths: str | Path, overrides: Iterable[str] = ()) -> DictConfig
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-    if overrides:
-        configs.append(OmegaConf.from_dotlist(overrides))
-    return OmegaConf.merge(*configs) if configs else OmegaConf.create()
+    try:
+        if overrides:
+            configs.append(OmegaConf.from_dotlist(overrides))
+        return OmegaConf.merge(*configs) if configs else OmegaConf.create()
+    except Exception as exc:  # an unparsable override value, a list file merged with a mapping, ...
+        text = " ".join(str(exc).split())
+        raise ConfigError(f"cannot merge {' + '.join(map(str, paths)) or 'overrides'} "
+                          f"{' '.join(overrides)}: {text}") from None
 
 
 def to_plain(value: Any) -> Any:
-    """OmegaConf containers to plain dicts/lists, anything else unchanged."""
+    """OmegaConf containers to plain dicts/lists (interpolations resolved), anything else unchanged."""
     if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
+        try:
+            return OmegaConf.to_container(value, resolve=True)
+        except OmegaConfBaseException as exc:  # ${missing.key}, ${oc.env:UNSET}: the message names the key
+            raise ConfigError(f"cannot resolve the config: {' '.join(str(exc).split())}") from None
     return value
 
 
@@ -209,8 +218,7 @@ def instantiate_from_config(config: Any, where: str = "config", **extra: Any) ->
 
     `where` is the dotted location of the node in the user's config, used in messages.
     """
-    if isinstance(config, (DictConfig, ListConfig)):
-        config = OmegaConf.to_container(config, resolve=True)
+    config = to_plain(config)
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: expected a mapping with 'target' and 'params', got {config!r}")
     if "target" not in config:
