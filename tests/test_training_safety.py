@@ -51,10 +51,11 @@ def start(cfg: Path, logdir: Path, prelude: str = "") -> tuple[subprocess.Popen,
     return subprocess.Popen(cmd, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT, cwd=ROOT), out
 
 
-def wait_for(condition, proc: subprocess.Popen, out: Path, timeout: float = 240) -> None:
+def wait_for(condition, proc: subprocess.Popen | None, out: Path, timeout: float = 240) -> None:
+    """Poll `condition`; fail if `proc` (when given) ends first or time runs out."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert proc.poll() is None, f"exited {proc.returncode} early:\n{out.read_text()[-3000:]}"
+        assert proc is None or proc.poll() is None, f"exited {proc.returncode} early:\n{out.read_text()[-3000:]}"
         assert time.monotonic() < deadline, out.read_text()[-3000:]
         time.sleep(0.2)
 
@@ -189,3 +190,41 @@ def test_resume_without_any_valid_checkpoint_stops_with_one_line(trained_run, tm
     assert resume(one, 4) == 2  # a named damaged file: no guessing, one line
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"--resume: checkpoint {one} is damaged" in err[0], err
+
+
+def test_sigterm_under_ddp_every_rank_stops_and_rank_0_writes(tmp_path):
+    """Two CPU processes (gloo); the scheduler signals the launching process (rank 0) only."""
+    from test_training_engine import tiny_gan_config
+
+    cfg = tiny_gan_config(batch=2)
+    cfg["lightning"]["modelcheckpoint"] = PERIODIC
+    path = write_config(tmp_path / "ddp.yaml", cfg)
+    logdir = tmp_path / "logs"
+    out = logdir.parent / "ddp.out"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "tests"), str(ROOT)]), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "taming.cli.main", "train", "-b", str(path), "-t", "--no-test", "--accelerator", "cpu",
+           "--strategy", "ddp", "--devices", "2", "--allow-import", "test_training_engine", "--max_steps", "100000",
+           "-l", str(logdir)]
+    proc = subprocess.Popen(cmd, env=env, stdout=out.open("w"), stderr=subprocess.STDOUT, cwd=ROOT)
+    wait_for(lambda: len(periodic_checkpoints(logdir)) >= 2, proc, out)
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=120) == 143, out.read_text()[-3000:]
+    wait_for(lambda: not _processes_mentioning(str(logdir)), None, out, timeout=60)  # rank 1 ended too
+    run = only_run(logdir)
+    text = out.read_text()
+    assert text.count("SIGTERM: saved") == 1  # rank 0 reports (and writes) once
+    step = read_checkpoint(run / "checkpoints" / "last.ckpt")["global_step"]
+    assert step >= max(read_checkpoint(p)["global_step"] for p in periodic_checkpoints(logdir))
+    assert temp_files(run) == []
+
+
+def _processes_mentioning(text: str) -> list[int]:
+    """Live processes whose command line holds `text` (rank 1 is started with rank 0's arguments)."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and text in (proc / "cmdline").read_bytes().decode(errors="replace"):
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found

@@ -101,9 +101,9 @@ class ResumableSampler(EpochSampler):
 
 def batches_done_this_epoch(trainer: L.Trainer | None) -> int:
     """Training batches of the current epoch already run (non-zero only when resuming mid-epoch)."""
-    if trainer is None:
+    loop = getattr(getattr(trainer, "fit_loop", None), "epoch_loop", None)  # None outside a fit
+    if loop is None:
         return 0
-    loop = trainer.fit_loop.epoch_loop
     done = loop.batch_progress.current.ready
     return int(done) if 0 < done < trainer.num_training_batches else 0
 
