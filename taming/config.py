@@ -207,6 +207,11 @@ def validate_params(obj: Any, params: Mapping[str, Any], where: str) -> None:
     names, var_kw = accepted_params(obj)
     if not var_kw:
         check_keys(params.keys(), names, where)
+    check_types(obj, params, where)
+
+
+def check_types(obj: Any, params: Mapping[str, Any], where: str) -> None:
+    """Values that do not fit the type hints of the callable (or class constructor) they feed."""
     hints = type_hints(obj.__init__ if inspect.isclass(obj) else obj)
     for key, value in params.items():
         if key in hints:

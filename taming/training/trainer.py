@@ -26,7 +26,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
 from taming.cli.allow import apply_allow_import
-from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
+from taming.config import ConfigError, check_keys, check_types, instantiate_from_config, load_config, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
@@ -186,6 +186,7 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw[key] = value
     check_keys([k for k in kw if k not in ("resume_from_checkpoint", "terminate_on_nan")], TRAINER_KEYS,
                "lightning.trainer")
+    check_types(L.Trainer, {k: v for k, v in kw.items() if k in TRAINER_KEYS}, "lightning.trainer")
     if opts.gpus not in (None, ""):
         kw["accelerator"], kw["devices"] = "gpu", parse_gpus(opts.gpus)
     for key in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_steps"):
