@@ -13,7 +13,7 @@ import yaml
 from taming.checkpoint import load_model
 from taming.cli.main import main
 from taming.config import ConfigError, get_obj_from_str, instantiate_from_config, load_config
-from test_training_engine import seg_transformer_config, vqgan_config, write_config
+from helpers import seg_transformer_config, vqgan_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +34,7 @@ def test_targets_outside_the_allow_list_are_refused_before_import(target):
     assert "antigravity" not in sys.modules  # checked before importing (an import alone can run code)
 
 
-@pytest.mark.parametrize("target", ["taming.checkpoint.os", "taming.config.importlib", "taming.training.trainer.signal",
+@pytest.mark.parametrize("target", ["taming.checkpoint.os", "taming.config.importlib", "taming.training.safety.signal",
                                     "taming.cli.main.main", "taming.config.__builtins__", "taming.config._refuse"])
 def test_names_reachable_through_allowed_modules_are_refused(target):
     """An allowed module's imports (os, signal) and private names are not targets."""
