@@ -20,7 +20,7 @@ import importlib
 import inspect
 import os
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -103,29 +103,51 @@ PREFIX_ALIASES = {"pytorch_lightning.": "lightning.pytorch."}
 NODE_KEYS = {"target", "params", "base_learning_rate"}
 
 
+def _read_yaml(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise ConfigError(f"cannot parse config {path}: {exc}") from exc
+
+
+def merge_nodes(base: Any, new: Any) -> Any:
+    """Merge plain config trees as OmegaConf.merge does (dicts key by key, anything else replaced),
+    except that a node naming a different `target` replaces the old node whole: mixing the
+    `params` of two classes would hand one the other's arguments."""
+    if not (isinstance(base, dict) and isinstance(new, dict)):
+        return new
+    if "target" in base and "target" in new and base["target"] != new["target"]:
+        return new
+    out = dict(base)
+    for key, value in new.items():
+        out[key] = merge_nodes(base[key], value) if key in base else value
+    return out
+
+
 def load_config(*paths: str | Path, overrides: Iterable[str] = ()) -> DictConfig:
-    """Merge YAML files left to right, then dotted `key.path=value` overrides."""
-    configs = []
+    """Merge YAML files left to right (see merge_nodes), then dotted `key.path=value` overrides."""
+    merged: Any = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            configs.append(OmegaConf.load(path))
-        except Exception as exc:  # yaml.YAMLError and friends
-            raise ConfigError(f"cannot parse config {path}: {exc}") from exc
+        merged = merge_nodes(merged, OmegaConf.to_container(_read_yaml(path), resolve=False))
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-    try:
-        if overrides:
-            configs.append(OmegaConf.from_dotlist(overrides))
-        return OmegaConf.merge(*configs) if configs else OmegaConf.create()
-    except Exception as exc:  # an unparsable override value, a list file merged with a mapping, ...
+    try:  # a YAML file holding a list or a scalar, an unparsable override value, ...
+        config = OmegaConf.create(merged)
+        return OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)) if overrides else config
+    except Exception as exc:
         text = " ".join(str(exc).split())
         raise ConfigError(f"cannot merge {' + '.join(map(str, paths)) or 'overrides'} "
                           f"{' '.join(overrides)}: {text}") from None
+
+
+def load_configs(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> DictConfig:
+    """`taming train -b` files merged left to right, then key.path=value overrides (as load_config)."""
+    return load_config(*paths, overrides=overrides)
 
 
 def to_plain(value: Any) -> Any:

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from taming.cli.main import main
-from test_training_engine import vqgan_config, write_config
+from helpers import vqgan_config, write_config
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import yaml
 from taming.checkpoint import load_model
 from taming.cli.main import main
 from taming.config import ConfigError, get_obj_from_str, instantiate_from_config, load_config
-from test_training_engine import seg_transformer_config, vqgan_config, write_config
+from helpers import seg_transformer_config, vqgan_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,7 @@ from taming.config import ConfigError, instantiate_from_config
 from taming.tokenizer.ddconfig import DDConfig
 from taming.tokenizer.decoder import Decoder
 from taming.tokenizer.encoder import Encoder
-from test_training_engine import seg_transformer_config, vqgan_config, write_config
+from helpers import seg_transformer_config, vqgan_config, write_config
 
 
 def test_ddconfig_schema_holds_exactly_the_encoder_and_decoder_parameters():

@@ -10,7 +10,7 @@ import torch
 from taming.checkpoint import read_checkpoint
 from taming.cli.main import main
 from taming.data.landscapes import LandscapesTrain
-from test_training_engine import only_run, vqgan_config, write_config
+from helpers import only_run, vqgan_config, write_config
 
 
 class JitteredLandscapes(LandscapesTrain):

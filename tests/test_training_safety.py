@@ -16,7 +16,7 @@ import torch
 
 from taming.checkpoint import TEMP_MARK, checkpoint_problem, read_checkpoint
 from taming.cli.main import main
-from test_training_engine import ROOT, only_run, vqgan_config, write_config
+from helpers import QUIET, ROOT, only_run, vqgan_config, write_config
 
 PERIODIC = {"params": {"every_n_train_steps": 1}}  # a checkpoint after every batch
 # Slows the write of last.ckpt from step 3 on, so the test can kill the process in the middle of it.
@@ -194,10 +194,11 @@ def test_resume_without_any_valid_checkpoint_stops_with_one_line(trained_run, tm
 
 def test_sigterm_under_ddp_every_rank_stops_and_rank_0_writes(tmp_path):
     """Two CPU processes (gloo); the scheduler signals the launching process (rank 0) only."""
-    from test_training_engine import tiny_gan_config
-
-    cfg = tiny_gan_config(batch=2)
-    cfg["lightning"]["modelcheckpoint"] = PERIODIC
+    # TinyGAN: the VQGAN's training structure without its size (tests/test_training_engine.py)
+    cfg = {"model": {"base_learning_rate": 0.02, "target": "test_training_engine.TinyGAN"},
+           "data": {"target": "main.DataModuleFromConfig", "params": {"batch_size": 2, "num_workers": 0, "train": {
+               "target": "taming.data.landscapes.LandscapesTrain", "params": {"size": 8, "length": 12}}}},
+           "lightning": {"trainer": QUIET, "callbacks": {"image_logger": None}, "modelcheckpoint": PERIODIC}}
     path = write_config(tmp_path / "ddp.yaml", cfg)
     logdir = tmp_path / "logs"
     out = logdir.parent / "ddp.out"

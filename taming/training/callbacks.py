@@ -24,8 +24,8 @@ from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
 from taming.checkpoint import sweep_temp_files
+from taming.images import make_grid, save_grid
 from taming.training.determinism import preserve_rng
-from taming.training.image_grid import make_grid, save_grid
 
 log = logging.getLogger(__name__)
 
