@@ -61,9 +61,9 @@ class _Inert:
         return _Inert(*args, **kwargs)
 
 
-def _safe_load(path: Path) -> Any:
+def _safe_load(path: Path, mmap: bool = False) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         pass  # pickled non-tensor globals: map them to _Inert below
     try:
@@ -74,7 +74,7 @@ def _safe_load(path: Path) -> Any:
     log.info("checkpoint %s pickles %d non-tensor objects; they are read as inert placeholders: %s",
              path, len(stubs), ", ".join(sorted(unsafe)))
     with torch.serialization.safe_globals(stubs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -249,6 +249,10 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
             return f"damaged (entry {bad} fails its checksum)"
         if not any(n.endswith("data.pkl") for n in names):
             return "not a torch checkpoint (no data.pkl)"
+        try:  # torch's own reader is stricter about headers; mapped, so no weights are read into memory
+            _safe_load(path, mmap=True)
+        except Exception as exc:
+            return f"damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
         return None
     try:  # the pre-zip torch format, or a zip cut short (its directory is written last)
         read_checkpoint(path)
