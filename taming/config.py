@@ -34,7 +34,8 @@ ALLOW_ENV = "TAMING_ALLOW_IMPORTS"
 ALLOWED_TARGETS = ("taming", "torch.nn", "torch.optim", "lightning.pytorch.callbacks", "lightning.pytorch.loggers")
 # ... except the command-line entry points, which are not things a config builds.
 REFUSED_TARGETS = ("taming.cli",)
-_allowed_extra: set[str] = set()
+ALLOW_IMPORT_HELP = ("also let config targets name this package (repeatable, or comma-separated); by default "
+                     "only taming, torch.nn, torch.optim and Lightning callbacks/loggers are imported from a config")
 _env_values: dict[str, str] = {}  # resolved ${oc.env:NAME} value -> NAME, masked in messages
 
 
@@ -65,14 +66,21 @@ OmegaConf.register_resolver("oc.env", _recording_env, replace=True, annotation_v
 
 
 def allow_imports(packages: Iterable[str]) -> None:
-    """Let config targets name these packages too (`--allow-import PKG`, repeatable or comma-separated)."""
-    for item in packages:
-        _allowed_extra.update(p.strip() for p in str(item).split(",") if p.strip())
+    """Let config targets name these packages too (`--allow-import PKG`, repeatable or comma-separated).
+
+    They are added to $TAMING_ALLOW_IMPORTS, so processes started from here (DDP ranks, the app's
+    server) hold the same list."""
+    added = [p.strip() for item in packages for p in str(item).split(",") if p.strip()]
+    if added:
+        os.environ[ALLOW_ENV] = ",".join(dict.fromkeys(_env_packages() + added))
+
+
+def _env_packages() -> list[str]:
+    return [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(",") if p.strip()]
 
 
 def allowed_packages() -> tuple[str, ...]:
-    env = [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(",") if p.strip()]
-    return ALLOWED_TARGETS + tuple(sorted(_allowed_extra)) + tuple(env)
+    return ALLOWED_TARGETS + tuple(_env_packages())
 
 
 def _under(name: str, packages: Iterable[str]) -> bool:

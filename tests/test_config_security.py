@@ -18,6 +18,12 @@ from helpers import seg_transformer_config, vqgan_config, write_config
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def _no_allow_list_leaks(monkeypatch):
+    """--allow-import writes $TAMING_ALLOW_IMPORTS: each test starts without it and leaves none behind."""
+    monkeypatch.delenv("TAMING_ALLOW_IMPORTS", raising=False)
+
+
 def popen_node(marker: Path) -> dict:
     """What a stranger's config would hold: a target that runs a program (here: creates `marker`)."""
     return {"target": "subprocess.Popen", "params": {"args": ["touch", str(marker)]}}
@@ -111,13 +117,9 @@ def test_load_model_and_tokenize(tmp_path, capsys):
 
 def test_allow_import_flag_lets_a_package_through(tmp_path, capsys, monkeypatch):
     """`--allow-import` is the user's word: the target is imported (and here fails on its own terms)."""
-    monkeypatch.delenv("TAMING_ALLOW_IMPORTS", raising=False)
     cfg = vqgan_config()
     cfg["model"]["params"]["lossconfig"] = {"target": "json.JSONDecoder", "params": {"strictt": True}}
     path = write_config(tmp_path / "c.yaml", cfg)
-    import taming.config as config
-
-    monkeypatch.setattr(config, "_allowed_extra", set())
     assert main(["train", "-b", str(path), "--allow-import", "json", "-l", str(tmp_path / "logs")]) == 2
     err = _one_line(capsys)
     assert "unknown key 'strictt'; did you mean 'strict'?" in err[0], err

@@ -5,12 +5,19 @@ from __future__ import annotations
 import random
 
 import numpy as np
+import pytest
 import torch
 
 from taming.checkpoint import read_checkpoint
 from taming.cli.main import main
 from taming.data.landscapes import LandscapesTrain
 from helpers import only_run, vqgan_config, write_config
+
+
+@pytest.fixture(autouse=True)
+def _no_allow_list_leaks(monkeypatch):
+    """--allow-import writes $TAMING_ALLOW_IMPORTS: each test starts without it and leaves none behind."""
+    monkeypatch.delenv("TAMING_ALLOW_IMPORTS", raising=False)
 
 
 class JitteredLandscapes(LandscapesTrain):

@@ -34,11 +34,16 @@ def example_seed(*key: int) -> int:
 @contextlib.contextmanager
 def preserve_rng() -> Iterator[None]:
     """Run a block without moving Python's, numpy's or torch's (CPU and CUDA) global generators."""
-    state = capture()
+    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
     try:
         yield
     finally:
-        restore(state)
+        random.setstate(py)
+        np.random.set_state(npy)
+        torch.set_rng_state(cpu)
+        if cuda is not None:
+            torch.cuda.set_rng_state_all(cuda)
 
 
 def capture() -> dict[str, Any]:

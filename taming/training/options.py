@@ -8,7 +8,7 @@ import argparse
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-from taming.cli.allow import HELP as ALLOW_HELP
+from taming.config import ALLOW_IMPORT_HELP
 
 
 def str2bool(v: str | bool) -> bool:
@@ -54,7 +54,7 @@ class TrainOptions:
     strategy: str | None = flag("--strategy", type=str, help="ddp, fsdp, auto, ...")
     precision: str | None = flag("--precision", type=str, help="32, bf16-mixed, 16-mixed, ...")
     max_steps: int | None = flag("--max_steps", type=int, help="stop after this many batches")
-    allow_import: list[str] = flag("--allow-import", factory=list, action="append", metavar="PKG", help=ALLOW_HELP)
+    allow_import: list[str] = flag("--allow-import", factory=list, action="append", metavar="PKG", help=ALLOW_IMPORT_HELP)
     overrides: list[str] = field(default_factory=list)
 
 

@@ -24,8 +24,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.cli.allow import apply_allow_import
-from taming.config import ConfigError, check_keys, instantiate_from_config, load_configs, to_plain
+from taming.config import ConfigError, allow_imports, check_keys, instantiate_from_config, load_configs, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
@@ -56,6 +55,8 @@ def expected_warnings_silenced() -> Iterator[None]:
         # averaging callback (EMA) works and its warning about sharding does not apply.
         warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that "
                                                   "overrides")
+        # Periodic checkpoints of the manually optimized GAN hold the weights after the batch's steps, as meant.
+        warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization and every_n_train")
         # Our training loaders resume mid-epoch themselves (taming.training.determinism.ResumableSampler).
         warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
         yield
@@ -159,7 +160,7 @@ class Job:
 
 
 def build_job(opts: TrainOptions) -> Job:
-    apply_allow_import(opts.allow_import)
+    allow_imports(opts.allow_import)
     paths = resolve_paths(opts)
     L.seed_everything(opts.seed, workers=True, verbose=False)
     config = load_configs(paths.configs, opts.overrides)
