@@ -149,3 +149,20 @@ def test_env_values_never_appear_in_errors(tmp_path, monkeypatch, capsys):
     with pytest.raises(ConfigError) as exc:
         instantiate_from_config(load_config(path).model, where="model")
     assert "hunter2" not in str(exc.value)
+
+
+def test_app_loading_a_strangers_run_folder(tmp_path):
+    """The app's loader (a run folder typed in the sidebar) builds through the same check."""
+    from taming.app.loading import load_run, resolve_run
+
+    marker = tmp_path / "ran"
+    run = tmp_path / "logs" / "2026-01-01T00-00-00_stranger"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "configs").mkdir()
+    torch.save({"state_dict": {}}, run / "checkpoints" / "last.ckpt")
+    cfg = seg_transformer_config(None, None)
+    cfg["model"]["params"]["first_stage_config"] = popen_node(marker)
+    write_config(run / "configs" / "2026-01-01T00-00-00-project.yaml", cfg)
+    with pytest.raises(ConfigError, match=r"first_stage_config.target: refusing to import 'subprocess.Popen'"):
+        load_run(resolve_run(str(run)))
+    assert not marker.exists()
