@@ -86,9 +86,8 @@ def test_train_top_level_and_nested(tmp_path, capsys):
     assert not marker.exists()
 
 
-def test_resume_of_a_run_folder_with_a_malicious_config(tmp_path, capsys):
-    """A downloaded run folder: its configs/*.yaml are read on resume and go through the same check."""
-    marker = tmp_path / "ran"
+def strangers_run(tmp_path: Path, marker: Path) -> Path:
+    """A downloaded run folder whose saved config nests a target that runs a program."""
     run = tmp_path / "logs" / "2026-01-01T00-00-00_stranger"
     (run / "checkpoints").mkdir(parents=True)
     (run / "configs").mkdir()
@@ -96,6 +95,13 @@ def test_resume_of_a_run_folder_with_a_malicious_config(tmp_path, capsys):
     cfg = seg_transformer_config(None, None)
     cfg["model"]["params"]["first_stage_config"] = popen_node(marker)
     write_config(run / "configs" / "2026-01-01T00-00-00-project.yaml", cfg)
+    return run
+
+
+def test_resume_of_a_run_folder_with_a_malicious_config(tmp_path, capsys):
+    """A downloaded run folder: its configs/*.yaml are read on resume and go through the same check."""
+    marker = tmp_path / "ran"
+    run = strangers_run(tmp_path, marker)
     assert main(["train", "-r", str(run), "-t"]) == 2
     err = _one_line(capsys)
     assert len(err) == 1 and "model.params.first_stage_config.target: refusing to import 'subprocess.Popen'" in err[0]
@@ -156,13 +162,7 @@ def test_app_loading_a_strangers_run_folder(tmp_path):
     from taming.app.loading import load_run, resolve_run
 
     marker = tmp_path / "ran"
-    run = tmp_path / "logs" / "2026-01-01T00-00-00_stranger"
-    (run / "checkpoints").mkdir(parents=True)
-    (run / "configs").mkdir()
-    torch.save({"state_dict": {}}, run / "checkpoints" / "last.ckpt")
-    cfg = seg_transformer_config(None, None)
-    cfg["model"]["params"]["first_stage_config"] = popen_node(marker)
-    write_config(run / "configs" / "2026-01-01T00-00-00-project.yaml", cfg)
+    run = strangers_run(tmp_path, marker)
     with pytest.raises(ConfigError, match=r"first_stage_config.target: refusing to import 'subprocess.Popen'"):
         load_run(resolve_run(str(run)))
     assert not marker.exists()
