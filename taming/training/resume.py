@@ -6,6 +6,7 @@ if there is none, stop with one line. Temp files of killed writers are swept on 
 """
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from taming.checkpoint import CheckpointError, checkpoint_problem, sweep_temp_files
@@ -26,7 +27,9 @@ def pick_resume_checkpoint(path: str | Path) -> Path:
                     key=lambda p: p.stat().st_mtime, reverse=True)
     for other in others:
         if checkpoint_problem(other) is None:
-            print(f"resume: {path} is {problem}; continuing from the newest complete checkpoint, {other}", flush=True)
+            if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:  # say it once
+                print(f"resume: {path} is {problem}; continuing from the newest complete checkpoint, {other}",
+                      flush=True)
             return other
     tried = f" (and {len(others)} other checkpoint(s) there are damaged too)" if others else ""
     raise CheckpointError(f"--resume: {path} is {problem} and {path.parent} holds no other complete checkpoint{tried}")
