@@ -166,3 +166,12 @@ def test_app_loading_a_strangers_run_folder(tmp_path):
     with pytest.raises(ConfigError, match=r"first_stage_config.target: refusing to import 'subprocess.Popen'"):
         load_run(resolve_run(str(run)))
     assert not marker.exists()
+
+
+def test_eval_of_a_strangers_run_folder(tmp_path, capsys):
+    marker = tmp_path / "ran"
+    run = strangers_run(tmp_path, marker)
+    assert main(["eval", "likelihood", "-r", str(run)]) == 2
+    err = _one_line(capsys)
+    assert len(err) == 1 and "refusing to import 'subprocess.Popen'" in err[0] and "--allow-import subprocess" in err[0]
+    assert not marker.exists()
