@@ -27,19 +27,9 @@ from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from helpers import make_run, seg_transformer_config, vqgan_config
+from helpers import make_run, prefix_config, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
-
-def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
-    """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""
-    config = seg_transformer_config(None, None)
-    model = config["model"]["params"]
-    model.update(cond_stage_config=cond_stage, cond_stage_key=cond_key, **params)
-    model["transformer_config"]["params"]["block_size"] = 64  # 1 conditioning code + 64 image codes - 1
-    del config["data"]
-    return config
-
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory) -> Path:

@@ -175,3 +175,30 @@ def test_eval_of_a_strangers_run_folder(tmp_path, capsys):
     err = _one_line(capsys)
     assert len(err) == 1 and "refusing to import 'subprocess.Popen'" in err[0] and "--allow-import subprocess" in err[0]
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("command", [["sample", "-n", "1"], ["reconstruct", "{png}"]])
+def test_sampling_commands_on_a_strangers_run_folder(tmp_path, capsys, command):
+    from PIL import Image
+
+    png = tmp_path / "x.png"
+    Image.new("RGB", (16, 16)).save(png)
+    marker = tmp_path / "ran"
+    run = strangers_run(tmp_path, marker)
+    assert main([c.format(png=png) for c in command] + ["-r", str(run), "-o", str(tmp_path / "out")]) == 2
+    err = _one_line(capsys)
+    assert len(err) == 1 and "refusing to import 'subprocess.Popen'" in err[0], err
+    assert not marker.exists()
+
+
+def test_allow_import_takes_effect_as_it_is_parsed():
+    import argparse
+
+    from taming.cli.allow import add_allow_import
+
+    parser = argparse.ArgumentParser()
+    add_allow_import(parser)
+    args = parser.parse_args(["--allow-import", "json", "--allow-import", "csv,zlib"])
+    assert args.allow_import == ["json", "csv,zlib"]
+    assert os.environ["TAMING_ALLOW_IMPORTS"] == "json,csv,zlib"
+    assert get_obj_from_str("json.JSONDecoder").__name__ == "JSONDecoder"
