@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from taming.config import ConfigError, instantiate_from_config
+from taming.data.collate import collate  # default_collate; per-example object lists stay lists
 
 SPLITS = {"train": "train", "validation": "validation", "test": "test"}
 
@@ -107,7 +108,7 @@ class DataModuleFromConfig(L.LightningDataModule):
         workers = self.num_workers
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
         drop_last = train and self.drop_last  # applies to streams too; validation always sees everything
-        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin,
+        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin, collate_fn=collate,
                       persistent_workers=self.persistent_workers and workers > 0)
         if isinstance(ds, IterableDataset):
             return DataLoader(ds, drop_last=drop_last, **common)
