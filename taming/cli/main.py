@@ -4,6 +4,7 @@
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
+    taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
     taming sample   ...                     (reserved: sampling from a trained transformer)
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
@@ -18,8 +19,9 @@ COMMANDS = {
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
     "app": "taming.cli.app",
+    "sample-scene": "taming.cli.sample_scene",
 }
-USAGE = "usage: taming {train,tokenize,demo,app} [options]   (taming COMMAND --help for options)"
+USAGE = "usage: taming {train,tokenize,demo,app,sample-scene} [options]   (taming COMMAND --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping
 import torch
 import torch.nn.functional as F
 
+from taming.scene import layout_pictures
+
 if TYPE_CHECKING:
     from taming.training.transformer import Net2NetTransformer
 
@@ -72,7 +74,10 @@ def log_transformer_images(model: "Net2NetTransformer", batch: Mapping[str, Any]
     log["inputs"] = x
     log["reconstructions"] = model.decode_to_img(z_indices, zshape)
     stage = model.cond_stage_model
-    if (model.cond_stage_key != "image" and c is not None and torch.is_tensor(quant_c)
+    layouts = None if c is None else layout_pictures(model, c, tuple(x.shape[-2:]))
+    if layouts is not None:  # object layouts (scene models): drawn as boxes
+        log["conditioning"] = log["conditioning_rec"] = layouts
+    elif (model.cond_stage_key != "image" and c is not None and torch.is_tensor(quant_c)
             and callable(getattr(stage, "decode", None))):
         cond_rec = stage.decode(quant_c)
         if model.cond_stage_key == "segmentation":

@@ -1,0 +1,115 @@
+"""Scene transformers end to end: the original's scene configs train through `taming train` (a tiny
+first stage and GPT given on the command line), and `taming sample-scene` samples from a JSON layout
+and from a dataset split."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from taming.checkpoint import read_checkpoint, save_state_dict
+from taming.cli.main import main
+from taming.config import instantiate_from_config
+from test_scene_data import write_open_images
+
+SIZE = 32  # pixels; the first stage halves it once: 16 x 16 = 256 codes, as the configs' 16 x 16 latents
+DDCONFIG = {"double_z": False, "z_channels": 8, "resolution": SIZE, "in_channels": 3, "out_ch": 3, "ch": 32,
+            "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}
+QUIET = ["lightning.trainer.enable_progress_bar=false", "lightning.trainer.enable_model_summary=false",
+         "lightning.trainer.num_sanity_val_steps=0", "lightning.trainer.log_every_n_steps=1"]
+
+
+def first_stage(tmp_path: Path) -> Path:
+    """A small untrained VQGAN saved as the configs' first-stage checkpoint (8192 codes, as theirs)."""
+    model = instantiate_from_config({"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": 8, "n_embed": 8192, "ddconfig": DDCONFIG,
+        "lossconfig": {"target": "taming.modules.losses.DummyLoss"}}})
+    return save_state_dict(tmp_path / "first_stage.ckpt", model)
+
+
+def small_model(ckpt: Path) -> list[str]:
+    stage = "model.params.first_stage_config.params"
+    gpt = "model.params.transformer_config.params"
+    return [f"{stage}.ckpt_path={ckpt}", f"{stage}.embed_dim=8", f"{stage}.ddconfig={json.dumps(DDCONFIG)}",
+            f"{gpt}.n_layer=1", f"{gpt}.n_head=2", f"{gpt}.n_embd=32", "data.params.batch_size=2",
+            "data.params.num_workers=0"]
+
+
+def data_at(path: Path, **params) -> list[str]:
+    return [f"data.params.{split}.params.{key}={value}" for split in ("train", "validation")
+            for key, value in {"data_path": path, "target_image_size": SIZE, **params}.items()]
+
+
+def only_run(logdir: Path) -> Path:
+    (run,) = [p for p in logdir.iterdir() if p.is_dir()]
+    return run
+
+
+@pytest.fixture(scope="module")
+def coco_run(tmp_path_factory, ) -> Path:
+    from conftest import COMPAT, SHARED  # noqa: PLC0415
+
+    tmp = tmp_path_factory.mktemp("coco_scene")
+    args = ["train", "-b", str(COMPAT / "configs" / "coco_scene_images_transformer.yaml"), "-t", "--no-test",
+            "--accelerator", "cpu", "--max_steps", "3", "-l", str(tmp / "logs"), *QUIET,
+            *small_model(first_stage(tmp)), *data_at(SHARED / "data" / "coco_annotations_100"),
+            "lightning.callbacks.image_logger.params.batch_frequency=2",
+            "lightning.callbacks.image_logger.params.max_images=2"]
+    assert main(args) == 0
+    return only_run(tmp / "logs")
+
+
+def test_coco_scene_config_trains(coco_run):
+    ckpt = read_checkpoint(coco_run / "checkpoints" / "last.ckpt")
+    assert ckpt["global_step"] == 3
+    assert ckpt["state_dict"]["transformer.pos_emb"].shape == (1, 348, 32)  # 256 image + 92 layout positions
+    logged = {p.name.split("_gs-")[0] for p in (coco_run / "images" / "train").glob("*.png")}
+    assert {"inputs", "conditioning", "samples_nopix"} <= logged  # the layout is drawn beside the samples
+    layout = Image.open(next((coco_run / "images" / "train").glob("conditioning_gs-000000*.png")))
+    assert layout.size == (2 * (SIZE + 2) + 2, SIZE + 4)
+
+
+def test_sample_scene_from_a_json_layout(coco_run, tmp_path, capsys):
+    layout = tmp_path / "layout.json"
+    layout.write_text(json.dumps({"objects": [{"category": "dog", "box": [0.1, 0.4, 0.4, 0.5]},
+                                              {"category": "grass", "box": [0.0, 0.7, 1.0, 0.3]}]}))
+    out = tmp_path / "out" / "scene.png"
+    assert main(["sample-scene", "-r", str(coco_run), "--layout", str(layout), "-o", str(out), "--samples", "2",
+                 "--precision", "fp32"]) == 0
+    assert Image.open(out).size == (2 * SIZE, SIZE)  # two samples side by side
+    drawn = Image.open(out.with_name("scene_layout.png"))
+    assert drawn.size == (SIZE, SIZE) and len(drawn.getcolors(4096)) > 2  # boxes on white
+    capsys.readouterr()
+
+    layout.write_text(json.dumps({"objects": [{"category": "dgo", "box": [0.1, 0.4, 0.4, 0.5]}]}))
+    assert main(["sample-scene", "-r", str(coco_run), "--layout", str(layout), "-o", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "object 0: unknown category 'dgo'; did you mean 'dog'?" in line
+    layout.write_text(json.dumps({"objects": [{"category": "dog", "box": [0.5, 0.4, 0.6, 0.5]}]}))
+    assert main(["sample-scene", "-r", str(coco_run), "--layout", str(layout), "-o", str(out)]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert "object 0 (dog): box [0.5, 0.4, 0.6, 0.5] is outside [0, 1]" in line
+
+
+def test_sample_scene_from_a_dataset_split(coco_run, tmp_path):
+    out = tmp_path / "samples"
+    assert main(["sample-scene", "-r", str(coco_run), "--split", "validation", "--count", "2", "-o", str(out),
+                 "--precision", "fp32", "--top-k", "10"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["000000_000000017379_layout.png", "000000_000000017379_sample0.png",
+                     "000001_000000017899_layout.png", "000001_000000017899_sample0.png"]
+
+
+def test_open_images_scene_config_trains(tmp_path):
+    from conftest import COMPAT  # noqa: PLC0415
+
+    write_open_images(tmp_path / "oi", "train")
+    write_open_images(tmp_path / "oi_val", "validation")
+    args = ["train", "-b", str(COMPAT / "configs" / "open_images_scene_images_transformer.yaml"), "-t", "--no-test",
+            "--accelerator", "cpu", "--max_steps", "2", "-l", str(tmp_path / "logs"), *QUIET,
+            *small_model(first_stage(tmp_path)), *data_at(tmp_path / "oi", min_object_area=0.01),
+            f"data.params.validation.params.data_path={tmp_path / 'oi_val'}", "lightning.callbacks.image_logger=null"]
+    assert main(args) == 0
+    assert read_checkpoint(only_run(tmp_path / "logs") / "checkpoints" / "last.ckpt")["global_step"] == 2
