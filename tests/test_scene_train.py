@@ -113,3 +113,43 @@ def test_open_images_scene_config_trains(tmp_path):
             f"data.params.validation.params.data_path={tmp_path / 'oi_val'}", "lightning.callbacks.image_logger=null"]
     assert main(args) == 0
     assert read_checkpoint(only_run(tmp_path / "logs") / "checkpoints" / "last.ckpt")["global_step"] == 2
+
+
+# ---- the app: layout conditioning ------------------------------------------------------------------
+def test_app_offers_dataset_layouts_drawn_as_boxes(coco_run):
+    from taming.app import conditioning as cond
+    from taming.app.drawing import Settings, decode_codes, sample_codes
+    from taming.app.layouts import LayoutExample, is_scene_model, layout_example
+    from taming.app.loading import load_run, resolve_run
+
+    run = load_run(resolve_run(str(coco_run)))
+    assert is_scene_model(run.model) and cond.example_sources(run) == [cond.VALIDATION]
+    examples = cond.validation_examples(run)
+    example = layout_example(run, examples, 0, (64, 64))
+    assert isinstance(example, LayoutExample) and example.condition.shape == (1, 92)
+    assert example.picture.shape == (64, 64, 3) and example.picture.dtype.name == "uint8"
+    assert (example.picture != 255).any(axis=-1).mean() > 0.02  # boxes and names on white
+    assert example.image.shape == (1, 3, SIZE, SIZE)
+    assert example.caption.startswith("validation example 0 (000000017379.jpg): 8 objects: ")
+    condition = cond.encode_condition(run, example)
+    assert condition.codes.tolist() == example.condition.tolist()  # the tokens are the codes
+    pixels = decode_codes(run, sample_codes(run, condition, Settings((16, 16), top_k=10, precision="fp32")))
+    assert pixels.shape == (1, 3, SIZE, SIZE)
+
+
+def test_app_page_shows_the_layout_and_samples(coco_run, monkeypatch):
+    import sys
+
+    from streamlit.testing.v1 import AppTest
+
+    from taming.app import conditioning as cond
+
+    page = Path(cond.__file__).with_name("page.py")
+    monkeypatch.setattr(sys, "argv", [str(page), "--logdir", str(coco_run)])
+    at = AppTest.from_file(str(page), default_timeout=60).run()
+    assert not at.exception and not at.error
+    assert at.radio(key="source").options == [cond.VALIDATION]
+    assert len(at.image) == 2 and "8 objects" in at.image[0].captions[0]  # the layout drawn, the real image
+    at.selectbox(key="precision").set_value("fp32")
+    at.button(key="sample_button").click().run()
+    assert not at.exception and not at.error and at.session_state["sample"]["pixels"].shape == (SIZE, SIZE, 3)

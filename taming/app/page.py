@@ -12,7 +12,7 @@ from typing import Any, Mapping, NoReturn, Sequence
 import streamlit as st
 import torch
 
-from taming.app import conditioning as cond
+from taming.app import conditioning as cond, layouts
 from taming.app.drawing import Settings, decode_codes, fast_stride, sample_codes
 from taming.app.loading import LoadedRun, RunSource, find_runs, load_run, resolve_run
 from taming.app.pictures import condition_picture, describe_run, enlarged, png_bytes, to_pixels
@@ -95,6 +95,8 @@ def choose_example(run: LoadedRun, size_px: tuple[int, int]) -> cond.Example:
             return cond.landscape_example(run, int(index), size_px)
         examples = cached_examples(run, run.source, run.source.modified())
         index = st.number_input(f"example (0..{len(examples) - 1})", 0, len(examples) - 1, 0, key="example")
+        if layouts.is_scene_model(run.model):  # object layouts: the example's boxes drawn
+            return layouts.layout_example(run, examples, int(index), size_px)
         return cond.dataset_example(run, examples, int(index), size_px)
     except PAGE_ERRORS as exc:
         stop_with(exc)
@@ -102,7 +104,7 @@ def choose_example(run: LoadedRun, size_px: tuple[int, int]) -> cond.Example:
 
 def show_example(run: LoadedRun, example: cond.Example) -> None:
     left, right = st.columns(2)
-    picture = condition_picture(run, example)
+    picture = example.picture if isinstance(example, layouts.LayoutExample) else condition_picture(run, example)
     if picture is None:
         left.markdown(f"**Conditioning:** {example.caption}")
     else:
