@@ -236,3 +236,28 @@ def test_open_images_without_flags_and_center_crop(tmp_path):
     with pytest.raises(DataError, match="columns"):
         (tmp_path / "validation-annotations-bbox.csv").write_text("ImageID,LabelName\nx,y\n")
         open_images(tmp_path)
+
+
+def test_layout_json_to_tokens(shared_dir, tmp_path):
+    from taming.scene import category_numbers, layout_tokens, parse_layout, read_layout
+
+    ds = coco(shared_dir, keys=["objects_bbox"])
+    names = category_numbers(ds)
+    assert len(names) == 171 and ds.get_textual_label_for_category_no(names["dog"]) == "dog"
+    path = tmp_path / "layout.json"
+    path.write_text('[{"category": "dog", "box": [0.1, 0.4, 0.35, 0.5], "group": true}]')  # a bare list works too
+    objects, crop = read_layout(path, names)
+    assert crop == (0.0, 0.0, 1.0, 1.0) and objects[0].is_group_of is True
+    tokens = layout_tokens(ds, "objects_bbox", objects, crop)
+    n = 89  # 90 x 90 grid for 8192 tokens
+    expected = (names["dog"] + 171, round(0.4 * n) * 90 + round(0.1 * n), round(0.9 * n) * 90 + round(0.45 * n))
+    assert tuple(tokens[:3].tolist()) == expected and tokens[-2:].tolist() == [0, n * 90 + n]
+    assert (tokens[3:-2] == 8191).all()
+    with pytest.raises(DataError, match="layout: crop: box \\[0.5, 0, 0.6, 1\\] is outside"):
+        parse_layout({"objects": [], "crop": [0.5, 0, 0.6, 1]}, names)
+    with pytest.raises(DataError, match="object 0: unknown keys \\['colour'\\]"):
+        parse_layout({"objects": [{"category": "dog", "box": [0, 0, 1, 1], "colour": "red"}]}, names)
+    with pytest.raises(DataError, match="object 1: needs \"category\" and \"box\""):
+        parse_layout({"objects": [{"category": "dog", "box": [0, 0, 1, 1]}, {"box": [0, 0, 1, 1]}]}, names)
+    with pytest.raises(DataError, match="at most 30"):
+        layout_tokens(ds, "objects_bbox", objects * 31)
