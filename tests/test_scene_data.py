@@ -11,6 +11,7 @@ from collections import Counter
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
@@ -261,3 +262,22 @@ def test_layout_json_to_tokens(shared_dir, tmp_path):
         parse_layout({"objects": [{"category": "dog", "box": [0, 0, 1, 1]}, {"box": [0, 0, 1, 1]}]}, names)
     with pytest.raises(DataError, match="at most 30"):
         layout_tokens(ds, "objects_bbox", objects * 31)
+
+
+@given(st.lists(st.tuples(st.integers(0, 9), st.floats(0, 0.9), st.floats(0, 0.9), st.floats(0.01, 0.1),
+                          st.floats(0.01, 0.1)), min_size=1, max_size=5))
+@settings(max_examples=60, deadline=None)
+def test_tokens_round_trip_to_the_grid(objects):
+    """build -> inverse_build: every object comes back, its corners within half a grid step."""
+    builder = ObjectsBoundingBoxConditionalBuilder(10, 5, 8192, True, False, False)
+    annotations = [Annotation(area=w * h, image_id="a", bbox=(x, y, w, h), category_no=c, category_id=str(c))
+                   for c, x, y, w, h in objects]
+    back, crop = builder.inverse_build(builder.build(annotations))
+    assert crop == pytest.approx((0.0, 0.0, 1.0, 1.0))
+    step = 1 / 89
+    for (c, x, y, w, h) in objects:
+        found = [box for rep, box in back if rep == c and abs(box[0] - x) <= step / 2 + 1e-9
+                 and abs(box[1] - y) <= step / 2 + 1e-9 and abs(box[0] + box[2] - (x + w)) <= step / 2 + 1e-9
+                 and abs(box[1] + box[3] - (y + h)) <= step / 2 + 1e-9]
+        assert found, (c, x, y, w, h, back)
+    assert sorted(rep for rep, _ in back) == sorted(c for c, *_ in objects)
