@@ -134,7 +134,7 @@ def code_grid(model: torch.nn.Module) -> tuple[int, int, int]:
     """(embedding dim, h, w) of the first stage's code grid for its training resolution."""
     encoder = model.first_stage_model.encoder
     side = encoder.resolution // 2 ** (encoder.num_resolutions - 1)
-    return model.first_stage_model.quantize.embedding.weight.shape[1], side, side
+    return model.first_stage_model.embed_dim, side, side
 
 
 @torch.no_grad()

@@ -12,8 +12,10 @@ from omegaconf import OmegaConf
 from taming.cli.main import main
 from taming.cli.train import parse_args
 from taming.config import ConfigError
-from taming.training.trainer import TrainOptions, build_job, load_configs, parse_gpus, trainer_kwargs
-from test_training_engine import vqgan_config, write_config
+from taming.config import load_configs
+from taming.training.lightning_settings import parse_gpus, trainer_kwargs
+from taming.training.trainer import TrainOptions, build_job
+from helpers import vqgan_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +135,29 @@ def test_manual_optimization_under_ddp_finds_unused_parameters(tmp_path):
     assert type(job.trainer.strategy).__name__ == "DDPStrategy"
     assert job.trainer.strategy._ddp_kwargs.get("find_unused_parameters") is True
     assert job.trainer.world_size == 2 and job.model.learning_rate == pytest.approx(2 * 2 * 1.0e-4)
+
+
+def test_flags_are_generated_from_the_options_dataclass():
+    """Every TrainOptions field but the overrides is a flag with the field's default; value-taking
+    flags are exactly those that are not switches or lists."""
+    import dataclasses
+
+    from taming.cli.train import VALUE_OPTIONS, build_parser
+
+    defaults = vars(build_parser().parse_args([]))
+    fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"overrides"}
+    assert set(defaults) == fields
+    assert TrainOptions(**defaults) == TrainOptions()
+    assert {"-n", "--resume", "--max_steps", "-s"} <= VALUE_OPTIONS
+    assert not {"-b", "--base", "-t", "--no-test", "-d"} & VALUE_OPTIONS
+
+
+def test_importing_the_trainer_sets_no_global_warning_filter():
+    import subprocess
+    import sys
+
+    # lightning installs filters of its own when imported: count from after that
+    code = ("import warnings, lightning, torch; n = len(warnings.filters); "
+            "import taming.training.trainer, taming.cli.train; print(len(warnings.filters) - n)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "0"

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from helpers import FIXTURES
 from taming.data.annotated_objects_coco import AnnotatedObjectsCoco
 from taming.data.annotated_objects_open_images import AnnotatedObjectsOpenImages
 from taming.data.collate import collate
@@ -33,8 +34,6 @@ def object_tuples(tokens: torch.Tensor, n: int) -> Counter:
 
 @pytest.fixture(scope="module")
 def coco_fixture():
-    from conftest import FIXTURES  # noqa: PLC0415 - the tests folder is on sys.path under pytest
-
     return torch.load(FIXTURES / "scene" / "coco_validation.pt", weights_only=False)
 
 

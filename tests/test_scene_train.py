@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
+from helpers import COMPAT, SHARED
 from taming.checkpoint import read_checkpoint, save_state_dict
 from taming.cli.main import main
 from taming.config import instantiate_from_config
@@ -48,9 +49,7 @@ def only_run(logdir: Path) -> Path:
 
 
 @pytest.fixture(scope="module")
-def coco_run(tmp_path_factory, ) -> Path:
-    from conftest import COMPAT, SHARED  # noqa: PLC0415
-
+def coco_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("coco_scene")
     args = ["train", "-b", str(COMPAT / "configs" / "coco_scene_images_transformer.yaml"), "-t", "--no-test",
             "--accelerator", "cpu", "--max_steps", "3", "-l", str(tmp / "logs"), *QUIET,
@@ -103,8 +102,6 @@ def test_sample_scene_from_a_dataset_split(coco_run, tmp_path):
 
 
 def test_open_images_scene_config_trains(tmp_path):
-    from conftest import COMPAT  # noqa: PLC0415
-
     write_open_images(tmp_path / "oi", "train")
     write_open_images(tmp_path / "oi_val", "validation")
     args = ["train", "-b", str(COMPAT / "configs" / "open_images_scene_images_transformer.yaml"), "-t", "--no-test",

@@ -16,7 +16,7 @@ from taming.app.loading import LoadedRun
 from taming.data.annotated_objects import AnnotatedObjectsDataset
 from taming.data.conditional_builder import BUILDERS
 from taming.data.errors import DataError
-from taming.training.image_grid import make_grid
+from taming.images import make_grid
 
 
 @dataclass

@@ -5,7 +5,6 @@
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
     taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
-    taming sample   ...                     (reserved: sampling from a trained transformer)
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
 """

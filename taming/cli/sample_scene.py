@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def save(images: torch.Tensor, path: Path) -> Path:
     """(B, 3, H, W) in [-1, 1] -> one PNG, the images side by side."""
-    from taming.training.image_grid import make_grid
+    from taming.images import make_grid
 
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(make_grid(images, nrow=images.shape[0], padding=0)).save(path)

@@ -1,0 +1,53 @@
+"""Layering: inference code imports no training code, and the core modules do not import the
+compatibility face (taming/models, taming/modules). Each check runs in a fresh interpreter, since
+this test process has long imported everything."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
+                     "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
+                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures"]
+
+
+def imported_after(modules: list[str]) -> set[str]:
+    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules)
+            + "print(json.dumps(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    return set(json.loads(out.stdout.splitlines()[-1]))
+
+
+def test_inference_imports_no_training_code():
+    loaded = imported_after(INFERENCE_MODULES)
+    assert not [m for m in loaded if m == "taming.training" or m.startswith("taming.training.")]
+    assert not [m for m in loaded if m.startswith(("taming.models", "taming.modules", "taming.cli"))]
+    assert "lightning" not in loaded and "pytorch_lightning" not in loaded
+
+
+def test_loaded_inference_model_is_the_plain_core(tmp_path):
+    """load_model maps the Lightning shells a config names to their cores: same weights, no Lightning."""
+    config = tmp_path / "m.yaml"
+    config.write_text(json.dumps({"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": 4, "n_embed": 8, "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"},
+        "ddconfig": {"double_z": False, "z_channels": 4, "resolution": 16, "in_channels": 3, "out_ch": 3,
+                     "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}}))
+    code = (f"import sys\nfrom taming.checkpoint import load_model\nm, _ = load_model({str(config)!r}, None, [])\n"
+            "print(type(m).__module__, m.downsample_factor, 'lightning' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["taming.tokenizer.inference", "2", "False"]
+
+
+@pytest.mark.parametrize("core", ["taming.tokenizer", "taming.transformer", "taming.losses", "taming.data",
+                                  "taming.sampling", "taming.checkpoint", "taming.config"])
+def test_core_does_not_import_the_compatibility_face(core):
+    package = __import__(core, fromlist=["_"])
+    files = [package.__file__] if not hasattr(package, "__path__") else \
+        [str(p) for d in package.__path__ for p in __import__("pathlib").Path(d).rglob("*.py")]
+    for path in files:
+        text = open(path).read()
+        assert "from taming.models" not in text and "from taming.modules" not in text, path
+        assert "import taming.models" not in text and "import taming.modules" not in text, path
