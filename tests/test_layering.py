@@ -11,7 +11,8 @@ from helpers import ROOT
 
 INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
                      "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
-                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures"]
+                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures",
+                     "taming.scene", "taming.app.layouts"]
 
 
 def imported_after(modules: list[str]) -> set[str]:
