@@ -22,8 +22,9 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 import torch
+from omegaconf import OmegaConf
 
-from taming.config import ConfigError, instantiate_from_config
+from taming.config import ConfigError, get_obj_from_str, instantiate_from_config
 from taming.data.annotated_objects import AnnotatedObjectsDataset
 from taming.data.conditional_builder import BUILDERS
 from taming.data.conditional_builder.boxes import FULL_CROP
@@ -38,26 +39,21 @@ def layout_dataset(config: Any, split: str = "validation", data_path: Optional[s
                    with_images: bool = False) -> AnnotatedObjectsDataset:
     """The run config's dataset of `split` (data.params.<split>), optionally at another data_path.
     Without images only the annotations are read (names, token builder, layouts of examples)."""
-    node = (config.get("data") or {}).get("params", {}).get(split) if hasattr(config, "get") else None
+    where = f"data.params.{split}"
+    node = OmegaConf.select(config, where) if OmegaConf.is_config(config) else None
     if node is None:
-        raise ConfigError(f"the run's config has no data.params.{split} dataset to take categories and layouts from")
-    node = json.loads(json.dumps(_plain(node)))
+        raise ConfigError(f"the run's config has no {where} dataset to take categories and layouts from")
+    node = OmegaConf.to_container(node, resolve=True)
+    cls = get_obj_from_str(node.get("target"), f"{where}.target")
+    if not (isinstance(cls, type) and issubclass(cls, AnnotatedObjectsDataset)):
+        raise ConfigError(f"{where}: {node.get('target')} holds no object layouts; scene sampling needs "
+                          "AnnotatedObjectsCoco or AnnotatedObjectsOpenImages")
     params = node.setdefault("params", {})
     if data_path is not None:
         params["data_path"] = data_path
     keys = [k for k in params.get("keys") or [] if with_images or k != "image"]
     params["keys"] = keys + [k for k in ("objects_bbox", "objects_center_points", "file_name") if k not in keys]
-    dataset = instantiate_from_config(node, where=f"data.params.{split}")
-    if not isinstance(dataset, AnnotatedObjectsDataset):
-        raise ConfigError(f"data.params.{split}: {type(dataset).__name__} holds no object layouts; scene sampling "
-                          "needs AnnotatedObjectsCoco or AnnotatedObjectsOpenImages")
-    return dataset
-
-
-def _plain(node: Any) -> Any:
-    from omegaconf import OmegaConf
-
-    return OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
+    return instantiate_from_config(node, where=where)
 
 
 def category_numbers(dataset: AnnotatedObjectsDataset) -> dict[str, int]:

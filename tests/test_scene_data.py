@@ -280,3 +280,19 @@ def test_tokens_round_trip_to_the_grid(objects):
                  and abs(box[1] + box[3] - (y + h)) <= step / 2 + 1e-9]
         assert found, (c, x, y, w, h, back)
     assert sorted(rep for rep, _ in back) == sorted(c for c, *_ in objects)
+
+
+def test_layout_dataset_comes_from_the_run_config(shared_dir):
+    from omegaconf import OmegaConf
+
+    from taming.config import ConfigError
+    from taming.scene import layout_dataset
+
+    config = OmegaConf.load(shared_dir / "compat" / "configs" / "coco_scene_images_transformer.yaml")
+    ds = layout_dataset(config, data_path=str(shared_dir / "data" / "coco_annotations_100"))
+    assert len(ds) == 92 and "image" not in ds.keys and ds[0]["objects_bbox"].shape == (92,)
+    config.data.params.validation = {"target": "taming.data.landscapes.LandscapesValidation", "params": {}}
+    with pytest.raises(ConfigError, match="holds no object layouts"):
+        layout_dataset(config)
+    with pytest.raises(ConfigError, match="no data.params.test dataset"):
+        layout_dataset(config, "test")
