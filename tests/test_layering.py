@@ -15,31 +15,24 @@ INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer
                      "taming.scene", "taming.app.layouts"]
 
 
-def imported_after(modules: list[str]) -> set[str]:
-    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in modules)
-            + "print(json.dumps(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    return set(json.loads(out.stdout.splitlines()[-1]))
-
-
-def test_inference_imports_no_training_code():
-    loaded = imported_after(INFERENCE_MODULES)
-    assert not [m for m in loaded if m == "taming.training" or m.startswith("taming.training.")]
-    assert not [m for m in loaded if m.startswith(("taming.models", "taming.modules", "taming.cli"))]
-    assert "lightning" not in loaded and "pytorch_lightning" not in loaded
-
-
-def test_loaded_inference_model_is_the_plain_core(tmp_path):
-    """load_model maps the Lightning shells a config names to their cores: same weights, no Lightning."""
+def test_inference_imports_no_training_code(tmp_path):
+    """Importing sampling, the app's library modules, the code-shard encoder and checkpoint loading, and
+    building a model with load_model (a config naming the Lightning shell), import no training code:
+    load_model builds the plain core (same weights)."""
     config = tmp_path / "m.yaml"
     config.write_text(json.dumps({"model": {"target": "taming.models.vqgan.VQModel", "params": {
         "embed_dim": 4, "n_embed": 8, "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"},
         "ddconfig": {"double_z": False, "z_channels": 4, "resolution": 16, "in_channels": 3, "out_ch": 3,
                      "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}}))
-    code = (f"import sys\nfrom taming.checkpoint import load_model\nm, _ = load_model({str(config)!r}, None, [])\n"
-            "print(type(m).__module__, m.downsample_factor, 'lightning' in sys.modules)")
+    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in INFERENCE_MODULES)
+            + f"m, _ = taming.checkpoint.load_model({str(config)!r}, None, [])\n"
+            + "print(json.dumps([type(m).__module__, m.downsample_factor, sorted(sys.modules)]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["taming.tokenizer.inference", "2", "False"]
+    module, factor, loaded = json.loads(out.stdout.splitlines()[-1])
+    assert module == "taming.tokenizer.inference" and factor == 2
+    assert not [m for m in loaded if m == "taming.training" or m.startswith("taming.training.")]
+    assert not [m for m in loaded if m.startswith(("taming.models", "taming.modules", "taming.cli"))]
+    assert "lightning" not in loaded and "pytorch_lightning" not in loaded
 
 
 @pytest.mark.parametrize("core", ["taming.tokenizer", "taming.transformer", "taming.losses", "taming.data",

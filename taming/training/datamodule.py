@@ -22,8 +22,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.collate import collate  # default_collate; per-example object lists stay lists
 
-SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-
 
 class WrappedDataset(Dataset):
     """Any object with __len__ and __getitem__ as a torch Dataset (the original's `wrap: true`)."""
