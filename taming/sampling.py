@@ -16,6 +16,8 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
 The model is put in eval mode while sampling (dropout off) and restored afterwards. Everything runs
 under `torch.inference_mode()`. `precision`:
 - "fp32" (default): float32 throughout; argmax gives the original's codes.
+- "auto": the choice of taming.hardware for the GPT's device (what the commands default to):
+  "int8" on CPUs without AMX, "bf16" on AMX CPUs and GPUs with bf16, else "fp32".
 - "bf16": the key/value cache and attention in bf16 (decoding reads the whole cache per code:
   half the bytes) and, on the CPU, one-position steps through packed bf16 weight copies (prefill
   stays float32, faster there without AMX); on a GPU, bf16 autocast. Not bit-equal to float32.
@@ -30,6 +32,7 @@ from typing import Callable, Iterator, Sequence
 
 import torch
 
+from taming.hardware import decode_precision
 from taming.transformer.decoding import PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
 
@@ -93,8 +96,6 @@ def decode_one(gpt: GPT, token: torch.Tensor, cache: KVCache, pos: int) -> torch
 @contextlib.contextmanager
 def _sampling_mode(gpt: GPT, precision: str, rows: int) -> Iterator[None]:
     """Eval mode (restored afterwards), no autograd, and the precision's decoding weights."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     modes = [(m, m.training) for m in gpt.modules()]
     gpt.eval()
     on_gpu = gpt.head.weight.device.type != "cpu"
@@ -107,6 +108,13 @@ def _sampling_mode(gpt: GPT, precision: str, rows: int) -> Iterator[None]:
     finally:
         for m, training in modes:
             m.training = training
+
+
+def resolve_precision(gpt: GPT, precision: str) -> str:
+    """precision checked, and "auto" replaced by taming.hardware's choice for the GPT's device."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return decode_precision(precision, gpt.head.weight.device)
 
 
 def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
@@ -150,6 +158,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
                              f"cond_codes {tuple(cond_codes.shape)}")
         uncond_codes = uncond_codes.to(cond_codes.device).expand(B, -1)
         rows = torch.cat([cond_codes, uncond_codes])  # (2B, L)
+    precision = resolve_precision(gpt, precision)
     out = torch.empty(B, steps, dtype=torch.long, device=cond_codes.device)
     with _sampling_mode(gpt, precision, rows.shape[0]):
         cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision))
@@ -255,6 +264,7 @@ def _window_pass(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Tens
             parts.append(crop[:, max(a, Lc) - Lc:b - Lc])
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
 
+    precision = resolve_precision(gpt, precision)
     open_windows: dict[tuple[int, int], list] = {}  # (t, l) -> [KVCache, positions filled]; in LRU order
     with _sampling_mode(gpt, precision, B):
         for k in range(first, H * W):

@@ -18,6 +18,8 @@ from taming.data.conditional_builder import BUILDERS
 from taming.data.errors import DataError
 from taming.images import make_grid
 
+LAYOUT_KEYS = tuple(BUILDERS)  # cond_stage_keys of scene models: no map to upload, a layout to pick
+
 
 @dataclass
 class LayoutExample(Example):
@@ -25,7 +27,7 @@ class LayoutExample(Example):
 
 
 def is_scene_model(model: torch.nn.Module) -> bool:
-    return not getattr(model, "be_unconditional", True) and getattr(model, "cond_stage_key", None) in BUILDERS
+    return not getattr(model, "be_unconditional", True) and getattr(model, "cond_stage_key", None) in LAYOUT_KEYS
 
 
 def _names(dataset: AnnotatedObjectsDataset, tokens: torch.Tensor, key: str) -> list[str]:

@@ -73,7 +73,8 @@ class AnnotatedObjectsCoco(AnnotatedObjectsDataset):
                          encode_crop, category_allow_list_target, category_mapping_target, no_object_classes)
         self.use_things, self.use_stuff = use_things, use_stuff
         instances = read_json(self.paths["instances_annotations"])
-        sources = ([instances] if use_things else []) + ([read_json(self.paths["stuff_annotations"])] if use_stuff else [])
+        stuff = [read_json(self.paths["stuff_annotations"])] if use_stuff else []
+        sources = ([instances] if use_things else []) + stuff
         self.set_categories(load_categories(chain.from_iterable(s["categories"] for s in sources)))
         self.image_descriptions = {str(im["id"]): self._description(im) for im in instances["images"]}
         sizes = {k: d["original_size"] for k, d in self.image_descriptions.items()}

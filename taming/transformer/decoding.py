@@ -12,6 +12,8 @@ sees them:
   inputs of at most PACKED_MAX_ROWS rows (half the bytes, ~2x faster for one row); longer inputs
   (prefill) keep the float32 weights, which are faster there on CPUs without AMX. Not bit-equal
   to float32.
+- "auto": what taming.hardware chooses for the model's device (int8 on CPUs without AMX, bf16 with
+  AMX or on GPUs with bf16).
 - "int8": as "bf16" with FBGEMM's dynamic quantized linear instead (int8 weights with one scale per
   output row, activations quantized per call): a quarter of the float32 bytes, VNNI dot products.
 """
@@ -25,8 +27,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taming.hardware import decode_precision
+
 PACKED_MAX_ROWS = 16  # beyond this a float32 GEMM is as fast as the packed bf16 one here
-PRECISIONS = ("fp32", "bf16", "int8")
+PRECISIONS = ("auto", "fp32", "bf16", "int8")  # "auto": taming.hardware chooses for the device
 
 
 class Linear(nn.Linear):
@@ -88,6 +92,7 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
     """Within the context, the model's CPU Linears decode `rows` rows faster (see module docstring)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    precision = decode_precision(precision, next(model.parameters()).device)
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.device.type == "cpu"]
     relaid, packed = [], []
     if precision in _FEW_ROWS:

@@ -1,0 +1,100 @@
+"""The precision decision (taming/hardware.py): on this machine's CPU, and on faked ones."""
+import pytest
+import torch
+from omegaconf import OmegaConf
+
+from taming import hardware
+from taming.hardware import Hardware, choose, cpu_isa, detect_cpu
+
+FLAGS = {
+    "amx_bf16": "fpu sse2 avx2 avx512f avx512_vnni avx512_bf16 amx_tile amx_bf16 amx_int8",
+    "avx512_bf16": "fpu sse2 avx2 avx512f avx512_vnni avx512_bf16",
+    "avx512": "fpu sse2 avx2 avx512f",
+    "avx2": "fpu sse2 avx avx2 fma",
+    "baseline": "fpu sse2",
+}
+
+
+def cpuinfo(flags: str) -> str:
+    return f"processor\t: 0\nmodel name\t: Fake CPU\nflags\t\t: {flags}\n"
+
+
+@pytest.mark.parametrize("isa", list(FLAGS))
+def test_isa_from_faked_flags(isa):
+    hw = detect_cpu(cpuinfo(FLAGS[isa]))
+    assert hw == Hardware("cpu", "Fake CPU", isa)
+
+
+def test_torch_capability_when_there_are_no_flags():
+    assert cpu_isa(set(), "AVX512") == "avx512"
+    assert cpu_isa(set(), "AVX2") == "avx2"
+    assert cpu_isa(set(), "DEFAULT") == "baseline"
+
+
+@pytest.mark.parametrize("isa, decode, first_stage, train", [
+    ("amx_bf16", "bf16", torch.bfloat16, "bf16-mixed"),
+    ("avx512_bf16", "int8", None, "32"),  # bf16 at half the fp32 rate without AMX
+    ("avx512", "int8", None, "32"),
+    ("avx2", "int8", None, "32"),  # FBGEMM needs AVX2
+    ("baseline", "fp32", None, "32"),
+])
+def test_choice_per_cpu(isa, decode, first_stage, train):
+    choice = choose(detect_cpu(cpuinfo(FLAGS[isa])))
+    assert (choice.decode, choice.first_stage, choice.train) == (decode, first_stage, train)
+
+
+@pytest.mark.parametrize("bf16, decode, first_stage, train", [
+    (True, "bf16", torch.bfloat16, "bf16-mixed"),
+    (False, "fp32", None, "32"),
+])
+def test_choice_per_gpu(bf16, decode, first_stage, train):
+    choice = choose(Hardware("cuda", "Fake GPU", "cuda", gpu_bf16=bf16))
+    assert (choice.decode, choice.first_stage, choice.train) == (decode, first_stage, train)
+
+
+def test_choice_on_this_cpu():
+    flags = hardware.cpu_flags()
+    hw = hardware.detect("cpu")
+    assert hw.device == "cpu"
+    if "amx_bf16" in flags:
+        assert hw.isa == "amx_bf16" and choose(hw).decode == "bf16"
+    elif "avx2" in flags:  # this project's machines: AVX-512 (with AVX512-BF16), no AMX
+        assert hw.isa in ("avx512_bf16", "avx512", "avx2") and choose(hw).decode == "int8"
+        assert choose(hw).first_stage is None and choose(hw).train == "32"
+    assert hw.isa in hardware.ISAS
+    assert "detected: cpu" in hardware.summary("cpu") and "auto chooses" in hardware.summary("cpu")
+
+
+def fake_amx(monkeypatch):
+    monkeypatch.setattr(hardware, "_detect", lambda device_type, index: detect_cpu(cpuinfo(FLAGS["amx_bf16"])))
+
+
+def test_auto_in_sampling_prepare_fast_and_training(monkeypatch):
+    from taming.sampling import generate, resolve_precision
+    from taming.tokenizer.vqgan import VQGAN
+    from taming.training.trainer import TrainOptions, trainer_kwargs
+    from taming.transformer.gpt import GPT
+
+    gpt = GPT(16, 8, n_layer=1, n_head=2, n_embd=16).eval()
+    ddconfig = dict(double_z=False, z_channels=4, resolution=16, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
+                    num_res_blocks=1, attn_resolutions=[], dropout=0.0)
+    expected = choose(hardware.detect("cpu"))
+    assert resolve_precision(gpt, "auto") == expected.decode
+    cond = torch.randint(0, 16, (2, 3))
+    codes = generate(gpt, cond, 4, greedy=True, precision="auto")
+    assert codes.shape == (2, 4)
+    vq = VQGAN(ddconfig, 8, 4).prepare_fast("auto")
+    assert vq.decoder.conv_out.weight.dtype == (expected.first_stage or torch.float32)
+    kw = trainer_kwargs(OmegaConf.create(), TrainOptions(accelerator="cpu", precision="auto"))
+    assert kw["precision"] == expected.train
+
+    fake_amx(monkeypatch)  # the same calls on an AMX CPU pick bf16 everywhere
+    assert resolve_precision(gpt, "auto") == "bf16"
+    assert VQGAN(ddconfig, 8, 4).prepare_fast("auto").decoder.conv_out.weight.dtype == torch.bfloat16
+    assert trainer_kwargs(OmegaConf.create(), TrainOptions(accelerator="cpu", precision="auto"))["precision"] \
+        == "bf16-mixed"
+    # explicit precisions are untouched, and the original's API stays float32
+    assert resolve_precision(gpt, "fp32") == "fp32"
+    assert VQGAN(ddconfig, 8, 4).prepare_fast().decoder.conv_out.weight.dtype == torch.float32
+    with pytest.raises(ValueError, match="precision must be one of"):
+        resolve_precision(gpt, "fp16")
