@@ -95,7 +95,7 @@ def test_sample_scene_from_a_json_layout(coco_run, tmp_path, capsys):
 def test_sample_scene_from_a_dataset_split(coco_run, tmp_path):
     out = tmp_path / "samples"
     assert main(["sample-scene", "-r", str(coco_run), "--split", "validation", "--count", "2", "-o", str(out),
-                 "--precision", "fp32", "--top-k", "10"]) == 0
+                 "--top-k", "10"]) == 0  # the default precision, auto
     names = sorted(p.name for p in out.iterdir())
     assert names == ["000000_000000017379_layout.png", "000000_000000017379_sample0.png",
                      "000001_000000017899_layout.png", "000001_000000017899_sample0.png"]
