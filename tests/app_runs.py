@@ -2,23 +2,9 @@
 with random weights) written in the layout `taming train` makes."""
 from __future__ import annotations
 
-from pathlib import Path
+from helpers import make_run, seg_transformer_config
 
-from taming.checkpoint import save_state_dict
-from taming.config import instantiate_from_config
-from helpers import seg_transformer_config, write_config
-
-NOW = "2026-01-01T00-00-00"
-
-
-def make_run(root: Path, config: dict, name: str) -> Path:
-    """A run folder as `taming train` leaves it: configs/<now>-project.yaml and checkpoints/last.ckpt."""
-    run = root / "logs" / f"{NOW}_{name}"
-    (run / "configs").mkdir(parents=True)
-    project = {k: v for k, v in config.items() if k != "lightning"}
-    write_config(run / "configs" / f"{NOW}-project.yaml", project)
-    save_state_dict(run / "checkpoints" / "last.ckpt", instantiate_from_config(project["model"]))
-    return run
+__all__ = ["make_run", "prefix_config"]
 
 
 def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:

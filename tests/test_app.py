@@ -24,7 +24,7 @@ from taming.app.uploads import image_upload, segmentation_upload
 from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
 from taming.app.launch import MAX_UPLOAD_MB, PAGE
 from taming.cli.main import main
-from taming.config import ConfigError, instantiate_from_config
+from taming.config import ConfigError
 from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation

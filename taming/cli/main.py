@@ -5,6 +5,7 @@
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
     taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
+    taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
 """
@@ -19,8 +20,10 @@ COMMANDS = {
     "demo": "taming.cli.demo",
     "app": "taming.cli.app",
     "sample-scene": "taming.cli.sample_scene",
+    "eval": "taming.cli.eval",
 }
-USAGE = "usage: taming {train,tokenize,demo,app,sample-scene} [options]   (taming COMMAND --help for options)"
+USAGE = ("usage: taming {train,tokenize,demo,app,sample-scene,eval} [options]   "
+         "(taming COMMAND --help for options)")
 
 
 def main(argv: list[str] | None = None) -> int:
