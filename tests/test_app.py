@@ -29,8 +29,7 @@ from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from app_runs import make_run, prefix_config
-from helpers import seg_transformer_config, vqgan_config
+from helpers import make_run, prefix_config, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 

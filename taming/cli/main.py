@@ -4,6 +4,10 @@
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
+    taming sample   -r RUN -n N -o OUT      many samples of an unconditional / class-conditional transformer
+    taming sample-conditional -r RUN -o OUT samples over a dataset split (inputs, conditioning, samples)
+    taming sample-window -r RUN --condition MAP.png -o OUT.png   one large image from a map
+    taming reconstruct / encode / decode    first stage: images -> images / codes .npy -> images
     taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
     taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
 
@@ -19,11 +23,16 @@ COMMANDS = {
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
     "app": "taming.cli.app",
-    "sample-scene": "taming.cli.sample_scene",
+    "sample": "taming.cli.sample",
+    "sample-conditional": "taming.cli.sample_conditional",
+    "sample-window": "taming.cli.sample_window",
+    "reconstruct": "taming.cli.reconstruct",
+    "encode": "taming.cli.encode",
+    "decode": "taming.cli.decode",
     "eval": "taming.cli.eval",
+    "sample-scene": "taming.cli.sample_scene",
 }
-USAGE = ("usage: taming {train,tokenize,demo,app,sample-scene,eval} [options]   "
-         "(taming COMMAND --help for options)")
+USAGE = f"usage: taming {{{','.join(COMMANDS)}}} [options]   (taming COMMAND --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:
