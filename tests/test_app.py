@@ -21,7 +21,7 @@ from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes
 from taming.app.loading import find_runs, load_run, resolve_run
 from taming.app.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
 from taming.app.uploads import image_upload, segmentation_upload
-from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
+from taming.checkpoint import CheckpointError, read_state_dict
 from taming.app.launch import MAX_UPLOAD_MB, PAGE
 from taming.cli.main import main
 from taming.config import ConfigError

@@ -15,7 +15,7 @@ from taming.data.codes import write_code_arrays
 from taming.data.errors import DataError
 from taming.data.landscapes import ProceduralLandscapes
 from taming.eval.map_agreement import ColourStatistics, map_agreement
-from taming.eval.random_features import fd_randconv, frechet_distance
+from taming.eval.random_features import fd_randconv, frechet_distance, kd_randconv, kernel_distance
 
 
 def test_map_agreement_counts_pixels_nearest_their_class_colour():
@@ -45,7 +45,7 @@ def test_real_landscapes_agree_with_their_maps_far_above_chance():
     assert 0.55 < real < 0.95 and shuffled < real - 0.15
 
 
-def test_fd_randconv_is_zero_for_equal_sets_and_grows_with_blur():
+def test_randconv_distances_are_zero_for_equal_sets_and_grow_with_blur():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 4))
     assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
@@ -56,6 +56,10 @@ def test_fd_randconv_is_zero_for_equal_sets_and_grows_with_blur():
     real = fd_randconv(x[:48], x[48:])
     assert 1.5 * real < fd_randconv(blurred[:48], x[48:]) and 1.5 * real < fd_randconv(x[:48].clamp(-0.5, 0.5), x[48:])
     assert real == fd_randconv(x[:48], x[48:])  # fixed seed: the same network every call
+    kd_real = kd_randconv(x[:48], x[48:])  # unbiased: about 0 between two sets of real images
+    assert abs(kd_real) < 0.002 < kd_randconv(x[:48].clamp(-0.5, 0.5), x[48:])
+    b = rng.normal(size=(300, 4))
+    assert abs(kernel_distance(a, b)) < 0.05 < kernel_distance(a, b + 1)  # unbiased: about 0 for one distribution
 
 
 def test_landscape_crops_are_windows_of_the_scene():
@@ -95,7 +99,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert summary["stages"]["vqgan"]["steps"] == 6 and summary["stages"]["transformer"]["steps"] == 4
     rec = summary["reconstruction"]
     assert 0 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1 and 1 <= rec["codes_in_use"] <= 256
-    assert rec["fd_randconv_samples"] > 0 and rec["fd_randconv_real"] > 0
+    assert rec["kd_randconv_samples"] > rec["kd_randconv_real"]  # untrained samples are far from real images
     assert summary["tokenize"]["train_grids"] == 16  # 8 scenes and their mirror images
     bits = summary["likelihood"]
     assert 0 < bits["bits_per_dim"] and bits["uniform_bits_per_dim"] == pytest.approx(8 / 48)
@@ -103,7 +107,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
     assert all(0 <= v <= 1 for v in agreement.values()) and agreement["real"] > 0.5
     sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 3 * 130 + 2),
-             "inputs_and_reconstructions": (4 * 130 + 2, 2 * 130 + 2)}  # 4 held-out images, each with its reconstruction
+             "inputs_and_reconstructions": (4 * 130 + 2, 4 * 130 + 2)}  # 8 held-out images, each with its reconstruction
     for name, size in sizes.items():
         assert Image.open(summary["images"][name]).size == size, name  # 64 px scenes shown x2, 2 px padding
     assert Image.open(summary["images"]["curves"]).size[0] > 300

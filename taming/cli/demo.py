@@ -7,7 +7,7 @@
        the windows the sliding-window sampler feeds                 (configs/landscapes_transformer.yaml)
     5. sample 64x64 images for held-out maps and a 64x256 panorama with the sliding window
     6. measure: reconstruction PSNR/SSIM/codes in use, validation bits per dim against the uniform
-       code distribution, FD-randconv of samples to held-out images (taming.eval.random_features),
+       code distribution, KD-randconv of samples to held-out images (taming.eval.random_features),
        map agreement of real images, reconstructions, samples and the panorama (taming.eval.map_agreement)
     7. write outputs/demo/{index.html, summary.json, summary.md, samples/, curves.png} and print a table
 
@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=23)
     p.add_argument("--tokenize-limit", type=int, default=None,
                    help="training scenes to tokenize (default 2000, 200 with --quick); flips double them")
-    p.add_argument("--samples", type=int, default=16, help="conditional samples to draw")
+    p.add_argument("--samples", type=int, default=32, help="conditional samples to draw (held-out maps)")
     p.add_argument("--top-k", type=int, default=20)
     p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
     p.add_argument("--stride", type=int, default=None,
@@ -174,7 +174,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     from taming.checkpoint import load_model
     from taming.eval.image_metrics import psnr, ssim
     from taming.eval.map_agreement import ColourStatistics, map_agreement
-    from taming.eval.random_features import fd_randconv
+    from taming.eval.random_features import kd_randconv
     from taming.eval.report import plot_curves, write_index
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
@@ -202,7 +202,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     clock, samples_dir = Clock(), out / "samples"
     n = args.samples
     stats = ColourStatistics.fit(*scenes("train", 64), n_classes=N_LABELS)
-    x, c = scenes("validation", 2 * n)  # held-out: the first n give maps to sample from, all 2n are references
+    x, c = scenes("validation", n + max(n, 64))  # held-out: the first n give maps to sample from, the rest are references
     vqgan = vq["job"].model.eval()
     with torch.no_grad():
         xrec = vqgan.decode_codes(vqgan.encode_to_codes(x)).clamp(-1, 1)
@@ -217,12 +217,13 @@ def run_demo(args: argparse.Namespace) -> dict:
                  "real_panorama": map_agreement(stats, pano_x, pano_c).mean().item()}
     quality = {"psnr": psnr(x, xrec).mean().item(), "ssim": ssim(x, xrec).mean().item(), "codes_in_use": codes_used,
                "codebook_size": int(vqgan.quantize.n_e),
-               "fd_randconv_samples": fd_randconv(samples, x[n:]),
-               "fd_randconv_reconstructions": fd_randconv(xrec[:n], x[n:]),
-               "fd_randconv_real": fd_randconv(x[:n], x[n:])}
+               "kd_randconv_samples": kd_randconv(samples, x[n:]),
+               "kd_randconv_reconstructions": kd_randconv(xrec[:n], x[n:]),
+               "kd_randconv_real": kd_randconv(x[:n], x[n:])}
     bits = validation_bits(gpt_model, tok["folders"]["validation"])
+    shown = min(n, 16)  # rows of the sample figure
     images = {"inputs_and_reconstructions": save(torch.stack([x[:8], xrec[:8]], 1).flatten(0, 1), samples_dir / "reconstructions.png", 4),
-              "conditional_samples": save(torch.stack([colorize(c[:n]), samples, x[:n]], 1).flatten(0, 1),
+              "conditional_samples": save(torch.stack([colorize(c[:shown]), samples[:shown], x[:shown]], 1).flatten(0, 1),
                                           samples_dir / "conditional_samples.png", 6),
               "panorama": save(torch.cat([colorize(pano_c), pano, pano_x]), samples_dir / "panorama.png", 1)}
     sampling = clock.read()
@@ -263,8 +264,9 @@ def summary_rows(s: dict) -> list[tuple]:
                  st["transformer"]["cpu_seconds"],
                  f"val {b['bits_per_dim']:.4f} bits/dim (uniform codes: {b['uniform_bits_per_dim']:.4f})"))
     rows.append(("sampling and evaluation", s["evaluation"]["seconds"], s["evaluation"]["cpu_seconds"],
-                 f"FD-randconv (seeded random conv features, not FID): samples {q['fd_randconv_samples']:.3f}, "
-                 f"reconstructions {q['fd_randconv_reconstructions']:.3f}, real vs real {q['fd_randconv_real']:.3f}"))
+                 f"KD-randconv to held-out images (KID's kernel distance on seeded random conv features, not KID): "
+                 f"samples {q['kd_randconv_samples']:.4f}, reconstructions {q['kd_randconv_reconstructions']:.4f}, "
+                 f"real {q['kd_randconv_real']:.4f}"))
     rows.append(("map agreement", "-", "-",
                  f"real {a['real']:.3f}, reconstructions {a['reconstructions']:.3f}, samples {a['samples']:.3f} "
                  f"({a['samples'] / a['real']:.0%} of real), panorama {a['panorama']:.3f} "

@@ -1,10 +1,14 @@
-"""A sample-quality score that needs no downloaded weights: Fréchet distance in the feature space of
-a fixed, seeded RANDOM convolutional network ("FD-randconv").
+"""Sample-quality scores that need no downloaded weights, in the feature space of a fixed, seeded
+RANDOM convolutional network:
 
-This is not FID: the Inception weights FID needs are not on a fresh machine. Random convolutional
-features still separate image statistics (colour, texture, edges at a few scales), so the number
-ranks sample sets; it is only comparable between runs of this function (same seed, same sizes).
-Report it beside the same distance between two sets of real images, its floor at that set size.
+    KD-randconv   the kernel distance KID computes (unbiased MMD^2, cubic polynomial kernel): well
+                  defined for a few dozen images, so it is the demo's score
+    FD-randconv   the Fréchet distance FID computes: needs many more images than feature dimensions
+
+These are not KID/FID: the Inception weights those need are not on a fresh machine. Random conv
+features still separate image statistics (colour, texture, edges at a few scales), so the numbers
+rank sample sets; they are only comparable between runs of these functions (same seed, same sizes).
+Report them beside the same distance between two sets of real images, the floor at that set size.
 """
 from __future__ import annotations
 
@@ -56,3 +60,18 @@ def fd_randconv(x: torch.Tensor, y: torch.Tensor, seed: int = SEED) -> float:
     """FD-randconv between image sets x (N, 3, H, W) and y (M, 3, H', W'), both in [-1, 1]."""
     net = RandomConvFeatures(seed)
     return frechet_distance(net(x.float().cpu()).numpy(), net(y.float().cpu()).numpy())
+
+
+def kernel_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Unbiased MMD^2 between rows a (N, D) and b (M, D) with KID's kernel (x.y / D + 1)^3."""
+    d = a.shape[1]
+    kaa, kbb, kab = ((a @ a.T) / d + 1) ** 3, ((b @ b.T) / d + 1) ** 3, ((a @ b.T) / d + 1) ** 3
+    n, m = len(a), len(b)
+    return float((kaa.sum() - np.trace(kaa)) / (n * (n - 1)) + (kbb.sum() - np.trace(kbb)) / (m * (m - 1))
+                 - 2 * kab.mean())
+
+
+def kd_randconv(x: torch.Tensor, y: torch.Tensor, seed: int = SEED) -> float:
+    """KD-randconv between image sets x (N, 3, H, W) and y (M, 3, H', W'), both in [-1, 1]."""
+    net = RandomConvFeatures(seed)
+    return kernel_distance(net(x.float().cpu()).numpy(), net(y.float().cpu()).numpy())
