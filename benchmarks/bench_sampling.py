@@ -4,7 +4,7 @@ Workload of issue 3: GPT vocab 1024, block 512, 8 layers, 8 heads, width 512 (26
 random weights: speed does not depend on their values); 2 CPU threads.
 - cached: 4 images, 256 conditioning codes, 256 sampled codes, top-k 100 (`generate`),
   precision fp32 (exact), bf16 (bf16 key/value cache, packed bf16 weights for decode steps) and
-  int8 (bf16 cache, dynamically quantized int8 linears for decode steps);
+  int8 (float32 cache, dynamically quantized int8 linears for decode steps);
 - full recompute: the original's conditional sampler (the whole sequence through the model for
   every code). Slow: by default 16 steps are timed and the 256 extrapolated by the attended
   length (the cost of a step grows with it); --full times all 256;

@@ -21,9 +21,10 @@ under `torch.inference_mode()`. `precision`:
 - "bf16": the key/value cache and attention in bf16 (decoding reads the whole cache per code:
   half the bytes) and, on the CPU, one-position steps through packed bf16 weight copies (prefill
   stays float32, faster there without AMX); on a GPU, bf16 autocast. Not bit-equal to float32.
-- "int8" (CPU): as "bf16", but one-position steps use int8 weights (one scale per output row) and
+- "int8" (CPU): one-position steps (up to 256 rows) use int8 weights (one scale per output row) and
   activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
-  bytes. The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
+  bytes; the key/value cache stays float32 (bf16 attention is slow where int8 is chosen). The least
+  exact; its cost in validation NLL is measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -118,7 +119,9 @@ def resolve_precision(gpt: GPT, precision: str) -> str:
 
 
 def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
-    return gpt.head.weight.dtype if precision == "fp32" else torch.bfloat16
+    # int8 is chosen where bf16 is slow: one-query bf16 attention ran 7x slower than float32 on an
+    # AVX512-BF16 CPU without AMX (BENCHMARKS.md), so its cache stays float32
+    return torch.bfloat16 if precision == "bf16" else gpt.head.weight.dtype
 
 
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,

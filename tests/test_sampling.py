@@ -185,6 +185,20 @@ def test_reduced_precisions_stay_close_to_float32(opts):
     assert grid.shape == (3, 4, 6) and grid.max() < 11
 
 
+def test_int8_copies_are_reused_until_the_weights_change():
+    gpt = tiny()
+    cond = torch.randint(0, 11, (2, 4))
+    generate(gpt, cond, 3, greedy=True, precision="int8")
+    first = gpt.head.__dict__["_reduced"]
+    generate(gpt, cond, 3, greedy=True, precision="int8")
+    assert gpt.head.__dict__["_reduced"] is first  # not quantized again
+    with torch.no_grad():  # an optimizer step changes weights in place: the copy must follow
+        gpt.head.weight.zero_()
+        gpt.head.weight[5] = 1.0
+        gpt.ln_f.bias.fill_(1.0)
+    assert torch.equal(generate(gpt, cond, 3, greedy=True, precision="int8"), torch.full((2, 3), 5))
+
+
 # ---- sample_window -----------------------------------------------------------------------------
 @pytest.mark.parametrize("stride", [1, 2, 3])
 def test_window_equals_full_recompute(stride):
