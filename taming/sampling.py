@@ -36,6 +36,7 @@ import torch
 from taming.hardware import decode_precision
 from taming.transformer.decoding import PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
+from taming.transformer.static_decode import decode_step
 
 Callback = Callable[[int, torch.Tensor], None]
 
@@ -124,6 +125,18 @@ def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
     return torch.bfloat16 if precision == "bf16" else gpt.head.weight.dtype
 
 
+STATIC_DEVICES = ("cuda",)  # where generate decodes with a static cache and a CUDA graph
+
+
+def _decoder(gpt: GPT, cache: KVCache, rows: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """step(token (rows,), pos) -> logits (rows, V): a replayed CUDA graph over a static cache on a
+    GPU (taming/transformer/static_decode.py), the plain cached forward elsewhere."""
+    device = cache.k[0].device.type
+    if device in STATIC_DEVICES:
+        return decode_step(gpt, cache, rows, graph=device == "cuda")
+    return lambda token, pos: decode_one(gpt, token, cache, pos)
+
+
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
              generator: torch.Generator | None = None, cfg_scale: float | None = None,
@@ -134,7 +147,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     cond_codes is everything the model sees before the first sampled code: conditioning codes,
     an SOS token for unconditional models (L = 1), and optionally given image codes. One cache of
     L + steps - 1 positions is allocated; the conditioning is prefilled once, then each sampled
-    code is fed as one new position.
+    code is fed as one new position (on a GPU: one replay of a CUDA graph captured for the call).
 
     Classifier-free guidance (cfg_scale not None): uncond_codes (B or 1, L) is the "null"
     conditioning of the same length (the model defines it, e.g. a reserved token repeated). Both
@@ -165,6 +178,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     out = torch.empty(B, steps, dtype=torch.long, device=cond_codes.device)
     with _sampling_mode(gpt, precision, rows.shape[0]):
         cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision))
+        step = _decoder(gpt, cache, rows.shape[0])  # before prefill: a graph capture clears the cache
         logits = prefill(gpt, rows, cache)  # (B or 2B, V)
         for k in range(steps):
             if cfg_scale is not None:
@@ -176,7 +190,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
                 callback(k, out[:, :k + 1])
             if k + 1 < steps:
                 feed = token if cfg_scale is None else torch.cat([token, token])
-                logits = decode_one(gpt, feed, cache, L + k)
+                logits = step(feed, L + k)
     return out
 
 

@@ -290,3 +290,19 @@ def test_draw_never_picks_a_code_without_probability(monkeypatch):
     monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape))
     assert _draw(torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.2, 0.8]]), None).tolist() == [1, 2]
     assert _draw(torch.tensor([[0.3, 0.7, 0.0]]), None).item() == 1
+
+
+def test_static_decode_step_equals_the_dynamic_one(monkeypatch):
+    """The GPU path (fixed shapes, masked whole-cache attention, device-tensor position) run eagerly
+    on the CPU: the same codes as the dynamic cached step, in float32 and bf16."""
+    import taming.sampling as sampling
+
+    gpt = tiny(block_size=24)
+    cond = torch.randint(0, 11, (3, 5))
+    kw = dict(top_k=6, temperature=1.3)
+    want = {p: generate(gpt, cond, 12, generator=torch.Generator().manual_seed(2), precision=p, **kw)
+            for p in ("fp32", "bf16")}
+    monkeypatch.setattr(sampling, "STATIC_DEVICES", ("cpu", "cuda"))
+    for p, codes in want.items():
+        got = generate(gpt, cond, 12, generator=torch.Generator().manual_seed(2), precision=p, **kw)
+        assert torch.equal(got, codes), p
