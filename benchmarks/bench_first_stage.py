@@ -197,7 +197,10 @@ def main() -> None:
                 continue
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-    print(f"\nfaceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")
+    from taming.hardware import summary
+
+    print(f"\n{summary('cpu')}")
+    print(f"faceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")
     print(f"matmul peak 2048^2: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     head = f"{'case':<8}{'mode':<6}{'s/call':>8}{'median':>8}{'target':>8}{'orig':>7}{'speed-up':>9}{'GFLOP':>8}" \
            f"{'GFLOP/s':>9}{'%peak':>7}{'peak RSS GB':>12}"

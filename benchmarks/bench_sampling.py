@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from taming.hardware import summary  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, window_nll  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
@@ -244,6 +245,7 @@ def main() -> None:
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     width, layers = (64, 2) if args.smoke else (512, 8)
     gpt = GPT(1024, 512, n_layer=layers, n_head=8, n_embd=width).eval()
+    print(summary("cpu"))
     print(f"GPT {num_params(gpt) / 1e6:.1f}M parameters, {args.threads} threads, matmul peak "
           f"fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     header()

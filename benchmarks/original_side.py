@@ -48,7 +48,8 @@ def case_fn(case: str, device: str, batch: int):
         from taming.modules.transformer.mingpt import sample_with_past
 
         model, cond = gpt(device).eval(), cond_codes(batch, device)
-        return lambda: sample_with_past(cond, model, steps=STEPS, sample_logits=True, top_k=TOP_K)
+        # top_p=1.0: the harness's filter (like transformers') compares top_p with a number
+        return lambda: sample_with_past(cond, model, steps=STEPS, sample_logits=True, top_k=TOP_K, top_p=1.0)
     if case == "gpt_train":
         return gpt_step(device)
     raise ValueError(case)

@@ -7,10 +7,12 @@ interpreter (benchmarks/original_side.py, its own virtual environment) can use i
   256 conditioning codes + 256 sampled codes, top-k 100;
 - gpt_train: one training step of that GPT on 4 x (256 conditioning + 256 image codes).
 Weights are random (seeded): speed does not depend on their values.
+TAMING_BENCH_SMOKE=1 (gpu_check.sh --dry-run) shrinks every workload to check the scripts run.
 """
 from __future__ import annotations
 
 import json
+import os
 import statistics
 import time
 from pathlib import Path
@@ -20,13 +22,17 @@ import torch
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 VQGAN_CONFIG = SHARED / "compat" / "configs" / "faceshq_vqgan.yaml"
 GPT_DIMS = dict(vocab_size=1024, block_size=512, n_layer=8, n_head=8, n_embd=512)
-COND, STEPS, TOP_K, TRAIN_BATCH = 256, 256, 100, 4
+COND, STEPS, TOP_K, TRAIN_BATCH, SIZE = 256, 256, 100, 4, 256
+SMOKE = os.environ.get("TAMING_BENCH_SMOKE") == "1"
+if SMOKE:  # the numbers mean nothing
+    GPT_DIMS = dict(vocab_size=1024, block_size=64, n_layer=2, n_head=2, n_embd=64)
+    COND, STEPS, SIZE = 16, 16, 32
 CASES = ("encode", "decode", "cached", "throughput", "vqgan_train", "gpt_train")
 
 
 def image(device: str) -> torch.Tensor:
     g = torch.Generator().manual_seed(0)
-    return (torch.rand(1, 3, 256, 256, generator=g) * 2 - 1).to(device)  # (1, 3, 256, 256)
+    return (torch.rand(1, 3, SIZE, SIZE, generator=g) * 2 - 1).to(device)  # (1, 3, SIZE, SIZE)
 
 
 def cond_codes(batch: int, device: str) -> torch.Tensor:
