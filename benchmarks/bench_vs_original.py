@@ -66,7 +66,9 @@ def first_stage_fn(case, device, precision, choice):
     x = image(device).contiguous(memory_format=torch.channels_last)
     if case == "vqgan_train":
         bf16 = precision == "bf16" or (precision == "auto" and choice.train == "bf16-mixed")
-        return vqgan_step(p, x, device, bf16)
+        from bench_first_stage import train_step_fn  # our G + D step (one autoencoder forward)
+
+        return train_step_fn(x, "bf16" if bf16 else "cl")
     from taming.tokenizer.vqgan import VQGAN
 
     model = VQGAN(p.ddconfig, p.n_embed, p.embed_dim).to(device).eval().prepare_fast(precision)
@@ -75,35 +77,6 @@ def first_stage_fn(case, device, precision, choice):
     if case == "encode":
         return lambda: torch.no_grad()(model.encode)(x)
     return lambda: torch.no_grad()(model.decode)(quant)
-
-
-def vqgan_step(p, x, device, bf16: bool):
-    """One G + D step as our VQModel trains (one autoencoder forward for both updates)."""
-    from taming.models.vqgan import VQModel
-
-    model = VQModel(**p).to(device).train()
-    model.loss.perceptual_loss.weights_loaded = True  # random LPIPS weights: same speed, no files
-    model.to(memory_format=torch.channels_last)
-    model.learning_rate = 4.5e-6
-    (opt_ae, opt_disc), _ = model.configure_optimizers()
-    step = int(p.lossconfig.params.disc_start) + 1
-
-    def run():
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            xrec, qloss = model(x)
-            model.loss.discriminator.requires_grad_(False)
-            aeloss, _ = model.loss(qloss, x, xrec, 0, step, last_layer=model.get_last_layer(), split="train")
-        aeloss.backward()
-        model.loss.discriminator.requires_grad_(True)
-        opt_ae.step()
-        opt_ae.zero_grad(set_to_none=True)
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            discloss, _ = model.loss(qloss, x, xrec.detach(), 1, step, last_layer=model.get_last_layer(),
-                                     split="train")
-        discloss.backward()
-        opt_disc.step()
-        opt_disc.zero_grad(set_to_none=True)
-    return run
 
 
 def second_stage_fn(case, device, batch, precision, choice):
