@@ -28,6 +28,8 @@ from typing import Any, Iterable, Mapping, Sequence
 import torch
 from torch import nn
 
+from taming.config import ConfigError, instantiate_from_config, load_configs, to_plain
+
 log = logging.getLogger(__name__)
 
 SAFETENSORS_SUFFIXES = (".safetensors",)
@@ -192,16 +194,37 @@ def save_state_dict(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[s
     return path
 
 
-def load_model(config_path: str | Sequence[str], ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
-    """Build the config's model and load `ckpt` into it; several config files merge as `taming train -b` does."""
-    from taming.config import ConfigError, instantiate_from_config
-    from taming.training.trainer import load_configs
+# Lightning shells a trained config names -> the plain cores with the same weights (no training loss).
+# Inference builds the cores, so it imports no training code; the keys are the same.
+_FIRST_STAGES = ("VQModel", "GumbelVQ", "EMAVQ", "VQSegmentationModel", "VQNoDiscModel")
+INFERENCE_TARGETS = {
+    "taming.models.cond_transformer.Net2NetTransformer": "taming.transformer.net2net.Net2Net",
+    "taming.training.transformer.Net2NetTransformer": "taming.transformer.net2net.Net2Net",
+    **{f"{package}.{name}": f"taming.tokenizer.inference.{name}"
+       for name in _FIRST_STAGES for package in ("taming.models.vqgan", "taming.training.first_stage")},
+}
 
+
+def for_inference(node: Any) -> Any:
+    """A plain config tree with every training-shell `target` replaced by its inference core."""
+    if isinstance(node, list):
+        return [for_inference(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: for_inference(v) for k, v in node.items()}
+    if isinstance(out.get("target"), str):
+        out["target"] = INFERENCE_TARGETS.get(out["target"], out["target"])
+    return out
+
+
+def load_model(config_path: str | Sequence[str], ckpt: str | None, overrides: list[str]) -> tuple[Any, Any]:
+    """Build the config's model for inference (the plain core of a training shell, see INFERENCE_TARGETS)
+    and load `ckpt` into it; several config files merge as `taming train -b` does."""
     paths = [str(config_path)] if isinstance(config_path, (str, Path)) else [str(p) for p in config_path]
     config = load_configs(paths, overrides)
     if "model" not in config:
         raise ConfigError(f"{' + '.join(map(str, paths))}: no model: section")
-    model = instantiate_from_config(config.model, where="model")
+    model = instantiate_from_config(for_inference(to_plain(config.model)), where="model")
     if ckpt:
         init_from_ckpt(model, ckpt)
     return model.eval(), config

@@ -11,7 +11,7 @@ import difflib
 import importlib
 import inspect
 from pathlib import Path
-from typing import Any, Iterable, Mapping
+from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
@@ -37,24 +37,46 @@ TARGET_ALIASES = {
 NODE_KEYS = {"target", "params", "base_learning_rate"}
 
 
+def _read_yaml(path: str | Path) -> DictConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        return OmegaConf.load(path)
+    except Exception as exc:  # yaml.YAMLError and friends
+        raise ConfigError(f"cannot parse config {path}: {exc}") from exc
+
+
+def merge_nodes(base: Any, new: Any) -> Any:
+    """Merge plain config trees as OmegaConf.merge does (dicts key by key, anything else replaced),
+    except that a node naming a different `target` replaces the old node whole: mixing the
+    `params` of two classes would hand one the other's arguments."""
+    if not (isinstance(base, dict) and isinstance(new, dict)):
+        return new
+    if "target" in base and "target" in new and base["target"] != new["target"]:
+        return new
+    out = dict(base)
+    for key, value in new.items():
+        out[key] = merge_nodes(base[key], value) if key in base else value
+    return out
+
+
 def load_config(*paths: str | Path, overrides: Iterable[str] = ()) -> DictConfig:
-    """Merge YAML files left to right, then dotted `key.path=value` overrides."""
-    configs = []
+    """Merge YAML files left to right (see merge_nodes), then dotted `key.path=value` overrides."""
+    merged: Any = {}
     for path in paths:
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"config file not found: {path}")
-        try:
-            configs.append(OmegaConf.load(path))
-        except Exception as exc:  # yaml.YAMLError and friends
-            raise ConfigError(f"cannot parse config {path}: {exc}") from exc
+        merged = merge_nodes(merged, OmegaConf.to_container(_read_yaml(path), resolve=False))
+    config = OmegaConf.create(merged)
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-    if overrides:
-        configs.append(OmegaConf.from_dotlist(overrides))
-    return OmegaConf.merge(*configs) if configs else OmegaConf.create()
+    return OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)) if overrides else config
+
+
+def load_configs(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> DictConfig:
+    """`taming train -b` files merged left to right, then key.path=value overrides (as load_config)."""
+    return load_config(*paths, overrides=overrides)
 
 
 def to_plain(value: Any) -> Any:

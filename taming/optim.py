@@ -21,3 +21,11 @@ def fused(cls: type[torch.optim.Optimizer], params: Iterable[Any], **kwargs: Any
         except RuntimeError:  # fused not implemented for this device or dtype
             pass
     return cls(params, **kwargs)
+
+
+def count_params(model: torch.nn.Module, verbose: bool = False) -> int:
+    """The original `taming.modules.util.count_params`: number of parameters, printed in millions if verbose."""
+    total = sum(p.numel() for p in model.parameters())
+    if verbose:
+        print(f"{type(model).__name__} has {total * 1.e-6:.2f} M params.")
+    return total

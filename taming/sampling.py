@@ -76,7 +76,7 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
 
 def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """One code per row of probs (B, V) by inverting the cumulative distribution: a single uniform
-    number per row (torch.multinomial costs ~8x more for a 1024-code vocabulary, once per code)."""
+    number per row (cheaper than torch.multinomial, which runs once per code)."""
     cdf = probs.cumsum(dim=-1)  # (B, V)
     u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # first code with cdf > u * total
@@ -337,11 +337,8 @@ def sample_window(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Ten
     position samples an s x s block of targets, s in a row as one-position cached decode steps.
     The target then sits anywhere in [h/2 - s/2, h/2 + s/2) instead of at h/2 (less context above
     or to the left for some codes). `window_nll` scores any grid under a mode's context;
-    `benchmarks/bench_sampling.py --quality` trains a small GPT on synthetic structured 8x8 crops
-    and measured, on held-out 16x24 grids, validation NLL (nats/code) under the exact context
-    1.138, stride 2: 1.140, stride 4: 1.136, stride 8 (the whole window): 1.185; and codes sampled
-    with stride 4 score 1.281 under the exact context against 1.266 for exact-mode samples. So a
-    stride of up to half the window costs about 1% in likelihood.
+    `benchmarks/bench_sampling.py --quality` measures what each stride costs in likelihood
+    (numbers in BENCHMARKS.md).
 
     callback(k, codes (B, H, W)) is called after each sampled code k (raster index).
     """

@@ -4,10 +4,7 @@ from pathlib import Path
 import pytest
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
-COMPAT = SHARED / "compat"
-FIXTURES = COMPAT / "fixtures"
+from helpers import SHARED
 
 
 @pytest.fixture(autouse=True)

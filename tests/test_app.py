@@ -27,7 +27,7 @@ from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from test_training_engine import seg_transformer_config, vqgan_config, write_config
+from helpers import seg_transformer_config, vqgan_config, write_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 

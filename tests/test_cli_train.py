@@ -12,8 +12,10 @@ from omegaconf import OmegaConf
 from taming.cli.main import main
 from taming.cli.train import parse_args
 from taming.config import ConfigError
-from taming.training.trainer import TrainOptions, build_job, load_configs, parse_gpus, trainer_kwargs
-from test_training_engine import vqgan_config, write_config
+from taming.config import load_configs
+from taming.training.lightning_settings import parse_gpus, trainer_kwargs
+from taming.training.trainer import TrainOptions, build_job
+from helpers import vqgan_config, write_config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -133,3 +135,34 @@ def test_manual_optimization_under_ddp_finds_unused_parameters(tmp_path):
     assert type(job.trainer.strategy).__name__ == "DDPStrategy"
     assert job.trainer.strategy._ddp_kwargs.get("find_unused_parameters") is True
     assert job.trainer.world_size == 2 and job.model.learning_rate == pytest.approx(2 * 2 * 1.0e-4)
+
+
+def test_flags_are_generated_from_the_options_dataclass():
+    """Every TrainOptions field but the overrides is a flag with the field's default; value-taking
+    flags are exactly those that are not switches or lists."""
+    import dataclasses
+
+    from taming.cli.train import VALUE_OPTIONS, build_parser
+
+    defaults = vars(build_parser().parse_args([]))
+    fields = {f.name for f in dataclasses.fields(TrainOptions)} - {"overrides"}
+    assert set(defaults) == fields
+    assert TrainOptions(**defaults) == TrainOptions()
+    assert {"-n", "--resume", "--max_steps", "-s"} <= VALUE_OPTIONS
+    assert not {"-b", "--base", "-t", "--no-test", "-d"} & VALUE_OPTIONS
+
+
+def test_importing_the_trainer_sets_no_global_warning_filter():
+    """Expected Lightning warnings are silenced around fit and test only (expected_warnings_silenced)."""
+    import importlib
+    import warnings
+
+    import taming.cli.train
+    import taming.training.trainer
+
+    with warnings.catch_warnings():
+        warnings.resetwarnings()  # no filters: whatever the modules' top level adds shows
+        importlib.reload(taming.training.trainer)
+        importlib.reload(taming.cli.train)
+        added = list(warnings.filters)
+    assert added == []

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from conftest import SHARED
+from helpers import SHARED
 from taming.config import instantiate_from_config, load_config
 from taming.data.base import skip_summaries
 from taming.data.custom import CustomTest, CustomTrain, ImageFolder
@@ -248,6 +248,26 @@ def test_ade20k_layout(tmp_path):
     row = val[0]["segmentation"].argmax(-1)[0]  # centre crop of the 20x27 resize (columns 3..22)
     boundary = int(np.argmax(row == 150))  # source column 20 of 40 lands at resized ~13.3 -> crop ~10.3
     assert boundary in (10, 11) and set(row[:boundary]) == {0} and set(row[boundary:]) == {150}
+
+
+def test_ade20k_examples_read_the_example_list(tmp_path, monkeypatch):
+    """The original's ade20k.Examples: data/ade20k_examples.txt, images and .png label maps beside it."""
+    from taming.data.ade20k import Examples
+    labels = np.zeros((24, 32), np.uint8)
+    labels[12:] = 150
+    for i, rel in enumerate(["a/one.jpg", "two.jpg"]):
+        for sub, suffix in (("ade20k_images", ".jpg"), ("ade20k_segmentations", ".png")):
+            (tmp_path / "data" / sub / rel).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(photo(24, 32, i)).save(tmp_path / "data" / "ade20k_images" / rel)
+        Image.fromarray(labels, mode="L").save((tmp_path / "data" / "ade20k_segmentations" / rel).with_suffix(".png"))
+    (tmp_path / "data" / "ade20k_examples.txt").write_text("a/one.jpg\ntwo.jpg\n")
+    monkeypatch.chdir(tmp_path)  # the original's default paths are relative to the working folder
+    data = Examples(size=16)
+    assert len(data) == 2 and data[1]["relative_file_path_"] == "two.jpg"
+    seg = data[0]["segmentation"]
+    assert data[0]["image"].shape == (16, 16, 3) and seg.shape == (16, 16, 151) and np.all(seg.sum(-1) == 1)
+    assert set(np.unique(seg.argmax(-1))) == {0, 150}  # labels kept as they are: no shift
+    assert instantiate_from_config({"target": "taming.data.ade20k.Examples", "params": {"size": 16}}).__len__() == 2
 
 
 def test_segmentation_label_out_of_range_is_an_error(tmp_path):

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from taming.config import instantiate_from_config, load_config
-from tests.conftest import FIXTURES
+from helpers import FIXTURES
 
 
 def close(a, b, rtol=1e-5):

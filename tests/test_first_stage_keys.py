@@ -12,7 +12,7 @@ import torch
 from omegaconf import OmegaConf
 
 from taming.config import instantiate_from_config
-from tests.conftest import COMPAT
+from helpers import COMPAT
 
 FIRST_STAGE = ["faceshq_vqgan", "imagenet_vqgan", "custom_vqgan", "imagenetdepth_vqgan",
                "coco_cond_stage", "sflckr_cond_stage"]

@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 
 from taming.checkpoint import CheckpointError
 from taming.losses.lpips_files import LIN_ENV, VGG16_ENV, WeightsNotFound
-from tests.conftest import FIXTURES
+from helpers import FIXTURES
 
 VQGAN = FIXTURES / "vqgan"
 VGG_CONV_IDX = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)

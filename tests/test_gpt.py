@@ -6,8 +6,7 @@ import torch
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
-from conftest import COMPAT, FIXTURES
-from taming.checkpoint import load_weights, read_state_dict
+from helpers import COMPAT, expected, fixture_gpt
 from taming.transformer.gpt import GPT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -15,20 +14,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 TRANSFORMER_CONFIGS = ["faceshq_transformer", "drin_transformer", "coco_scene_images_transformer",
                        "open_images_scene_images_transformer"]
-
-
-def fixture_gpt(name: str) -> GPT:
-    """The GPT of a fixture, loaded strictly from the transformer.* part of its checkpoint."""
-    cfg = OmegaConf.load(FIXTURES / name / "config.yaml").model.params.transformer_config.params
-    gpt = GPT(**OmegaConf.to_container(cfg)).eval()
-    sd = read_state_dict(FIXTURES / name / "model.ckpt")
-    sd = {k[len("transformer."):]: v for k, v in sd.items() if k.startswith("transformer.")}
-    load_weights(gpt, sd, source=f"{name}/model.ckpt")
-    return gpt
-
-
-def expected(name: str) -> dict:
-    return torch.load(FIXTURES / name / "expected.pt", weights_only=True)
 
 
 @pytest.mark.parametrize("name", TRANSFORMER_CONFIGS)

@@ -14,7 +14,7 @@ from taming.tokenizer.codebook import CodebookHealth
 from taming.tokenizer.layers import Upsample, upsample_conv3x3
 from taming.tokenizer.vqgan import EMAVQGAN, VQGAN, GumbelVQGAN
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 TINY = dict(ch=32, out_ch=3, ch_mult=(1, 2), num_res_blocks=1, attn_resolutions=(8,), in_channels=3,
             resolution=16, z_channels=8, double_z=False, dropout=0.0)
@@ -353,3 +353,17 @@ def test_bf16_channels_last_fast_path_close_to_float32():
     assert (model.encode_to_codes(x, fast=True) == codes).float().mean() > 0.85
     assert rel(model.decode_codes(codes, fast=True)) < 0.08
     assert set(model.state_dict()) == set(sd) - {k for k in sd if k.startswith("loss.")}
+
+
+def test_quantizers_return_named_tuples_that_unpack_as_the_original():
+    from taming.tokenizer import CodeInfo, EMAVectorQuantizer, GumbelQuantize, QuantizerOutput, VectorQuantizer, \
+        VectorQuantizer2
+
+    z = torch.randn(2, 4, 3, 3)
+    for q in (VectorQuantizer2(8, 4, beta=0.25), VectorQuantizer(8, 4, beta=0.25),
+              EMAVectorQuantizer(n_embed=8, embedding_dim=4, beta=0.25), GumbelQuantize(4, 4, n_embed=8).eval()):
+        out = q(z)
+        assert isinstance(out, QuantizerOutput) and isinstance(out.info, CodeInfo), type(q).__name__
+        quant, loss, (perplexity, encodings, indices) = out
+        assert quant is out.quant and loss is out.loss and indices is out.info.indices
+        assert quant.shape == (2, 4, 3, 3) and indices.numel() == 18

@@ -4,7 +4,7 @@ import torch
 
 from taming.sampling import generate, sample_logits, sample_window, window_nll, window_origin
 from taming.transformer.gpt import GPT
-from test_gpt import expected, fixture_gpt
+from helpers import expected, fixture_gpt
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
@@ -243,9 +243,17 @@ def test_window_start_keeps_given_codes():
 
 
 def test_fast_window_mode(seg):
+    """Where the strided windows are the exact ones, the codes are the exact mode's: on row 0 up to
+    the middle of the first window (window (0, 0) and the same earlier codes in both modes), and on
+    a grid no larger than the window (one window only)."""
     gpt, e = seg
-    grid = sample_window(gpt, e["window_cidx"], stride=8, top_k=10, generator=torch.Generator().manual_seed(0))
+    grid = sample_window(gpt, e["window_cidx"], window=(16, 16), stride=8, greedy=True)
     assert grid.shape == (1, 20, 24) and grid.min() >= 0 and grid.max() < 64
+    assert torch.equal(grid[:, 0, :9], e["window_greedy"][:, 0, :9])
+    small = e["window_cidx"][:, :16, :16]
+    fast = sample_window(gpt, small, window=(16, 16), stride=8, top_k=10, generator=torch.Generator().manual_seed(0))
+    exact = sample_window(gpt, small, window=(16, 16), top_k=10, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(fast, exact)
 
 
 def test_window_rejects_bad_inputs():

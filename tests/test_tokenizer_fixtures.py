@@ -10,7 +10,7 @@ from taming.checkpoint import read_state_dict
 from taming.config import load_config
 from taming.tokenizer.vqgan import VQGAN, GumbelVQGAN
 
-from conftest import FIXTURES
+from helpers import FIXTURES
 
 
 def close(actual, expected, rtol=1e-5):

@@ -7,7 +7,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from conftest import COMPAT, FIXTURES
+from helpers import COMPAT, FIXTURES
 from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
 from taming.config import ConfigError, instantiate_from_config, load_config
 from taming.models.cond_transformer import Net2NetTransformer, disabled_train
@@ -60,6 +60,39 @@ def test_original_config_keys_and_shapes(name):
     assert sorted(set(got) - set(want)) == [] and sorted(set(want) - set(got)) == []
     assert got == want
     assert list(got) == list(want)  # the original's module order too
+
+
+@pytest.mark.parametrize("name", TRANSFORMER_CONFIGS[:2])
+def test_inference_core_of_original_configs_has_the_same_keys_but_the_loss(name):
+    """load_model builds the plain cores a config's shells stand for: the original's keys, less `loss.*`."""
+    from taming.checkpoint import LOSS_KEY, for_inference
+    from taming.transformer.net2net import Net2Net
+
+    cfg = model_config(COMPAT / "configs" / f"{name}.yaml")
+    for stage in ("first_stage_config", "cond_stage_config"):  # no stage weights: the shapes are compared
+        if isinstance(cfg["params"][stage], dict):
+            cfg["params"][stage].get("params", {}).pop("ckpt_path", None)
+    with torch.device("meta"):
+        model = instantiate_from_config(for_inference(cfg))
+    assert type(model) is Net2Net and not isinstance(model, L.LightningModule)
+    want = json.loads((COMPAT / "keys" / f"{name}.json").read_text())["keys"]
+    assert {k: list(v.shape) for k, v in model.state_dict().items()} == \
+        {k: v for k, v in want.items() if not LOSS_KEY.search(k)}
+
+
+def test_inference_core_gives_the_fixture_codes_and_logits():
+    from taming.checkpoint import load_model
+
+    ckpt = FIXTURES / "transformer_seg" / "model.ckpt"
+    model, _ = load_model(str(FIXTURES / "transformer_seg" / "config.yaml"), None,
+                          [f"model.params.ckpt_path={ckpt}"])
+    e = expected("transformer_seg")
+    _, z = model.encode_to_z(e["x"])
+    _, c = model.encode_to_c(e["segmentation"])
+    assert torch.equal(z, e["z_indices"]) and torch.equal(c, e["c_indices"])
+    with torch.no_grad():
+        logits, _ = model(e["x"], e["segmentation"])
+    torch.testing.assert_close(logits, e["logits"], rtol=1e-5, atol=1e-5)
 
 
 # ---- fixtures: parity with the original ----------------------------------------------------------

@@ -25,7 +25,7 @@ from taming.app.loading import LoadedRun
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.errors import DataError
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes
-from taming.training.transformer import Net2NetTransformer, encode_conditioning
+from taming.transformer.net2net import Net2Net, encode_conditioning
 from taming.transformer.cond_stages import Labelator
 
 VALIDATION, LANDSCAPES, CLASS = "validation data", "procedural landscapes", "class"
@@ -47,7 +47,7 @@ class Condition:
     grid: torch.Tensor | None  # (1, hc, wc): the same codes on their spatial grid; None for a class or SOS
 
 
-def condition_kind(model: Net2NetTransformer) -> str:
+def condition_kind(model: Net2Net) -> str:
     """'unconditional', 'class', or the batch key of a spatial conditioning ('segmentation', 'depth', ...)."""
     if model.be_unconditional:
         return "unconditional"
@@ -56,7 +56,7 @@ def condition_kind(model: Net2NetTransformer) -> str:
     return model.cond_stage_key
 
 
-def landscapes_fit(model: Net2NetTransformer) -> bool:
+def landscapes_fit(model: Net2Net) -> bool:
     """Whether the built-in landscapes hold this model's conditioning: their 8-label maps or their images."""
     kind = condition_kind(model)
     encoder = getattr(model.cond_stage_model, "encoder", None)

@@ -19,10 +19,9 @@ from typing import Sequence
 import torch
 from omegaconf import DictConfig
 
-from taming.checkpoint import load_model
-from taming.config import ConfigError, get_obj_from_str
-from taming.training.trainer import load_configs
-from taming.training.transformer import Net2NetTransformer
+from taming.checkpoint import INFERENCE_TARGETS, load_model
+from taming.config import ConfigError, get_obj_from_str, load_configs
+from taming.transformer.net2net import Net2Net
 
 PROJECT_CONFIGS = "*-project.yaml"  # what a run folder's configs/ holds besides the lightning section
 
@@ -82,7 +81,7 @@ def find_runs(root: str | Path = "logs") -> list[Path]:
 
 @dataclass
 class LoadedRun:
-    model: Net2NetTransformer  # eval mode, on its device
+    model: Net2Net  # eval mode, on its device
     config: DictConfig
     source: RunSource
     window: tuple[int, int]  # code grid (h, w) of the training crops: the GPT's sliding window
@@ -100,8 +99,8 @@ def check_is_transformer(source: RunSource) -> None:
     target = model.get("target") if isinstance(model, DictConfig) else None
     if target is None:
         raise ConfigError(f"{source.name}: its config has no model.target")
-    cls = get_obj_from_str(target, "model.target")
-    if not (isinstance(cls, type) and issubclass(cls, Net2NetTransformer)):
+    cls = get_obj_from_str(INFERENCE_TARGETS.get(target, target), "model.target")
+    if not (isinstance(cls, type) and issubclass(cls, Net2Net)):
         raise ConfigError(f"{source.name}: the model is {target}, not a Net2NetTransformer; the app samples "
                           "from transformer runs (a first-stage run has no GPT to sample from)")
 
@@ -112,8 +111,7 @@ def load_run(source: RunSource, device: str | torch.device = "cpu") -> LoadedRun
     # stage files a training config names (often paths of another machine) are not read.
     overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
     model, config = load_model(list(source.configs), None, overrides)
-    encoder = model.first_stage_model.encoder
-    factor = 2 ** (encoder.num_resolutions - 1)
-    side = encoder.resolution // factor
+    factor = model.first_stage_model.downsample_factor
+    side = model.first_stage_model.encoder.resolution // factor
     return LoadedRun(model.to(device).eval(), config, source, (side, side), factor)
 

@@ -10,8 +10,7 @@ from PIL import Image
 from taming.app.conditioning import SEGMENTATION, Example, condition_kind
 from taming.app.loading import LoadedRun
 from taming.data.landscapes import PALETTE, colorize
-from taming.training.image_grid import make_grid
-from taming.training.transformer_images import labels_to_rgb
+from taming.images import labels_to_rgb, make_grid
 
 SHOWN_SIDE = 256  # small images are enlarged (nearest) to about this many pixels for the page
 

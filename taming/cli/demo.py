@@ -103,18 +103,16 @@ def panorama(model: Any, top_k: int, seed: int, width: int = 128) -> torch.Tenso
     h, w = quant_c.shape[2:]
     codes = sample_window(model.transformer, c_codes.reshape(1, h, w), window=(8, 8), top_k=top_k,
                           generator=torch.Generator().manual_seed(seed))  # (1, h, w)
-    fs = model.first_stage_model
-    zq = fs.quantize.get_codebook_entry(codes.reshape(-1), shape=(1, h, w, fs.quantize.e_dim))
-    image = fs.decode(zq).clamp(-1, 1)
+    image = model.first_stage_model.decode_codes(codes).clamp(-1, 1)
     real = torch.as_tensor(scene["image"])[None].permute(0, 3, 1, 2)
     return torch.cat([colorize(seg), image, real], dim=0)  # 3 rows: map, sample, the generator's own image
 
 
 def run_demo(args: argparse.Namespace) -> dict:
     from taming.checkpoint import load_model
-    from taming.cli.tokenize import Tokenizer, data_config_for, tokenize_split
+    from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
     from taming.data.landscapes import LandscapesValidation
-    from taming.training.image_grid import save_grid
+    from taming.images import save_grid
     from taming.training.quality import evaluate_reconstruction
     from omegaconf import OmegaConf
 
@@ -139,7 +137,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     print("\n=== tokenize: image and segmentation codes, with flips ===", flush=True)
     t0 = time.perf_counter()
     model, config = load_model(tr_config, None, stage_ckpts)
-    tok, codes_dir = Tokenizer(model), out / "codes"
+    tok, codes_dir = CodeEncoder(model), out / "codes"
     codes_dir.mkdir(parents=True, exist_ok=True)
     from taming.config import instantiate_from_config
     dm = instantiate_from_config(config.data, where="data")
@@ -147,7 +145,7 @@ def run_demo(args: argparse.Namespace) -> dict:
     results = {}
     limit = args.tokenize_limit or (400 if args.quick else 2000)
     for split, limit, flip in (("train", limit, True), ("validation", None, False)):
-        results[split] = tokenize_split(tok, dm.datasets[split], str(codes_dir / f"{split}-%06d.tar"), batch_size=64,
+        results[split] = encode_split(tok, dm.datasets[split], str(codes_dir / f"{split}-%06d.tar"), batch_size=64,
                                         shard_size=2000, flip=flip, crops=0, crop_size=None, seed=args.seed,
                                         limit=limit)
     OmegaConf.save(OmegaConf.create(data_config_for(codes_dir, results, 32)), codes_dir / "data.yaml")
@@ -163,7 +161,8 @@ def run_demo(args: argparse.Namespace) -> dict:
     samples_dir = out / "samples"
     rows, tr["quality"] = draw_samples(tr["job"].model, val, args.samples, args.top_k, args.seed)
     save_grid(upscale(rows), samples_dir / "conditional_samples.png", nrow=4)
-    save_grid(upscale(panorama(tr["job"].model, args.top_k, args.seed)), samples_dir / "panorama.png", nrow=1)
+    pano = panorama(tr["job"].model, args.top_k, args.seed)
+    save_grid(upscale(pano), samples_dir / "panorama.png", nrow=1)
     recon_batch = next(val_batches(val, 8, batch=8))
     x = vq["job"].model.get_input(recon_batch, "image")
     with torch.no_grad():
@@ -179,6 +178,9 @@ def run_demo(args: argparse.Namespace) -> dict:
         "transformer": {k: tr[k] for k in ("steps", "seconds", "steps_per_s", "images_per_s", "run", "ckpt")}
         | tr["quality"],
         "sampling_seconds": sampling_s,
+        "panorama": f"{pano.shape[-2]}x{pano.shape[-1]}",
+        "codebook_size": vq["job"].model.n_embed,
+        "vocab_size": tr["job"].model.vocab_size,
         "total_seconds": time.perf_counter() - t_start,
         "images": {n: str(samples_dir / f"{n}.png") for n in ("conditional_samples", "panorama",
                                                                "vqgan_reconstructions")},
@@ -196,7 +198,7 @@ def summary_table(s: dict) -> str:
     rows = [("stage", "steps", "time (s)", "steps/s", "images/s", "result"),
             ("VQGAN 32x32 -> 8x8 codes", s["vqgan"]["steps"], s["vqgan"]["seconds"], s["vqgan"]["steps_per_s"],
              s["vqgan"]["images_per_s"], f"val PSNR {s['vqgan']['psnr']:.2f} dB, "
-             f"{int(s['vqgan']['codes_in_use'])}/256 codes in use"),
+             f"{int(s['vqgan']['codes_in_use'])}/{s['codebook_size']} codes in use"),
             ("segmentation VQ (cond stage)", s["segvq"]["steps"], s["segvq"]["seconds"], s["segvq"]["steps_per_s"],
              s["segvq"]["images_per_s"], f"pixel accuracy {100 * s['segvq']['pixel_accuracy']:.1f}%"),
             ("tokenize (with flips)", "-", s["tokenize"]["seconds"], "-", s["tokenize"]["images_per_s"],
@@ -204,8 +206,8 @@ def summary_table(s: dict) -> str:
             ("transformer on codes", s["transformer"]["steps"], s["transformer"]["seconds"],
              s["transformer"]["steps_per_s"], s["transformer"]["images_per_s"],
              f"val NLL {s['transformer']['val_nll']:.3f} nats/code (perplexity "
-             f"{s['transformer']['val_perplexity']:.1f} of 256)"),
-            ("sampling", "-", s["sampling_seconds"], "-", "-", "conditional samples + 32x128 panorama")]
+             f"{s['transformer']['val_perplexity']:.1f} of {s['vocab_size']})"),
+            ("sampling", "-", s["sampling_seconds"], "-", "-", f"conditional samples + {s['panorama']} panorama")]
 
     def fmt(v: Any) -> str:
         return f"{v:.2f}" if isinstance(v, float) else str(v)

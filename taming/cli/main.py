@@ -4,7 +4,6 @@
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
-    taming sample   ...                     (reserved: sampling from a trained transformer)
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
 """

@@ -16,16 +16,7 @@ import sys
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
-
-
-def str2bool(v: str | bool) -> bool:
-    if isinstance(v, bool):
-        return v
-    if v.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if v.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"boolean value expected, got {v!r}")
+from taming.training.options import TrainOptions, add_arguments, value_flags
 
 
 class ArgumentParser(argparse.ArgumentParser):
@@ -36,10 +27,7 @@ class ArgumentParser(argparse.ArgumentParser):
 
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)*=")
-# Options whose next token is their value, even when it looks like key=value.
-VALUE_OPTIONS = {"-n", "--name", "-r", "--resume", "-p", "--project", "-s", "--seed", "-f", "--postfix",
-                 "-l", "--logdir", "--gpus", "--accelerator", "--devices", "--num_nodes", "--strategy",
-                 "--precision", "--max_steps"}
+VALUE_OPTIONS = value_flags()  # options whose next token is their value, even when it looks like key=value
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
@@ -54,34 +42,12 @@ def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="taming train", description="Train a first-stage or transformer model.")
-    p.add_argument("-n", "--name", type=str, default="", help="postfix for the run folder name")
-    p.add_argument("-r", "--resume", type=str, default="", help="resume from a run folder or a checkpoint in it")
-    p.add_argument("-b", "--base", nargs="*", metavar="base_config.yaml", default=[],
-                   help="config files, merged left to right; key.path=value items override them")
-    p.add_argument("-t", "--train", type=str2bool, const=True, default=False, nargs="?", help="train")
-    p.add_argument("--no-test", type=str2bool, const=True, default=False, nargs="?", help="skip testing")
-    p.add_argument("-p", "--project", help="name of new or path to existing project (unused, as the original)")
-    p.add_argument("-d", "--debug", type=str2bool, nargs="?", const=True, default=False,
-                   help="post-mortem debugging on an exception")
-    p.add_argument("-s", "--seed", type=int, default=23, help="seed for seed_everything")
-    p.add_argument("-f", "--postfix", type=str, default="", help="postfix for the default run name")
-    p.add_argument("-l", "--logdir", type=str, default="logs", help="folder holding the run folders")
-    p.add_argument("--gpus", type=str, default=None, help='GPU ids as the original, e.g. "0,1" or "0,"')
-    p.add_argument("--accelerator", type=str, default=None, help="cpu, gpu, auto, ...")
-    p.add_argument("--devices", type=str, default=None, help="device count or ids")
-    p.add_argument("--num_nodes", type=int, default=None)
-    p.add_argument("--strategy", type=str, default=None, help="ddp, fsdp, auto, ...")
-    p.add_argument("--precision", type=str, default=None,
-                   help="auto (bf16-mixed where bf16 is fast, else 32), 32, bf16-mixed, ...")
-    p.add_argument("--max_steps", type=int, default=None, help="stop after this many batches")
-    return p
+    """Generated from the TrainOptions fields (taming/training/options.py)."""
+    return add_arguments(ArgumentParser(prog="taming train", description="Train a first-stage or transformer model."))
 
 
 def parse_args(argv: list[str]):
     """(TrainOptions, parser); unknown `--flags` are an error, `key=value` items become overrides."""
-    from taming.training.trainer import TrainOptions
-
     parser = build_parser()
     flags, overrides = split_overrides(argv)
     ns, unknown = parser.parse_known_args(flags)

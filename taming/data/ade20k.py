@@ -7,6 +7,10 @@ Layout under `root` (default data/ade20k_root, as the original):
 The example list is `data_csv` (default data/ade20k_train.txt / data/ade20k_test.txt as the original,
 lines like training/ADE_train_00000001.jpg); if that file does not exist, every .jpg under
 images/training (images/validation) is used. Train: random crop; validation: centre crop.
+
+`Examples(size=256)`: the original's few example pairs, listed in data/ade20k_examples.txt (relative
+.jpg paths) with images under data/ade20k_images and label maps (.png) under
+data/ade20k_segmentations; pass `root` for <root>/examples.txt, <root>/images, <root>/segmentations.
 """
 from __future__ import annotations
 
@@ -15,11 +19,23 @@ from pathlib import Path
 
 from .base import read_list_file
 from .errors import DataError
-from .segmentation import SegmentationPairs
+from .segmentation import SegmentationBase, SegmentationPairs
 
 DEFAULT_ROOT = "data/ade20k_root"
 DEFAULT_LISTS = {"train": "data/ade20k_train.txt", "validation": "data/ade20k_test.txt"}
 SUBFOLDER = {"train": "training", "validation": "validation"}
+N_LABELS = 151  # 150 classes and "unknown" 0
+
+
+class Examples(SegmentationBase):
+    def __init__(self, size: int | None = 256, random_crop: bool = False, interpolation: str = "bicubic",
+                 root: str | None = None, data_csv: str | None = None):
+        super().__init__(
+            data_csv=data_csv or (os.path.join(root, "examples.txt") if root else "data/ade20k_examples.txt"),
+            data_root=os.path.join(root, "images") if root else "data/ade20k_images",
+            segmentation_root=os.path.join(root, "segmentations") if root else "data/ade20k_segmentations",
+            size=size, random_crop=random_crop, interpolation=interpolation, n_labels=N_LABELS,
+            shift_segmentation=False, name="ade20k.Examples")
 
 
 class ADE20kBase(SegmentationPairs):
@@ -48,7 +64,7 @@ class ADE20kBase(SegmentationPairs):
         super().__init__(
             image_paths=[os.path.join(root, "images", p) for p in relpaths],
             segmentation_paths=[os.path.join(root, "annotations", os.path.splitext(p)[0] + ".png") for p in relpaths],
-            size=size, random_crop=random_crop, interpolation=interpolation, n_labels=151,
+            size=size, random_crop=random_crop, interpolation=interpolation, n_labels=N_LABELS,
             shift_segmentation=False, crop_size=crop_size if crop_size is not None else size,
             random_flip=random_flip, extra=extra, name=type(self).__name__, where=where)
 

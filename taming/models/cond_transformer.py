@@ -1,4 +1,5 @@
-"""Original import path `taming.models.cond_transformer`; the code lives in taming/training/transformer.py."""
+"""Original import path `taming.models.cond_transformer`: the Lightning shell (taming/training/transformer.py)
+of the second-stage core (taming/transformer/net2net.py)."""
 from taming.training.transformer import Net2NetTransformer
 from taming.transformer.cond_stages import disabled_train
 

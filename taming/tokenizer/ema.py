@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .codebook import CodebookHealth, _all_reduce_sum, is_training_step
-from .quantize import nearest_code, to_image_layout
+from .quantize import CodeInfo, QuantizerOutput, nearest_code, to_image_layout
 from .remap import setup_remap, to_all, to_used
 
 
@@ -84,7 +84,7 @@ class EMAVectorQuantizer(nn.Module):
                 self.embedding.cluster_size[moved] = 1.0
         if self.remap is not None:
             indices = to_used(indices.reshape(b, -1), self.used, self.unknown_index, self.re_embed).reshape(-1)
-        return to_image_layout(z_q, b, h, w, like=z), loss, (perplexity, encodings, indices)
+        return QuantizerOutput(to_image_layout(z_q, b, h, w, like=z), loss, CodeInfo(perplexity, encodings, indices))
 
     def get_codebook_entry(self, indices: torch.Tensor, shape=None) -> torch.Tensor:
         """indices (B*h*w values) -> (b, c, h, w) for shape=(b, h, w, c), else (N, c)."""

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .codebook import CodebookHealth, is_training_step
+from .quantize import CodeInfo, QuantizerOutput
 from .remap import setup_remap, to_all, to_used
 
 
@@ -60,8 +61,8 @@ class GumbelQuantize(nn.Module):
             ind = to_used(ind, self.used, self.unknown_index, self.re_embed)
         if self.use_vqinterface:
             if return_logits:
-                return z_q, diff, (None, None, ind), logits
-            return z_q, diff, (None, None, ind)
+                return z_q, diff, CodeInfo(None, None, ind), logits
+            return QuantizerOutput(z_q, diff, CodeInfo(None, None, ind))
         return z_q, diff, ind
 
     def get_codebook_entry(self, indices: torch.Tensor, shape) -> torch.Tensor:

@@ -14,12 +14,29 @@ tie and the argmin flips.
 """
 from __future__ import annotations
 
+from typing import NamedTuple, Optional
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .codebook import CodebookHealth, is_training_step
 from .remap import setup_remap, to_all, to_used
+
+
+class CodeInfo(NamedTuple):
+    """The original's third output: perplexity and one-hot encodings (None where not computed) and
+    the code indices ((B*h*w,), or (B, h, w) with sane_index_shape)."""
+    perplexity: Optional[torch.Tensor]
+    encodings: Optional[torch.Tensor]
+    indices: torch.Tensor
+
+
+class QuantizerOutput(NamedTuple):
+    """What every quantizer returns; unpacks as the original `(quant, loss, (perplexity, encodings, indices))`."""
+    quant: torch.Tensor  # (B, e_dim, h, w)
+    loss: torch.Tensor  # the codebook (or KL) term of the training loss
+    info: CodeInfo
 
 
 def nearest_code(z_flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
@@ -119,7 +136,7 @@ class VectorQuantizer2(nn.Module):
             indices = indices.reshape(-1, 1)
         if self.sane_index_shape:
             indices = indices.reshape(b, h, w)
-        return z_q, loss, (None, None, indices)
+        return QuantizerOutput(z_q, loss, CodeInfo(None, None, indices))
 
     # -- codes -> vectors ---------------------------------------------------------------------
     def get_codebook_entry(self, indices: torch.Tensor, shape=None) -> torch.Tensor:

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .quantize import nearest_code, to_image_layout
+from .quantize import CodeInfo, QuantizerOutput, nearest_code, to_image_layout
 
 
 class VectorQuantizer(nn.Module):
@@ -33,7 +33,8 @@ class VectorQuantizer(nn.Module):
             z_q = z_flat + (z_q - z_flat).detach()
             e_mean = min_encodings.mean(0)
             perplexity = torch.exp(-torch.sum(e_mean * torch.log(e_mean + 1e-10)))
-        return to_image_layout(z_q, b, h, w, like=z), loss, (perplexity, min_encodings, indices)
+        return QuantizerOutput(to_image_layout(z_q, b, h, w, like=z), loss,
+                               CodeInfo(perplexity, min_encodings, indices))
 
     def get_codebook_entry(self, indices: torch.Tensor, shape=None) -> torch.Tensor:
         """indices (N,) or (N, 1) -> (b, c, h, w) for shape=(b, h, w, c), else (N, c)."""

@@ -19,9 +19,9 @@ Fast paths (the default float32 path is the exact one the fixtures check):
 `encode`/`decode` cast their input to the weights' dtype, so a bf16-prepared model takes float
 images and codes as before.
 Which is fastest depends on the CPU: with AMX (or on GPUs) bf16 convolutions are much faster; on
-AVX-512 CPUs without AMX (this project's 2-core machine) oneDNN's bf16 convolutions are slower
-than float32, and `prepare_fast()` alone (channels_last float32, same numbers) is the fast path.
-benchmarks/bench_first_stage.py measures all three.
+AVX-512 CPUs without AMX oneDNN's bf16 convolutions are slower than float32, and `prepare_fast()`
+alone (channels_last float32, same numbers) is the fast path.
+benchmarks/bench_first_stage.py measures all three (numbers in BENCHMARKS.md).
 """
 from __future__ import annotations
 
@@ -102,11 +102,23 @@ class VQGAN(nn.Module):
         quant, diff, _ = self.encode(input)
         return self.decode(quant), diff
 
+    def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
+        """Label maps (B, n_labels, H, W) -> RGB in [-1, 1] by a fixed random projection."""
+        if not hasattr(self, "colorize"):
+            self.register_buffer("colorize", torch.randn(3, x.shape[1], 1, 1).to(x))
+        x = nn.functional.conv2d(x, weight=self.colorize)
+        return 2.0 * (x - x.min()) / (x.max() - x.min()) - 1.0
+
     def get_last_layer(self) -> torch.Tensor:
         """Weight the adaptive GAN weight is computed against."""
         return self.decoder.conv_out.weight
 
     # -- codes --------------------------------------------------------------------------------
+    @property
+    def downsample_factor(self) -> int:
+        """Pixels per code along each side: each resolution level after the first halves the size."""
+        return 2 ** (self.encoder.num_resolutions - 1)
+
     def codes_to_quant(self, codes: torch.Tensor) -> torch.Tensor:
         """(B, h, w) or (B, h*w) square code grid -> quantized latent (B, embed_dim, h, w)."""
         if codes.dim() == 2:

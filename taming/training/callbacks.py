@@ -23,7 +23,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
-from taming.training.image_grid import make_grid, save_grid
+from taming.images import make_grid, save_grid
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,6 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDa
 
 from taming.config import ConfigError, instantiate_from_config
 
-SPLITS = {"train": "train", "validation": "validation", "test": "test"}
-
 
 class WrappedDataset(Dataset):
     """Any object with __len__ and __getitem__ as a torch Dataset (the original's `wrap: true`)."""

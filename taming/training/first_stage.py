@@ -80,13 +80,6 @@ class VQModel(VQGAN, L.LightningModule):
             x = x[..., None]
         return x.permute(0, 3, 1, 2).to(memory_format=torch.contiguous_format).float()
 
-    def to_rgb(self, x: torch.Tensor) -> torch.Tensor:
-        """Label maps (B, n_labels, H, W) -> RGB in [-1, 1] by a fixed random projection."""
-        if not hasattr(self, "colorize"):
-            self.register_buffer("colorize", torch.randn(3, x.shape[1], 1, 1).to(x))
-        x = F.conv2d(x, weight=self.colorize)
-        return 2.0 * (x - x.min()) / (x.max() - x.min()) - 1.0
-
     @torch.no_grad()
     def log_images(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
         x = self.get_input(batch, self.image_key).to(self.device)

@@ -5,20 +5,19 @@
     -> model, data module, L.Trainer with loggers and callbacks -> fit (-> test)
 
 The original configs' `lightning: {trainer:, callbacks:, modelcheckpoint:, logger:}` sections are
-honoured; Lightning 1.x trainer keys (gpus, distributed_backend, ...) are translated.
+honoured. The options live in options.py, the run folder in run_folder.py, the translation of
+Lightning 1.x trainer keys (gpus, distributed_backend, ...) in lightning_settings.py; this module
+builds the job and runs it.
 """
 from __future__ import annotations
 
-import datetime
-import glob
-import inspect
+import contextlib
 import logging
-import os
 import signal
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Iterator
 
 import lightning as L
 from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
@@ -26,18 +25,12 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.config import ConfigError, check_keys, instantiate_from_config, load_config, to_plain
-from taming.hardware import training_precision
+from taming.config import ConfigError, check_keys, instantiate_from_config, load_configs, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
-from taming.training.sharding import FSDPDataParallel
-
-# Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
-# about every such module at fit start, which only hides the warnings that matter.
-warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
-# Our shells override configure_model only to shard under --strategy fsdp; without it the weight
-# averaging callback (EMA) works and its warning about sharding does not apply.
-warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that overrides")
+from taming.training.lightning_settings import is_distributed, trainer_kwargs
+from taming.training.options import TrainOptions
+from taming.training.run_folder import RunPaths, resolve_paths
 
 log = logging.getLogger(__name__)
 
@@ -47,147 +40,19 @@ def say(message: str) -> None:
     """Print on the first process only (the original printed these lines)."""
     print(message, flush=True)
 
-# Lightning 1.x trainer keys that no longer exist and change nothing we do: dropped with a note.
-OBSOLETE_TRAINER_KEYS = {"weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
-                         "terminate_on_nan", "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
-TRAINER_KEYS = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
-RUN_NOW_ENV = "TAMING_RUN_NOW"  # rank 0's timestamp, inherited by the DDP processes Lightning launches
 
-
-@dataclass
-class TrainOptions:
-    """What `taming train` parsed (see taming.cli.train for the flags)."""
-    base: list[str] = field(default_factory=list)
-    train: bool = False
-    name: str = ""
-    resume: str = ""
-    seed: int = 23
-    postfix: str = ""
-    no_test: bool = False
-    project: str | None = None
-    debug: bool = False
-    logdir: str = "logs"
-    gpus: str | None = None
-    accelerator: str | None = None
-    devices: str | None = None
-    num_nodes: int | None = None
-    strategy: str | None = None
-    precision: str | None = None
-    max_steps: int | None = None
-    overrides: list[str] = field(default_factory=list)
-
-
-@dataclass
-class RunPaths:
-    now: str
-    nowname: str
-    logdir: Path
-    ckptdir: Path
-    cfgdir: Path
-    resume_ckpt: Path | None
-    configs: list[str]
-
-
-def run_timestamp() -> str:
-    """One timestamp per run, shared with the worker processes a DDP launch starts."""
-    now = os.environ.get(RUN_NOW_ENV) if _is_launched_worker() else None
-    now = now or datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
-    os.environ[RUN_NOW_ENV] = now
-    return now
-
-
-def _is_launched_worker() -> bool:
-    return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
-
-
-def resolve_paths(opts: TrainOptions) -> RunPaths:
-    """The run folder: new `logs/<now>_<name><postfix>`, or the one being resumed."""
-    now = run_timestamp()
-    if opts.name and opts.resume:
-        raise ConfigError("-n/--name and -r/--resume cannot be given together; to resume into a new run "
-                          "folder, start a new run with --name and resume_from_checkpoint in lightning.trainer")
-    configs = list(opts.base)
-    resume_ckpt = None
-    if opts.resume:
-        target = Path(opts.resume)
-        if not target.exists():
-            raise ConfigError(f"--resume: cannot find {target}")
-        if target.is_file():  # logs/<run>/checkpoints/<file>.ckpt
-            logdir, resume_ckpt = target.resolve().parent.parent, target
-        else:
-            logdir = target.resolve()
-            resume_ckpt = logdir / "checkpoints" / "last.ckpt"
-            if not resume_ckpt.is_file():
-                raise ConfigError(f"--resume: run folder {logdir} has no checkpoints/last.ckpt")
-        configs = sorted(glob.glob(str(logdir / "configs" / "*.yaml"))) + configs
-        nowname = logdir.name
-    else:
-        if opts.name:
-            name = "_" + opts.name
-        elif opts.base:
-            name = "_" + Path(opts.base[0]).stem
-        else:
-            name = ""
-        nowname = now + name + opts.postfix
-        logdir = Path(opts.logdir) / nowname
-    if not configs:
-        raise ConfigError("no config given: pass -b/--base CONFIG.yaml (or -r/--resume a run folder)")
-    return RunPaths(now, nowname, logdir, logdir / "checkpoints", logdir / "configs", resume_ckpt, configs)
-
-
-def parse_gpus(gpus: str | int) -> list[int] | int:
-    """The original --gpus "0,1" (device ids, trailing comma allowed) or a count."""
-    if isinstance(gpus, int):
-        return gpus
-    text = str(gpus).strip().strip(",")
-    try:
-        ids = [int(g) for g in text.split(",") if g.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"--gpus: expected device ids like '0,1' or '0,', got {gpus!r}") from None
-    if "," not in str(gpus) and len(ids) == 1:
-        return ids[0]  # a plain number is a count, as in Lightning 1.x
-    return ids
-
-
-def _parse_devices(devices: Any) -> Any:
-    if isinstance(devices, str):
-        if devices.isdigit() or devices.startswith("-"):
-            return int(devices)
-        if "," in devices:
-            return parse_gpus(devices)
-    return devices
-
-
-def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str, Any]:
-    """lightning.trainer (Lightning 1.x keys translated) overridden by the command-line flags."""
-    cfg = dict(to_plain(lightning_config.get("trainer", None)) or {})
-    kw: dict[str, Any] = {}
-    for key, value in cfg.items():
-        if key in OBSOLETE_TRAINER_KEYS:
-            log.info("lightning.trainer.%s is a Lightning 1.x option without effect here; ignored", key)
-        elif key == "gpus":
-            if value not in (None, 0, "", "0"):
-                kw["accelerator"], kw["devices"] = "gpu", parse_gpus(value)
-        elif key == "distributed_backend":
-            kw["strategy"] = value
-        elif key == "accelerator" and value in ("ddp", "ddp_spawn", "dp", "ddp2"):
-            kw["strategy"] = value
-        else:
-            kw[key] = value
-    check_keys([k for k in kw if k != "resume_from_checkpoint"], TRAINER_KEYS, "lightning.trainer")
-    if opts.gpus not in (None, ""):
-        kw["accelerator"], kw["devices"] = "gpu", parse_gpus(opts.gpus)
-    for key in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_steps"):
-        value = getattr(opts, key)
-        if value is not None:
-            kw[key] = value
-    kw["devices"] = _parse_devices(kw.get("devices", 1))
-    kw.setdefault("accelerator", "auto")
-    if str(kw.get("precision")) == "auto":  # bf16-mixed where bf16 is fast (taming/hardware.py), else 32
-        kw["precision"] = training_precision(kw["accelerator"])
-    if kw.get("strategy") == "fsdp":
-        kw["strategy"] = FSDPDataParallel()  # FSDP2, on GPUs and CPUs (taming/training/sharding.py)
-    return kw
+@contextlib.contextmanager
+def expected_warnings_silenced() -> Iterator[None]:
+    """Around fit and test only: Lightning warnings that our setup makes expected."""
+    with warnings.catch_warnings():
+        # Frozen stages (first stage, cond stage, LPIPS) are in eval mode on purpose; Lightning 2 warns
+        # about every such module at fit start, which only hides the warnings that matter.
+        warnings.filterwarnings("ignore", message=r"Found \d+ module\(s\) in eval mode")
+        # Our shells override configure_model only to shard under --strategy fsdp; without it the weight
+        # averaging callback (EMA) works and its warning about sharding does not apply.
+        warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that "
+                                                  "overrides")
+        yield
 
 
 def _instantiate_callback(name: str, node: Any) -> Any:
@@ -276,29 +141,6 @@ def configure_accumulation(model: L.LightningModule, kw: dict[str, Any]) -> int:
     return accumulate
 
 
-def merge_nodes(base: Any, new: Any) -> Any:
-    """Merge plain config trees as OmegaConf.merge does (dicts key by key, anything else replaced),
-    except that a node naming a different `target` replaces the old node whole: mixing the
-    `params` of two classes would hand one the other's arguments."""
-    if not (isinstance(base, dict) and isinstance(new, dict)):
-        return new
-    if "target" in base and "target" in new and base["target"] != new["target"]:
-        return new
-    out = dict(base)
-    for key, value in new.items():
-        out[key] = merge_nodes(base[key], value) if key in base else value
-    return out
-
-
-def load_configs(paths: Sequence[str], overrides: Sequence[str] = ()) -> DictConfig:
-    """The -b files merged left to right (see merge_nodes), then key.path=value overrides."""
-    merged: Any = {}
-    for path in paths:
-        merged = merge_nodes(merged, OmegaConf.to_container(load_config(path), resolve=False))
-    config = OmegaConf.create(merged)
-    return OmegaConf.merge(config, load_config(overrides=overrides)) if overrides else config
-
-
 @dataclass
 class Job:
     """Everything built for a run, before fit: used by the CLI, the demo and tests."""
@@ -331,7 +173,7 @@ def build_job(opts: TrainOptions) -> Job:
         say(f"data {split}: {type(ds).__name__}, {size}")
 
     accumulate = configure_accumulation(model, kw)
-    if not model.automatic_optimization and _distributed(kw) and kw.get("strategy", "auto") in ("auto", "ddp",
+    if not model.automatic_optimization and is_distributed(kw) and kw.get("strategy", "auto") in ("auto", "ddp",
                                                                                                  "ddp_spawn"):
         # The generator and discriminator steps each leave the other's parameters without gradients.
         spawn = kw.get("strategy") == "ddp_spawn"
@@ -347,17 +189,6 @@ def build_job(opts: TrainOptions) -> Job:
     scale_learning_rate(model, config, accumulate, trainer.num_devices * trainer.num_nodes)
     lightning_config.trainer = OmegaConf.create({k: v for k, v in saved_kw.items() if _plain(v)})
     return Job(paths, config, lightning_config, model, data, trainer)
-
-
-def _distributed(kw: dict[str, Any]) -> bool:
-    """Whether the trainer will run several processes (decided before it is built)."""
-    devices = kw.get("devices", 1)
-    if devices in ("auto", -1, "-1"):  # every GPU there is; one process on CPU
-        import torch
-
-        return kw.get("accelerator") != "cpu" and torch.cuda.device_count() > 1
-    several = (isinstance(devices, int) and devices > 1) or (isinstance(devices, list) and len(devices) > 1)
-    return several or int(kw.get("num_nodes", 1) or 1) > 1
 
 
 def _plain(value: Any) -> bool:
@@ -380,10 +211,15 @@ def run(opts: TrainOptions) -> Job:
         except ValueError:
             pass  # not the main thread
     if opts.train:
-        trainer.fit(job.model, job.data, ckpt_path=str(job.paths.resume_ckpt) if job.paths.resume_ckpt else None)
+        with expected_warnings_silenced():
+            trainer.fit(job.model, job.data, ckpt_path=str(job.paths.resume_ckpt) if job.paths.resume_ckpt else None)
         if trainer.interrupted:
             save_now()
     has_test = "test" in getattr(job.data, "dataset_configs", {}) or not hasattr(job.data, "dataset_configs")
     if not opts.no_test and not trainer.interrupted and has_test:
-        trainer.test(job.model, job.data)
+        with expected_warnings_silenced():
+            trainer.test(job.model, job.data)
     return job
+
+
+__all__ = ["TrainOptions", "RunPaths", "Job", "build_job", "run", "say", "expected_warnings_silenced"]

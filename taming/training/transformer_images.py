@@ -7,16 +7,15 @@ samples_det (argmax). A pre-tokenized batch (codes, no pixels) logs the decoded 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any, Callable, Mapping
+from typing import Any, Callable, Mapping
 
 import torch
-import torch.nn.functional as F
 
-if TYPE_CHECKING:
-    from taming.training.transformer import Net2NetTransformer
+from taming.images import labels_to_rgb
+from taming.transformer.net2net import Net2Net
 
 
-def _code_grid_shape(model: "Net2NetTransformer", batch: Mapping[str, Any], n: int) -> tuple[int, int, int, int]:
+def _code_grid_shape(model: Net2Net, batch: Mapping[str, Any], n: int) -> tuple[int, int, int, int]:
     """zshape (B, D, h, w) of pre-tokenized codes stored as (B, h, w), or (B, h*w) for a square grid."""
     codes = batch[model.z_codes_key]
     if codes.ndim == 3:
@@ -26,33 +25,26 @@ def _code_grid_shape(model: "Net2NetTransformer", batch: Mapping[str, Any], n: i
         if h * w != codes.shape[1]:
             raise ValueError(f"{model.z_codes_key}: {codes.shape[1]} codes per image are not a square grid; "
                              "store them as (B, h, w)")
-    dim = model.first_stage_model.quantize.embedding.weight.shape[1]
-    return min(n, codes.shape[0]), dim, h, w
-
-
-def labels_to_rgb(stage: torch.nn.Module, maps: torch.Tensor, num_classes: int) -> torch.Tensor:
-    """One-hot of the argmax label, colorized by the segmentation model."""
-    labels = maps.argmax(dim=1)  # (B, H, W)
-    one_hot = F.one_hot(labels, num_classes=num_classes).permute(0, 3, 1, 2).float()
-    return stage.to_rgb(one_hot)
+    return min(n, codes.shape[0]), model.first_stage_model.embed_dim, h, w
 
 
 @torch.no_grad()
-def log_transformer_images(model: "Net2NetTransformer", batch: Mapping[str, Any], temperature: float | None = None,
+def log_transformer_images(model: Net2Net, batch: Mapping[str, Any], temperature: float | None = None,
                            top_k: int | None = None, callback: Callable[[int], None] | None = None,
                            N: int = 4) -> dict[str, torch.Tensor]:
     log: dict[str, torch.Tensor] = {}
     temperature = 1.0 if temperature is None else temperature
     top_k = 100 if top_k is None else top_k
     x = c = quant_c = None
+    device = next(model.transformer.parameters()).device
     if model.is_tokenized(batch):
         z_indices, c_indices = model.get_codes(batch, N)
-        z_indices, c_indices = z_indices.to(model.device), c_indices.to(model.device)
+        z_indices, c_indices = z_indices.to(device), c_indices.to(device)
         zshape = _code_grid_shape(model, batch, N)
         x = model.decode_to_img(z_indices, zshape)
     else:
         x, c = model.get_xc(batch, N)
-        x, c = x.to(model.device), c.to(model.device)
+        x, c = x.to(device), c.to(device)
         quant_z, z_indices = model.encode_to_z(x)
         quant_c, c_indices = model.encode_to_c(c)
         zshape = quant_z.shape

@@ -19,6 +19,7 @@ import functools
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from taming.config import ConfigError, instantiate_from_config
@@ -56,6 +57,65 @@ class Labelator(nn.Module):
         return c
 
 
+class SOSProvider(nn.Module):
+    """The cond stage of unconditional models: every image gets the same single start token."""
+
+    def __init__(self, sos_token: int, quantize_interface: bool = True):
+        super().__init__()
+        self.sos_token = sos_token
+        self.quantize_interface = quantize_interface
+
+    def encode(self, x: torch.Tensor):
+        """x (B, ...) -> c (B, 1) long filled with sos_token; as a quantizer's (c, None, [None, None, c])."""
+        c = torch.full((x.shape[0], 1), int(self.sos_token), dtype=torch.long, device=x.device)
+        if self.quantize_interface:
+            return c, None, [None, None, c]
+        return c
+
+
+class CoordStage(nn.Module):
+    """The FacesHQ "conditioning model", without weights: it area-downsamples a (B, 1, H, W)
+    coordinate map in [0, 1] by `down_factor` and rounds it onto `n_embed` integer codes."""
+
+    def __init__(self, n_embed: int, down_factor: int) -> None:
+        super().__init__()
+        self.n_embed = n_embed
+        self.down_factor = down_factor
+
+    def encode(self, c: torch.Tensor):
+        """(B, 1, H, W) in [0, 1] -> (quant (B, 1, H/f, W/f) float codes, None, (None, None, long codes))."""
+        if c.dim() != 4 or c.shape[1] != 1:
+            raise ValueError(f"CoordStage.encode expects (B, 1, H, W) coordinates, got {tuple(c.shape)}")
+        if c.min() < 0.0 or c.max() > 1.0:
+            raise ValueError(f"CoordStage.encode expects values in [0, 1], got [{c.min():.4g}, {c.max():.4g}]")
+        c = F.interpolate(c, scale_factor=1 / self.down_factor, mode="area").clamp(0.0, 1.0)
+        c_quant = (self.n_embed * c).round()
+        return c_quant, None, (None, None, c_quant.long())
+
+    def decode(self, c: torch.Tensor) -> torch.Tensor:
+        """Codes (B, 1, h, w) -> coordinates (B, 1, h*f, w*f), nearest upsampling."""
+        return F.interpolate(c / self.n_embed, scale_factor=self.down_factor, mode="nearest")
+
+
+class DummyCondStage(nn.Module):
+    """Conditioning that is already tokens (the COCO / Open Images object-bbox builders): no weights,
+    encode passes the tokens through in a VQ model's return format."""
+
+    def __init__(self, conditional_key: str) -> None:
+        super().__init__()
+        self.conditional_key = conditional_key
+
+    def encode(self, c: torch.Tensor):
+        """Tokens (B, L) -> (c, None, (None, None, c)), as a VQ model returns (quant, loss, info)."""
+        return c, None, (None, None, c)
+
+    def decode(self, c: torch.Tensor) -> torch.Tensor:
+        return c
+
+    def to_rgb(self, c: torch.Tensor) -> torch.Tensor:
+        return c
+
+
 def build_cond_stage(config: Any, first_stage: nn.Module, sos_token: int, unconditional: bool,
                      where: str = "model.params.cond_stage_config") -> tuple[nn.Module, bool]:
     """The cond stage a config names, frozen; and whether the model is unconditional.
@@ -65,9 +125,6 @@ def build_cond_stage(config: Any, first_stage: nn.Module, sos_token: int, uncond
     if config == FIRST_STAGE:
         return first_stage, unconditional
     if unconditional or config == UNCONDITIONAL:
-        # imported here so taming.modules.util may import this module (it re-exports Labelator)
-        from taming.modules.util import SOSProvider
-
         return SOSProvider(sos_token), True
     if isinstance(config, str):
         raise ConfigError(f"{where}: {config!r} is neither {UNCONDITIONAL!r}, {FIRST_STAGE!r} "
@@ -86,5 +143,6 @@ def encode_codes(stage: nn.Module, x: torch.Tensor) -> tuple[Any, torch.Tensor]:
     return quant, indices.reshape(x.shape[0], -1).long()
 
 
-__all__ = ["UNCONDITIONAL", "FIRST_STAGE", "disabled_train", "freeze", "Labelator",
+__all__ = ["UNCONDITIONAL", "FIRST_STAGE", "disabled_train", "freeze", "Labelator", "SOSProvider", "CoordStage",
+           "DummyCondStage",
            "build_cond_stage", "encode_codes"]

@@ -1,6 +1,7 @@
-"""Image grids as uint8 arrays and PNG files, without torchvision.
+"""Pictures of model tensors: image grids as uint8 arrays and PNG files (without torchvision), and
+label maps coloured for display.
 
-The image logger and the demo tile batches of model images (in [-1, 1]) into one picture, 4 per row
+The image logger, the demo and the app tile batches of model images (in [-1, 1]) into one picture, 4 per row
 as the original logger did, with a 2-pixel black border between tiles.
 """
 from __future__ import annotations
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 
@@ -42,3 +44,11 @@ def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 4) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.fromarray(make_grid(images, nrow=nrow)).save(path)
     return path
+
+
+def labels_to_rgb(stage: torch.nn.Module, maps: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """Label scores (B, num_classes, H, W) -> one-hot of the argmax label, coloured by the segmentation
+    model's own projection (`stage.to_rgb`) -> (B, 3, H, W) in [-1, 1]."""
+    labels = maps.argmax(dim=1)  # (B, H, W)
+    one_hot = F.one_hot(labels, num_classes=num_classes).permute(0, 3, 1, 2).float()
+    return stage.to_rgb(one_hot)

@@ -1,0 +1,46 @@
+"""Layering: inference code imports no training code, and the core modules do not import the
+compatibility face (taming/models, taming/modules). Each check runs in a fresh interpreter, since
+this test process has long imported everything."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helpers import ROOT
+
+INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
+                     "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
+                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures"]
+
+
+def test_inference_imports_no_training_code(tmp_path):
+    """Importing sampling, the app's library modules, the code-shard encoder and checkpoint loading, and
+    building a model with load_model (a config naming the Lightning shell), import no training code:
+    load_model builds the plain core (same weights)."""
+    config = tmp_path / "m.yaml"
+    config.write_text(json.dumps({"model": {"target": "taming.models.vqgan.VQModel", "params": {
+        "embed_dim": 4, "n_embed": 8, "lossconfig": {"target": "taming.modules.losses.vqperceptual.DummyLoss"},
+        "ddconfig": {"double_z": False, "z_channels": 4, "resolution": 16, "in_channels": 3, "out_ch": 3,
+                     "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}}))
+    code = ("import json, sys\n" + "".join(f"import {m}\n" for m in INFERENCE_MODULES)
+            + f"m, _ = taming.checkpoint.load_model({str(config)!r}, None, [])\n"
+            + "print(json.dumps([type(m).__module__, m.downsample_factor, sorted(sys.modules)]))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    module, factor, loaded = json.loads(out.stdout.splitlines()[-1])
+    assert module == "taming.tokenizer.inference" and factor == 2
+    assert not [m for m in loaded if m == "taming.training" or m.startswith("taming.training.")]
+    assert not [m for m in loaded if m.startswith(("taming.models", "taming.modules", "taming.cli"))]
+    assert "lightning" not in loaded and "pytorch_lightning" not in loaded
+
+
+@pytest.mark.parametrize("core", ["taming.tokenizer", "taming.transformer", "taming.losses", "taming.data",
+                                  "taming.sampling", "taming.checkpoint", "taming.config"])
+def test_core_does_not_import_the_compatibility_face(core):
+    package = __import__(core, fromlist=["_"])
+    files = [package.__file__] if not hasattr(package, "__path__") else \
+        [str(p) for d in package.__path__ for p in __import__("pathlib").Path(d).rglob("*.py")]
+    for path in files:
+        text = open(path).read()
+        assert "from taming.models" not in text and "from taming.modules" not in text, path
+        assert "import taming.models" not in text and "import taming.modules" not in text, path
