@@ -291,12 +291,12 @@ def test_page_samples_a_landscape_panorama(seg_run, monkeypatch):
     sample = at.session_state["sample"]
     assert sample["pixels"].shape == (16, 24, 3) and sample["file_name"] == "sample_8x12_seed3.png"
     caption = at.image[2].captions[0]
-    assert "landscape 0; 8x12 codes (16x24 px), top-k 16, temperature 1, seed 3, fp32, fast" in caption
+    assert "landscape 0; 8x12 codes (16x24 px), top-k 16, temperature 1, seed 3, auto, fast" in caption
     assert at.get("download_button")  # the PNG of that sample
     # the same sample from the functions
     run = load_run(resolve_run(str(seg_run)))
     condition = cond.encode_condition(run, cond.landscape_example(run, 0, (16, 24)))
-    codes = sample_codes(run, condition, Settings((8, 12), top_k=16, seed=3, fast=True))
+    codes = sample_codes(run, condition, Settings((8, 12), top_k=16, seed=3, fast=True, precision="auto"))
     np.testing.assert_array_equal(sample["pixels"], to_pixels(decode_codes(run, codes)))
 
 
