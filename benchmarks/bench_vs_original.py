@@ -184,6 +184,8 @@ def main() -> None:
     ap.add_argument("--original-venv", default=None)
     ap.add_argument("--train-repeats", type=int, default=2, help="timed steps of each training case")
     ap.add_argument("--exact", action="store_true", help="also time ours in exact fp32")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: CPU seconds per worker (a shared machine; use with --threads 1)")
     ap.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     ap.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
@@ -204,7 +206,9 @@ def main() -> None:
     orig_py = original_python(args.original_venv)
     print("original: " + (f"run now from {orig_py}" if orig_py else
                           "NO environment found: its column holds RECORDED numbers, not measured in this run"))
-    env_ours = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads)}
+    env_ours = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads),
+                "TAMING_BENCH_CLOCK": args.clock}
+    print(f"clock: {'CPU seconds of each worker process' if args.clock == 'cpu' else 'wall seconds'}")
     env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"}
     scratch = tempfile.mkdtemp(prefix="taming-orig-")  # a folder with no `taming` package in it
     precisions = ["auto"] + (["fp32"] if args.exact else [])
