@@ -132,8 +132,11 @@ def cached_bytes(batch: int, precision: str) -> float:
     Linear weight (at the decoding precision) and the key/value cache up to its position."""
     C, L = GPT_DIMS["n_embd"], GPT_DIMS["n_layer"]
     linear = L * 12 * C * C + C * GPT_DIMS["vocab_size"]
-    w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[precision] if batch <= 16 else 4  # int8/bf16 copies: few rows
-    kv_bytes = 4 if precision == "fp32" else 2
+    from taming.transformer.decoding import PACKED_MAX_ROWS
+
+    reduced = batch <= PACKED_MAX_ROWS.get(precision, 0)  # the int8 / bf16 copies serve few-row inputs
+    w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[precision] if reduced else 4
+    kv_bytes = 2 if precision == "bf16" else 4  # int8 decoding keeps a float32 cache
     per_position = 2 * L * C * kv_bytes * batch  # keys and values of one position, all layers
     cache = sum(per_position * (COND + k) for k in range(STEPS - 1))
     return (STEPS - 1) * linear * w_bytes + cache
