@@ -1,10 +1,10 @@
-"""Plot validation PSNR and codes in use against steps from runs' CSV logs, as one PNG (PIL only).
+"""Plot validation PSNR and codes in use against steps from runs' CSV logs, as one PNG (matplotlib).
 
     python benchmarks/plot_quality.py logs/<run A> [logs/<run B> ...] [--out quality.png] [--labels A B] [--at 1500]
 
 Reads every csv/*/metrics.csv of each run folder (a resumed run has several), takes the rows with
 val/psnr and val/codes_in_use (logged by taming.training.quality.ReconstructionQuality), draws two
-panels (PSNR in dB, codes in use) with one line per run, and prints the numbers as a table.
+panels (PSNR in dB, codes in use) with one line per run (900x640 px), and prints the numbers as a table.
 """
 from __future__ import annotations
 
@@ -12,10 +12,11 @@ import argparse
 import csv
 from pathlib import Path
 
-from PIL import Image, ImageDraw
+import matplotlib
 
-COLOURS = [(31, 119, 180), (214, 39, 40), (44, 160, 44), (255, 127, 14), (148, 103, 189), (140, 86, 75),
-           (23, 190, 207), (127, 127, 127), (188, 189, 34), (227, 119, 194)]
+matplotlib.use("Agg")  # files only, no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+
 METRICS = (("val/psnr", "val PSNR (dB)"), ("val/codes_in_use", "codes in use"))
 
 
@@ -36,42 +37,19 @@ def read_curves(run: Path) -> dict[str, list[tuple[int, float]]]:
     return {m: sorted(v.items()) for m, v in curves.items()}
 
 
-def panel(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], title: str,
-          series: list[tuple[str, list[tuple[int, float]]]]) -> None:
-    x0, y0, x1, y1 = box
-    points = [p for _, s in series for p in s]
-    if not points:
-        draw.text((x0 + 10, y0 + 10), f"{title}: no data", fill="black")
+def panel(ax, title: str, series: list[tuple[str, list[tuple[int, float]]]]) -> None:
+    """One metric against steps on `ax`, one line with markers per run."""
+    ax.set_title(title, loc="left", fontsize=10)
+    if not any(points for _, points in series):
+        ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
         return
-    smax = max(p[0] for p in points) or 1
-    vmin, vmax = min(p[1] for p in points), max(p[1] for p in points)
-    pad = (vmax - vmin) * 0.1 or 1.0
-    vmin, vmax = vmin - pad, vmax + pad
-    left, bottom = x0 + 60, y1 - 30
-    draw.rectangle((left, y0 + 20, x1 - 10, bottom), outline="black")
-    draw.text((left, y0 + 2), title, fill="black")
-
-    def xy(step: float, value: float) -> tuple[float, float]:
-        return (left + (x1 - 10 - left) * step / smax, bottom - (bottom - y0 - 20) * (value - vmin) / (vmax - vmin))
-
-    for k in range(5):  # y ticks
-        v = vmin + (vmax - vmin) * k / 4
-        _, y = xy(0, v)
-        draw.line((left - 4, y, left, y), fill="black")
-        draw.text((x0 + 2, y - 6), f"{v:.{2 if vmax - vmin < 2 else 1}f}", fill="black")
-    for k in range(5):  # x ticks
-        s = smax * k / 4
-        x, _ = xy(s, vmin)
-        draw.line((x, bottom, x, bottom + 4), fill="black")
-        draw.text((x - 12, bottom + 8), f"{s:.0f}" if smax >= 20 else f"{s:.1f}", fill="black")
-    for i, (label, s) in enumerate(series):
-        colour = COLOURS[i % len(COLOURS)]
-        pts = [xy(*p) for p in s]
-        if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
-        for x, y in pts:
-            draw.ellipse((x - 2, y - 2, x + 2, y + 2), fill=colour)
-        draw.text((left + 10, y0 + 24 + 12 * i), label, fill=colour)
+    for label, points in series:
+        if points:
+            steps, values = zip(*points)
+            ax.plot(steps, values, marker="o", markersize=3, linewidth=1.5, label=label)
+    ax.set_xlabel("step")
+    ax.grid(True, alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
 
 
 def main() -> None:
@@ -84,14 +62,13 @@ def main() -> None:
     args = p.parse_args()
     labels = args.labels or [r.name for r in args.runs]
     curves = [read_curves(r) for r in args.runs]
-    width, height = 900, 640
-    image = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(image)
-    for k, (metric, title) in enumerate(METRICS):
-        panel(draw, (0, k * height // 2, width, (k + 1) * height // 2), f"{title} vs step",
-              [(label, c[metric]) for label, c in zip(labels, curves)])
+    fig, axes = plt.subplots(len(METRICS), 1, figsize=(9, 6.4), dpi=100)
+    for ax, (metric, title) in zip(axes, METRICS):
+        panel(ax, f"{title} vs step", [(label, c[metric]) for label, c in zip(labels, curves)])
+    fig.tight_layout()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(args.out)
+    fig.savefig(args.out)
+    plt.close(fig)
     for label, c in zip(labels, curves):
         print(f"\n{label}\n{'step':>6} {'PSNR dB':>8} {'codes':>6}")
         codes = dict(c["val/codes_in_use"])

@@ -45,6 +45,23 @@ def write_config(path: Path, config: dict) -> Path:
     return path
 
 
+NOW = "2026-01-01T00-00-00"
+
+
+def make_run(root: Path, config: dict, name: str) -> Path:
+    """A run folder as `taming train` leaves it: configs/<now>-project.yaml and checkpoints/last.ckpt
+    (the config's model built with random weights)."""
+    from taming.checkpoint import save_state_dict
+    from taming.config import instantiate_from_config
+
+    run = root / "logs" / f"{NOW}_{name}"
+    (run / "configs").mkdir(parents=True)
+    project = {k: v for k, v in config.items() if k != "lightning"}
+    write_config(run / "configs" / f"{NOW}-project.yaml", project)
+    save_state_dict(run / "checkpoints" / "last.ckpt", instantiate_from_config(project["model"]))
+    return run
+
+
 def seg_transformer_config(vq_ckpt: str | None, seg_ckpt: str | None, size: int = 16) -> dict:
     """A Net2NetTransformer conditioned on landscape segmentations (8 labels), tiny stages."""
     vq = vqgan_config(size)["model"]["params"]

@@ -19,30 +19,17 @@ from taming.app import conditioning as cond
 from taming.app.drawing import Settings, decode_codes, fast_stride, sample_codes
 from taming.app.loading import find_runs, load_run, resolve_run
 from taming.app.pictures import condition_picture, describe_run, enlarged, png_bytes, to_pixels
-from taming.checkpoint import CheckpointError, read_state_dict, save_state_dict
+from taming.checkpoint import CheckpointError, read_state_dict
 from taming.cli.app import PAGE
 from taming.cli.main import main
-from taming.config import ConfigError, instantiate_from_config
+from taming.config import ConfigError
 from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from helpers import seg_transformer_config, vqgan_config, write_config
+from helpers import make_run, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
-
-NOW = "2026-01-01T00-00-00"
-
-
-def make_run(root: Path, config: dict, name: str) -> Path:
-    """A run folder as `taming train` leaves it: configs/<now>-project.yaml and checkpoints/last.ckpt."""
-    run = root / "logs" / f"{NOW}_{name}"
-    (run / "configs").mkdir(parents=True)
-    project = {k: v for k, v in config.items() if k != "lightning"}
-    write_config(run / "configs" / f"{NOW}-project.yaml", project)
-    save_state_dict(run / "checkpoints" / "last.ckpt", instantiate_from_config(project["model"]))
-    return run
-
 
 def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
     """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""

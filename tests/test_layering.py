@@ -11,7 +11,8 @@ from helpers import ROOT
 
 INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
                      "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
-                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures"]
+                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures",
+                     "taming.eval.samples", "taming.eval.reconstruction", "taming.eval.likelihood"]
 
 
 def test_inference_imports_no_training_code(tmp_path):
@@ -35,7 +36,7 @@ def test_inference_imports_no_training_code(tmp_path):
 
 
 @pytest.mark.parametrize("core", ["taming.tokenizer", "taming.transformer", "taming.losses", "taming.data",
-                                  "taming.sampling", "taming.checkpoint", "taming.config"])
+                                  "taming.sampling", "taming.checkpoint", "taming.config", "taming.eval"])
 def test_core_does_not_import_the_compatibility_face(core):
     package = __import__(core, fromlist=["_"])
     files = [package.__file__] if not hasattr(package, "__path__") else \

@@ -4,6 +4,7 @@
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
+    taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
 """
@@ -17,8 +18,9 @@ COMMANDS = {
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
     "app": "taming.cli.app",
+    "eval": "taming.cli.eval",
 }
-USAGE = "usage: taming {train,tokenize,demo,app} [options]   (taming COMMAND --help for options)"
+USAGE = "usage: taming {train,tokenize,demo,app,eval} [options]   (taming COMMAND --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,165 @@
+"""`taming eval`: measure samples, a first stage's reconstructions, or a transformer's likelihood.
+
+    taming eval samples --real DIR_OR_STATS.npz --fake DIR [--metrics fid,kid,isc,prc]
+                        [--inception-weights FILE] [--kid-subsets 100] [--kid-subset-size 1000]
+                        [--isc-splits 10] [--batch-size 64] [--save-real-stats OUT.npz] [--json OUT]
+    taming eval reconstruction -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
+                        [--batch-size B] [--inception-weights FILE] [--no-rfid] [--precision auto] [--json OUT]
+    taming eval likelihood -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
+                        [--batch-size B] [--precision auto] [--json OUT]
+
+Results print as a table and, with --json, are written with torch-fidelity's key names for the sample
+metrics. Inception runs in float32 whatever --precision says; --precision applies to the evaluated model.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from taming.cli.errors import run_reporting_errors
+from taming.cli.train import ArgumentParser
+from taming.config import ConfigError
+from taming.eval.runs import PRECISIONS
+
+DEFAULT_METRICS = "fid,kid,isc,prc"
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--json", default=None, help="also write the results to this JSON file")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+
+
+def _run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-r", "--run", required=True, help="run folder, or a checkpoint (inside one, or with --config)")
+    p.add_argument("--config", "-b", nargs="+", default=(), help="config files (default: the run folder's)")
+    p.add_argument("--split", default="validation", help="data split of the config (default validation)")
+    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the data config's")
+    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="of the evaluated model")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
+    sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
+                           parser_class=ArgumentParser)
+    s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
+    s.add_argument("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
+    s.add_argument("--fake", required=True, help="folder of generated images")
+    s.add_argument("--metrics", default=DEFAULT_METRICS,
+                   help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
+    s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
+    s.add_argument("--kid-subsets", type=int, default=100)
+    s.add_argument("--kid-subset-size", type=int, default=1000)
+    s.add_argument("--isc-splits", type=int, default=10)
+    s.add_argument("--batch-size", type=int, default=64)
+    s.add_argument("--save-real-stats", default=None, help="write --real's FID statistics to this .npz")
+    _common(s)
+    r = sub.add_parser("reconstruction", help="PSNR, SSIM, LPIPS, rFID and codebook use of a first stage")
+    _run_args(r)
+    r.add_argument("--inception-weights", default=None, help="for rFID (left out when not found)")
+    r.add_argument("--no-rfid", action="store_true", help="skip rFID")
+    _common(r)
+    lk = sub.add_parser("likelihood", help="validation NLL per code and bits per dim of a transformer")
+    _run_args(lk)
+    _common(lk)
+    return p
+
+
+def print_table(title: str, result: dict[str, Any]) -> None:
+    rows = [(k, v) for k, v in result.items() if not isinstance(v, dict)]
+    width = max(len(k) for k, _ in rows)
+    print(title)
+    for k, v in rows:
+        text = f"{v:.6g}" if isinstance(v, float) else str(v)
+        print(f"  {k:<{width}}  {text}")
+    for column, why in result.get("skipped", {}).items():
+        print(f"  {column:<{width}}  (left out: {why})")
+
+
+def _samples(args: argparse.Namespace) -> dict[str, Any]:
+    from taming.eval.inception import load_inception
+    from taming.eval.samples import parse_metrics, sample_metrics
+
+    try:
+        metrics = parse_metrics(args.metrics)
+    except ValueError as exc:
+        raise ConfigError(f"--metrics: {exc}") from None
+    skipped = {}
+    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
+        skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
+        metrics = tuple(m for m in metrics if m not in skipped)
+    net = load_inception(args.inception_weights, args.device)
+    result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
+                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
+    return {**result, "skipped": skipped} if skipped else result
+
+
+def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
+    from taming.eval import reconstruction as rec
+    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+    from taming.eval.weights import InceptionWeightsNotFound
+
+    model, config, ckpt = load_evaluated(args.run, args.config)
+    model = model.to(args.device)
+    first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
+    skipped: dict[str, str] = {}
+    lpips = rec.checkpoint_lpips(ckpt, config)
+    if lpips is None:
+        lpips, why = rec.local_lpips()
+        if why:
+            skipped["lpips"] = why
+    inception = None
+    if args.no_rfid:
+        skipped["rfid"] = "--no-rfid"
+    else:
+        from taming.eval.inception import load_inception
+
+        try:
+            inception = load_inception(args.inception_weights, args.device)
+        except InceptionWeightsNotFound as exc:
+            if args.inception_weights:  # asked for explicitly: a typo is an error, not a silent skip
+                raise
+            skipped["rfid"] = str(exc)
+    if lpips is not None:
+        lpips = lpips.to(args.device)
+    key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
+    batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(first_stage, args.precision)
+    return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped)
+
+
+def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
+    from taming.eval.likelihood import evaluate_likelihood
+    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+
+    model, config, _ = load_evaluated(args.run, args.config)
+    if not hasattr(model, "transformer"):
+        raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "
+                          "`taming eval likelihood` needs a Net2NetTransformer run")
+    model = model.to(args.device)
+    batches = split_batches(config, args.split, args.batch_size, args.limit)
+    prepare_first_stage(model.first_stage_model, args.precision)
+    # "auto"/"fp32"/"int8": the teacher-forced forward stays float32 (int8 is a decoding precision)
+    return evaluate_likelihood(model, batches, autocast_bf16=args.precision == "bf16")
+
+
+def run(args: argparse.Namespace) -> int:
+    with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
+        result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
+    print_table(f"taming eval {args.what}", result)
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"written: {path}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    return run_reporting_errors("eval", lambda: run(build_parser().parse_args(argv)))

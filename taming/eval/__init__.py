@@ -1,0 +1,1 @@
+"""Evaluation: image metrics (PSNR/SSIM), the FID Inception network, FID/KID/IS/PRC, `taming eval`."""
