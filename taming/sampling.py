@@ -29,7 +29,7 @@ under `torch.inference_mode()`. `precision`:
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterator, Sequence, Union
 
 import torch
 
@@ -39,16 +39,18 @@ from taming.transformer.gpt import GPT, KVCache
 from taming.transformer.static_decode import decode_step
 
 Callback = Callable[[int, torch.Tensor], None]
+Generators = Union[torch.Generator, Sequence[torch.Generator], None]  # one for all rows, or one per row
 
 
 def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None, greedy: bool = False,
-                  generator: torch.Generator | None = None) -> torch.Tensor:
+                  generator: Generators = None) -> torch.Tensor:
     """logits (B, V) -> codes (B,).
 
     greedy: argmax (temperature, top_k, top_p ignored). Otherwise logits / temperature, keep the
     top_k largest (ties with the k-th kept, as the original), keep the smallest set of codes whose
-    probability reaches top_p (the most likely code always stays), then draw with `generator`.
+    probability reaches top_p (the most likely code always stays), then draw with `generator`
+    (one torch.Generator, or a sequence of B: row b draws from generator[b] alone).
     """
     if greedy:
         return logits.argmax(dim=-1)
@@ -74,11 +76,21 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
     return _draw(logits.softmax(dim=-1), generator)
 
 
-def _draw(probs: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def _uniform(rows: int, generator: Generators, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    """(rows, 1) uniform numbers: from one generator, or one number from each row's own generator,
+    so that a row's draws do not depend on which other rows share its batch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return torch.rand(rows, 1, generator=generator, device=device, dtype=dtype)
+    if len(generator) != rows:
+        raise ValueError(f"sampling: {len(generator)} generators for {rows} rows (give one per row)")
+    return torch.cat([torch.rand(1, 1, generator=g, device=device, dtype=dtype) for g in generator])
+
+
+def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One code per row of probs (B, V) by inverting the cumulative distribution: a single uniform
     number per row (cheaper than torch.multinomial, which runs once per code)."""
     cdf = probs.cumsum(dim=-1)  # (B, V)
-    u = torch.rand(probs.shape[0], 1, generator=generator, device=probs.device, dtype=cdf.dtype)
+    u = _uniform(probs.shape[0], generator, probs.device, cdf.dtype)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # first code with cdf > u * total
     # u * total can round up to total: then take the last code of nonzero probability
     last = (probs > 0).cumsum(dim=-1).argmax(dim=-1)
@@ -139,7 +151,7 @@ def _decoder(gpt: GPT, cache: KVCache, rows: int) -> Callable[[torch.Tensor, int
 
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
-             generator: torch.Generator | None = None, cfg_scale: float | None = None,
+             generator: Generators = None, cfg_scale: float | None = None,
              uncond_codes: torch.Tensor | None = None, callback: Callback | None = None,
              precision: str = "fp32") -> torch.Tensor:
     """Sample `steps` codes after cond_codes (B, L) -> codes (B, steps).
@@ -153,6 +165,9 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     conditioning of the same length (the model defines it, e.g. a reserved token repeated). Both
     are run as 2B rows of one forward, and the logits sampled from are u + cfg_scale * (c - u):
     scale 1 is conditional sampling, 0 unconditional.
+
+    generator: one torch.Generator for all rows, or one per row (B of them): then row b's codes
+    depend only on generator[b] and its conditioning, not on the batch it is sampled in.
 
     callback(k, codes (B, k + 1)) is called after each sampled code.
     """
@@ -305,7 +320,7 @@ def _window_pass(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Tens
 def sample_window(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Tensor | None = None,
                   window: tuple[int, int] = (16, 16), start: int | Sequence[int] | None = None,
                   temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
-                  greedy: bool = False, generator: torch.Generator | None = None, stride: int | None = None,
+                  greedy: bool = False, generator: Generators = None, stride: int | None = None,
                   callback: Callback | None = None, *, prefix: torch.Tensor | None = None,
                   precision: str = "fp32", max_cached_windows: int | None = None) -> torch.Tensor:
     """Sample a code grid (B, H, W) of any size with a GPT trained on `window`-sized grids.

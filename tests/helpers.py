@@ -100,3 +100,41 @@ def fixture_gpt(name: str) -> GPT:
 
 def expected(name: str) -> dict:
     return torch.load(FIXTURES / name / "expected.pt", weights_only=True)
+
+
+def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
+    """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""
+    config = seg_transformer_config(None, None)
+    model = config["model"]["params"]
+    model.update(cond_stage_config=cond_stage, cond_stage_key=cond_key, **params)
+    model["transformer_config"]["params"]["block_size"] = 64  # 1 conditioning code + 64 image codes - 1
+    del config["data"]
+    return config
+
+
+class ModelCheckpoint:  # stands for the Lightning 1.x callback class pickled as a dict key in released .ckpt files
+    pass
+
+
+def original_run(root: Path, fixture: Path, name: str) -> Path:
+    """A run folder as the original released them: configs/<ts>-project.yaml (+ -lightning.yaml) and a
+    Lightning 1.x checkpoints/last.ckpt (pickled callback keys, hparams namespace), the original's key names."""
+    import argparse
+
+    ts = "2020-11-09T13-33-36"
+    run = root / f"{ts}_{name}"
+    (run / "configs").mkdir(parents=True)
+    config = yaml.safe_load((fixture / "config.yaml").read_text())
+    config["data"] = {"target": "main.DataModuleFromConfig", "params": {"batch_size": 4, "train": {
+        "target": "taming.data.custom.CustomTrain",
+        "params": {"size": 64, "training_images_list_file": "/home/authors/data/train.txt"}}}}
+    write_config(run / "configs" / f"{ts}-project.yaml", config)
+    write_config(run / "configs" / f"{ts}-lightning.yaml", {"lightning": {"trainer": {"gpus": "0,"}}})
+    state_dict = torch.load(fixture / "model.ckpt", weights_only=True)["state_dict"]
+    (run / "checkpoints").mkdir()
+    torch.save({"epoch": 7, "global_step": 1200, "pytorch-lightning_version": "1.0.8", "state_dict": state_dict,
+                "callbacks": {ModelCheckpoint: {"best_model_score": None}}, "optimizer_states": [],
+                "lr_schedulers": [], "hparams_name": "kwargs",
+                "hyper_parameters": {"args": argparse.Namespace(base=[f"configs/{name}.yaml"])}},
+               run / "checkpoints" / "last.ckpt")
+    return run

@@ -16,30 +16,22 @@ import torch
 from PIL import Image
 
 from taming.app import conditioning as cond
-from taming.app.drawing import Settings, decode_codes, fast_stride, sample_codes
+from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
+                                size_warning)
 from taming.app.loading import find_runs, load_run, resolve_run
-from taming.app.pictures import condition_picture, describe_run, enlarged, png_bytes, to_pixels
+from taming.app.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
+from taming.app.uploads import image_upload, segmentation_upload
 from taming.checkpoint import CheckpointError, read_state_dict
-from taming.cli.app import PAGE
+from taming.app.launch import MAX_UPLOAD_MB, PAGE
 from taming.cli.main import main
 from taming.config import ConfigError
 from taming.data.codes import write_code_shards
 from taming.data.errors import DataError
 from taming.data.landscapes import PALETTE, LandscapesValidation
 from taming.sampling import generate, sample_window
-from helpers import make_run, seg_transformer_config, vqgan_config
+from helpers import make_run, prefix_config, seg_transformer_config, vqgan_config
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
-
-def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
-    """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""
-    config = seg_transformer_config(None, None)
-    model = config["model"]["params"]
-    model.update(cond_stage_config=cond_stage, cond_stage_key=cond_key, **params)
-    model["transformer_config"]["params"]["block_size"] = 64  # 1 conditioning code + 64 image codes - 1
-    del config["data"]
-    return config
-
 
 @pytest.fixture(scope="module")
 def seg_run(tmp_path_factory) -> Path:
@@ -234,12 +226,20 @@ def test_unconditional_model(tmp_path):
 
 
 # ---- command line -----------------------------------------------------------------------------------
-def test_cli_checks_arguments_then_runs_streamlit(seg_run, tmp_path, monkeypatch, capsys):
+def test_cli_checks_arguments_then_becomes_streamlit(seg_run, tmp_path, monkeypatch, capsys):
+    """`taming app` execs Streamlit (kill PID reaches the server) with the safe settings."""
     launched = []
-    monkeypatch.setattr("subprocess.call", lambda command: launched.append(command) or 0)
+    monkeypatch.setattr("os.execv", lambda path, command: launched.append(command))
     assert main(["app", "--logdir", str(seg_run), "--port", "8600"]) == 0
-    assert launched == [[sys.executable, "-m", "streamlit", "run", str(PAGE), "--server.port", "8600", "--",
-                         "--logdir", str(seg_run)]]
+    command = launched[0]
+    assert command[:5] == [sys.executable, "-m", "streamlit", "run", str(PAGE)]
+    assert command[command.index("--"):] == ["--", "--logdir", str(seg_run)]
+    for flag in ("--server.address=127.0.0.1", "--server.port=8600", "--server.enableXsrfProtection=true",
+                 "--browser.gatherUsageStats=false", "--client.toolbarMode=minimal", "--server.headless=true",
+                 "--client.showErrorDetails=none", f"--server.maxUploadSize={MAX_UPLOAD_MB}"):
+        assert flag in command, flag
+    assert main(["app", "--logdir", str(seg_run), "--address", "0.0.0.0"]) == 0
+    assert "--server.address=0.0.0.0" in launched[1] and not any("server.port" in a for a in launched[1])
     missing = tmp_path / "missing_run"
     assert main(["app", "--logdir", str(missing)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
@@ -250,7 +250,19 @@ def test_cli_checks_arguments_then_runs_streamlit(seg_run, tmp_path, monkeypatch
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "streamlit" else real_find_spec(name))
     assert main(["app", "--logdir", str(seg_run)]) == 2
     assert capsys.readouterr().err.strip() == "taming app: error: streamlit is not installed: pip install taming[app]"
-    assert len(launched) == 1
+    assert len(launched) == 2
+
+
+def test_app_imports_no_cli():
+    """The app parses its own arguments: importing it (page aside) loads nothing of taming.cli."""
+    import subprocess
+
+    code = ("import sys, taming.app.launch, taming.app.loading, taming.app.drawing, taming.app.pictures, "
+            "taming.app.uploads; print(sorted(m for m in sys.modules if m.startswith('taming.cli')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[1])
+    assert out.stdout.strip() == "[]"
+    assert "taming.cli" not in PAGE.read_text()
 
 
 # ---- the page ---------------------------------------------------------------------------------------
@@ -264,7 +276,7 @@ def page(monkeypatch, *args: str):
 def test_page_samples_a_landscape_panorama(seg_run, monkeypatch):
     at = page(monkeypatch, "--logdir", str(seg_run))
     assert not at.exception and not at.error
-    assert at.radio(key="source").options == [cond.VALIDATION, cond.LANDSCAPES]
+    assert at.radio(key="source").options == [cond.VALIDATION, cond.LANDSCAPES, "upload a file"]
     assert len(at.image) == 2  # the conditioning and the real image
     at.radio(key="source").set_value(cond.LANDSCAPES)
     at.number_input(key="width_8").set_value(12)
@@ -276,9 +288,11 @@ def test_page_samples_a_landscape_panorama(seg_run, monkeypatch):
     assert not at.exception and not at.error
     assert len(at.image) == 3
     sample = at.session_state["sample"]
-    assert sample["pixels"].shape == (16, 24, 3) and sample["file_name"] == "sample_8x12_seed3.png"
-    caption = at.image[2].captions[0]
+    assert sample["pixels"].shape == (16, 24, 3)
+    assert sample["file_name"].startswith("2026-01-01T00-00-00-seg_landscape-0_8x12_k16_t1_seed3_")
+    caption = at.image[1].captions[0]  # beside the conditioning (left) and before the real image (right)
     assert "landscape 0; 8x12 codes (16x24 px), top-k 16, temperature 1, seed 3, auto, fast" in caption
+    assert at.image[0].captions[0] == "conditioning: landscape 0" and at.image[2].captions[0] == "real image"
     assert at.get("download_button")  # the PNG of that sample
     # the same sample from the functions
     run = load_run(resolve_run(str(seg_run)))
@@ -288,6 +302,7 @@ def test_page_samples_a_landscape_panorama(seg_run, monkeypatch):
 
 
 def test_page_reports_a_missing_run_without_a_traceback(seg_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the folder the app is started in: typed paths under it may be opened
     at = page(monkeypatch, "--logdir", str(seg_run))
     missing = tmp_path / "gone"
     at.text_input(key="target").input(str(missing)).run()
@@ -305,3 +320,101 @@ def test_page_samples_a_chosen_class(class_run, monkeypatch):
     assert not at.exception and not at.error and len(at.image) == 1
     assert at.session_state["sample"]["pixels"].shape == (16, 16, 3)
     assert at.image[0].captions[0].startswith("class 2; 8x8 codes (16x16 px), top-k 16")
+
+
+def test_page_opens_only_paths_under_its_folder(seg_run, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    at = page(monkeypatch)  # started without a path: only run folders under tmp_path
+    assert [e.value for e in at.error] == ["no model given: pass a run folder or checkpoint (--logdir) or "
+                                           "--config MODEL.yaml"]
+    at.text_input(key="target").input(str(seg_run)).run()
+    assert not at.exception and len(at.error) == 1
+    assert at.error[0].value.startswith(f"{seg_run} is outside {tmp_path.resolve()}, the folder the app was started in")
+    local = make_run(tmp_path, seg_transformer_config(None, None), "local")
+    at.text_input(key="target").input(str(local)).run()
+    assert not at.exception and not at.error and at.button(key="sample_button")
+
+
+def test_page_hides_the_sample_of_another_model(seg_run, class_run, monkeypatch):
+    at = page(monkeypatch, "--logdir", str(seg_run))
+    at.button(key="sample_button").click().run()
+    assert at.session_state["sample"] and len(at.image) == 3 and at.get("download_button")
+    at.number_input(key="example").set_value(1).run()  # another example: the old sample is not shown beside it
+    assert len(at.image) == 2 and not at.get("download_button")
+    at.text_input(key="target").input(class_run.source.name).run()  # given at start? no: refused, nothing shown
+    assert not at.exception and not at.get("download_button")
+
+
+def test_extra_configs_merge_over_the_run_and_their_errors_name_them(seg_run, tmp_path):
+    extra = tmp_path / "extra.yaml"
+    extra.write_text("data:\n  params:\n    validation:\n      params: {length: 1}\n")
+    run = load_run(resolve_run(str(seg_run), [str(extra)]))
+    assert run.config.model.params.transformer_config.params.n_layer == 1  # the run's model ...
+    assert len(cond.validation_examples(run)) == 1  # ... with the extra file's change
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("model:\n  params:\n    transformer_config:\n      params: {n_layerz: 2}\n")
+    with pytest.raises(ConfigError, match=f"^extra config {broken} \\(merged over {seg_run}\\): .*n_layerz"):
+        load_run(resolve_run(str(seg_run), [str(broken)]))
+    config = resolve_run(str(seg_run)).configs[0]
+    alone = load_run(resolve_run(None, [config]))  # a config without weights: a random GPT, said so
+    assert len(alone.warnings) == 1 and "names no transformer weights" in alone.warnings[0]
+    assert run.warnings == []
+
+
+def test_live_preview_and_completion(loaded):
+    example = cond.landscape_example(loaded, 0, (16, 16))
+    condition = cond.encode_condition(loaded, example)
+    previews = []
+    settings = Settings((8, 8), top_k=5, seed=3)
+    codes = sample_codes(loaded, condition, settings, preview=lambda c, rows: previews.append((c, rows)))
+    assert [rows for _, rows in previews] == [2, 4, 6]  # every PREVIEW_ROWS rows, not after the last
+    for grid, rows in previews:
+        assert torch.equal(grid[:, :rows], codes[:, :rows]) and not grid[:, rows:].any()
+    image = preview_image(loaded, previews[0][0], 2)
+    assert image.shape == (1, 3, 16, 16) and not image[..., 4:, :].any()  # rows to come are grey (0)
+    given = image_codes(loaded, example.image)
+    assert given.shape == (1, 8, 8)
+    fractions = []
+    done = sample_codes(loaded, condition, Settings((8, 8), top_k=5, seed=3, keep_rows=3), fractions.append,
+                        given=given)
+    assert torch.equal(done[:, :3], given[:, :3]) and len(fractions) == 40 and fractions[-1] == 1.0
+    direct = sample_window(loaded.model.transformer, condition.grid, given.clone(), window=(8, 8), start=(3, 0),
+                           top_k=5, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(done, direct)
+    with pytest.raises(ValueError, match="rows to keep must be in 1..7"):
+        sample_codes(loaded, condition, Settings((8, 8), keep_rows=8), given=given)
+    assert size_warning(loaded, (8, 32)) is None
+    assert size_warning(loaded, (8, 40)).startswith("8x40 codes is more than 4x the 8x8-code window")
+
+
+def test_uploads_become_conditioning_with_clear_errors():
+    labels = np.zeros((20, 30), np.uint8)
+    labels[10:] = 5
+    colours = np.round((PALETTE[labels] + 1) * 127.5).astype(np.uint8)
+    for picture in (Image.fromarray(labels, mode="L"), Image.fromarray(colours)):
+        seg = segmentation_upload(png_bytes_of(picture), "map.png", 8, (10, 15))
+        assert seg.shape == (1, 8, 10, 15) and torch.equal(seg.argmax(1)[0], torch.as_tensor(labels[::2, ::2]).long())
+    with pytest.raises(DataError, match="map.png: label values 0..5 do not fit the model's 4 labels"):
+        segmentation_upload(png_bytes_of(Image.fromarray(labels, mode="L")), "map.png", 4, (10, 15))
+    with pytest.raises(DataError, match="a colour picture cannot be read as 4 labels"):
+        segmentation_upload(png_bytes_of(Image.fromarray(colours)), "map.png", 4, (10, 15))
+    with pytest.raises(DataError, match="huge.png: 3000x10 px is larger than the 2048 px per side allowed"):
+        image_upload(png_bytes_of(Image.new("RGB", (3000, 10))), "huge.png", (16, 16))
+    with pytest.raises(DataError, match="bad.png"):
+        image_upload(b"not a picture", "bad.png", (16, 16))
+    x = image_upload(png_bytes_of(Image.fromarray(colours)), "a.png", (10, 15))
+    assert x.shape == (1, 3, 10, 15) and -1 <= x.min() and x.max() <= 1
+
+
+def test_download_names_differ_for_different_samples():
+    a = Settings((8, 8), top_k=5, seed=3)
+    names = {download_name("logs/run_a", "landscape 0", a), download_name("logs/run_b", "landscape 0", a),
+             download_name("logs/run_a", "landscape 1", a), download_name("logs/run_a", "landscape 0", Settings((8, 8), top_k=5, seed=4)),
+             download_name("logs/run_a", "landscape 0", Settings((8, 8), top_k=5, seed=3, precision="bf16"))}
+    assert len(names) == 5 and all(n.endswith(".png") and "/" not in n for n in names)
+
+
+def png_bytes_of(picture: Image.Image) -> bytes:
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()

@@ -299,28 +299,6 @@ def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
     assert not torch.equal(sd["transformer.head.weight"], model.state_dict()["transformer.head.weight"])
 
 
-# ---- demo --------------------------------------------------------------------------------------------
-def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
-    """A miniature `taming demo` (a few steps per stage): the whole pipeline and its report."""
-    import json
-
-    out = tmp_path / "demo"
-    assert main(["demo", "--quick", "--steps", "0.05", "--tokenize-limit", "8", "--samples", "2",
-                 "--out", str(out)]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    assert summary["vqgan"]["steps"] == 6 and summary["transformer"]["steps"] == 4
-    assert 0 < summary["vqgan"]["psnr"] < 60 and 1 <= summary["vqgan"]["codes_in_use"] <= 256
-    assert summary["tokenize"]["samples"] == 16  # 8 images and their mirror images
-    assert np.isfinite(summary["transformer"]["val_nll"])
-    for name, size in (("conditional_samples", (4 * 130 + 2, 2 * 130 + 2)), ("panorama", (516, 3 * 130 + 2)),
-                       ("vqgan_reconstructions", (4 * 130 + 2, 4 * 130 + 2))):
-        assert Image.open(summary["images"][name]).size == size, name
-    runs = sorted(p.name.split("_", 1)[1] for p in (out / "logs").iterdir())
-    assert runs == ["segvq", "transformer", "vqgan"]
-    printed = capsys.readouterr().out
-    assert "| VQGAN 32x32 -> 8x8 codes |" in printed and f"Everything is under {out}/" in printed
-
-
 # ---- data module -------------------------------------------------------------------------------------
 def test_data_module_batches_split_across_ranks_like_one_large_batch():
     from taming.training.datamodule import DataModuleFromConfig, default_num_workers

@@ -2,22 +2,24 @@
 
     logs/<timestamp>_<name>/                  configs/*-project.yaml + checkpoints/last.ckpt
     logs/<run>/checkpoints/<file>.ckpt        that checkpoint, with its run folder's configs
+    RUN --config extra.yaml [more.yaml]       the run's configs, then the extra files merged over them
     any.ckpt --config model.yaml [more.yaml]  the configs merged left to right, then the checkpoint
     --config model.yaml                       the config alone (its model.params.ckpt_path, if any)
 
 The model is built and loaded by taming.checkpoint.load_model (validated config, strict
 checkpoint loading; several configs merge as `taming train -b` merges them). Errors a user can cause
-raise ConfigError or CheckpointError naming the path.
+raise ConfigError or CheckpointError naming the path; an error that only the extra files cause names
+them, not the run. The page opens only paths under its root folder (`check_allowed`).
 """
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from taming.checkpoint import INFERENCE_TARGETS, load_model
 from taming.config import ConfigError, get_obj_from_str, load_configs
@@ -28,9 +30,10 @@ PROJECT_CONFIGS = "*-project.yaml"  # what a run folder's configs/ holds besides
 
 @dataclass(frozen=True)
 class RunSource:
-    configs: tuple[str, ...]
+    configs: tuple[str, ...]  # every config file, merged left to right: the run's, then the extra ones
     ckpt: str | None  # None: the weights the config itself names (model.params.ckpt_path)
     name: str  # what messages and the page call it: the run folder or checkpoint given
+    extra: tuple[str, ...] = ()  # the files given on top of a run folder's own configs (blamed for their errors)
 
     def modified(self) -> float:
         """Latest modification time of its files: a retrained run is a different model to cache."""
@@ -60,14 +63,28 @@ def resolve_run(target: str | None, configs: Sequence[str] = ()) -> RunSource:
         ckpt = path / "checkpoints" / "last.ckpt"
         if not ckpt.is_file():
             raise ConfigError(f"run folder {path} has no checkpoints/last.ckpt")
-        return RunSource(configs or run_configs(path), str(ckpt), target)
+        return RunSource(run_configs(path) + configs, str(ckpt), target, configs)
     if path.is_file():
-        if not configs and path.parent.name == "checkpoints":  # a checkpoint inside a run folder
-            configs = run_configs(path.parent.parent)
+        if path.parent.name == "checkpoints" and (path.parent.parent / "configs").is_dir():
+            return RunSource(run_configs(path.parent.parent) + configs, str(path), target, configs)
         if not configs:
             raise ConfigError(f"checkpoint {path} is not in a run folder: pass --config MODEL.yaml with it")
         return RunSource(configs, str(path), target)
     raise ConfigError(f"run folder or checkpoint not found: {path} (absolute: {path.resolve()})")
+
+
+def check_allowed(paths: Sequence[str], root: Path, given: Sequence[str] = ()) -> None:
+    """Refuse paths outside `root` (the folder the app was started in), except those given at start.
+
+    A run folder's configs name code to build, so a page left running must not open files a visitor
+    types from elsewhere on the machine."""
+    root = root.resolve()
+    allowed = {Path(g).resolve() for g in given}
+    for p in paths:
+        resolved = Path(p).resolve()
+        if resolved not in allowed and not resolved.is_relative_to(root):
+            raise ConfigError(f"{p} is outside {root}, the folder the app was started in; start "
+                              f"`taming app --logdir {p}` to open it")
 
 
 def find_runs(root: str | Path = "logs") -> list[Path]:
@@ -86,32 +103,55 @@ class LoadedRun:
     source: RunSource
     window: tuple[int, int]  # code grid (h, w) of the training crops: the GPT's sliding window
     factor: int  # pixels per code along each side (first-stage downsampling)
+    warnings: list[str] = field(default_factory=list)  # what the page shows above everything
 
     @property
     def device(self) -> torch.device:
         return self.model.transformer.head.weight.device
 
 
-def check_is_transformer(source: RunSource) -> None:
+def check_is_transformer(configs: Sequence[str], name: str) -> DictConfig:
     """Fail before building anything when the config's model is not a Net2NetTransformer (e.g. a VQGAN run)."""
-    config = load_configs(source.configs)
+    config = load_configs(configs)
     model = config.get("model")
     target = model.get("target") if isinstance(model, DictConfig) else None
     if target is None:
-        raise ConfigError(f"{source.name}: its config has no model.target")
+        raise ConfigError(f"{name}: its config has no model.target")
     cls = get_obj_from_str(INFERENCE_TARGETS.get(target, target), "model.target")
     if not (isinstance(cls, type) and issubclass(cls, Net2Net)):
-        raise ConfigError(f"{source.name}: the model is {target}, not a Net2NetTransformer; the app samples "
+        raise ConfigError(f"{name}: the model is {target}, not a Net2NetTransformer; the app samples "
                           "from transformer runs (a first-stage run has no GPT to sample from)")
+    return config
+
+
+def blame_extra(source: RunSource, exc: ConfigError) -> ConfigError:
+    """An error of the merged configs: the extra files' when the run's own configs build without them."""
+    own = source.configs[:len(source.configs) - len(source.extra)]
+    try:
+        check_is_transformer(own, source.name)
+        load_model(list(own), None, ["model.params.ckpt_path=null"])  # the stages' files, if named, are read
+    except Exception:  # noqa: BLE001 - any failure of the run alone: the run is broken
+        return exc  # the run itself is broken: its message stands
+    return ConfigError(f"extra config {' + '.join(source.extra)} (merged over {source.name}): {exc}")
+
+
+def no_weights_warning(source: RunSource, config: DictConfig) -> list[str]:
+    if source.ckpt or OmegaConf.select(config, "model.params.ckpt_path"):
+        return []
+    return [f"{source.name} names no transformer weights (no checkpoint, no model.params.ckpt_path): "
+            "the GPT is randomly initialised, so samples are noise"]
 
 
 def load_run(source: RunSource, device: str | torch.device = "cpu") -> LoadedRun:
-    check_is_transformer(source)
-    # Given as the transformer's own ckpt_path, the checkpoint replaces every stage's weights, so the
-    # stage files a training config names (often paths of another machine) are not read.
-    overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
-    model, config = load_model(list(source.configs), None, overrides)
+    try:
+        check_is_transformer(source.configs, source.name)
+        # Given as the transformer's own ckpt_path, the checkpoint replaces every stage's weights, so the
+        # stage files a training config names (often paths of another machine) are not read.
+        overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
+        model, config = load_model(list(source.configs), None, overrides)
+    except ConfigError as exc:
+        raise blame_extra(source, exc) if source.extra else exc
     factor = model.first_stage_model.downsample_factor
     side = model.first_stage_model.encoder.resolution // factor
-    return LoadedRun(model.to(device).eval(), config, source, (side, side), factor)
-
+    return LoadedRun(model.to(device).eval(), config, source, (side, side), factor,
+                     no_weights_warning(source, config))

@@ -1,7 +1,11 @@
 """What the page shows: a line about the model, tensors as RGB uint8 pictures, PNG bytes to download."""
 from __future__ import annotations
 
+import hashlib
 import io
+import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -13,6 +17,7 @@ from taming.data.landscapes import PALETTE, colorize
 from taming.images import labels_to_rgb, make_grid
 
 SHOWN_SIDE = 256  # small images are enlarged (nearest) to about this many pixels for the page
+SHOWN_MAX_WIDTH = 960  # ... and never wider than this (wide panoramas fit the page unscaled)
 
 
 def describe_run(run: LoadedRun) -> str:
@@ -49,10 +54,32 @@ def condition_picture(run: LoadedRun, example: Example) -> np.ndarray | None:
     return to_pixels(c)
 
 
-def enlarged(pixels: np.ndarray, side: int = SHOWN_SIDE) -> np.ndarray:
-    """(H, W, 3) repeated by a whole factor so the shorter side reaches about `side` (sharp code blocks)."""
-    factor = max(1, side // min(pixels.shape[:2]))
+def shown_factor(size: tuple[int, int], side: int = SHOWN_SIDE, max_width: int = SHOWN_MAX_WIDTH) -> int:
+    """The whole enlargement of an (H, W) picture on the page: the shorter side to about `side`, the
+    width at most `max_width`; every picture of one sample uses the same factor, so they line up."""
+    h, w = size
+    return max(1, min(side // min(h, w), max_width // w))
+
+
+def enlarged(pixels: np.ndarray, side: int = SHOWN_SIDE, factor: int | None = None) -> np.ndarray:
+    """(H, W, 3) repeated by a whole factor (nearest neighbour: sharp code blocks, no browser blur)."""
+    factor = factor or shown_factor(pixels.shape[:2], side)
     return pixels.repeat(factor, axis=0).repeat(factor, axis=1)
+
+
+def slug(text: str, limit: int = 40) -> str:
+    """A file-name-safe version of a caption or run name."""
+    cleaned = re.sub(r"[^A-Za-z0-9]+", "-", Path(text).name if "/" in text else text).strip("-")
+    return cleaned[:limit] or "x"
+
+
+def download_name(run_name: str, caption: str, settings: Any) -> str:
+    """A name no other sample shares: the run, the conditioning and every setting, plus a hash of all."""
+    h, w = settings.size
+    digest = hashlib.sha1(repr((run_name, caption, settings)).encode()).hexdigest()[:8]
+    keep = f"_keep{settings.keep_rows}" if settings.keep_rows else ""
+    return (f"{slug(run_name)}_{slug(caption)}_{h}x{w}_k{settings.top_k or 'all'}_t{settings.temperature:g}"
+            f"_seed{settings.seed}{keep}_{digest}.png")
 
 
 def png_bytes(pixels: np.ndarray) -> bytes:

@@ -1,19 +1,25 @@
 """`taming demo`: both stages, end to end, on the built-in procedural landscapes (no files needed).
 
-    1. train a small VQGAN on 32x32 landscapes                       (configs/landscapes_vqgan.yaml)
+    1. train a VQGAN on 32x32 windows of 64x64 landscapes          (configs/landscapes_vqgan.yaml)
     2. train the cond stage: a VQ autoencoder of their segmentations (configs/landscapes_segvq.yaml)
-    3. tokenize the data once: image and segmentation codes, with flips (`taming tokenize`)
-    4. train a segmentation-conditioned GPT on the codes only         (configs/landscapes_transformer.yaml)
-    5. sample: new images for held-out segmentation maps, and a 32x128 panorama with the sliding window
-    6. write outputs/demo/{logs,codes,samples,summary.json,summary.md} and print a table
+    3. tokenize whole 64x64 scenes once (16x16 image and map codes, with flips)
+    4. train a segmentation-conditioned GPT on 8x8 windows of those code grids (taming.data.code_crops),
+       the windows the sliding-window sampler feeds                 (configs/landscapes_transformer.yaml)
+    5. sample 64x64 images for held-out maps and a 64x256 panorama with the sliding window
+    6. measure: reconstruction PSNR/SSIM/codes in use, validation bits per dim against the uniform
+       code distribution, KD-randconv of samples to held-out images (taming.eval.random_features),
+       map agreement of real images, reconstructions, samples and the panorama (taming.eval.map_agreement)
+    7. write outputs/demo/{index.html, summary.json, summary.md, samples/, curves.png} and print a table
 
-Every stage goes through the same code as `taming train` / `taming tokenize`. `--quick` runs about
-a fifth of the steps; `--steps` scales all of them.
+Every stage goes through the same code as `taming train`. `--quick` runs a fraction of the steps
+(a test-sized pipeline); `--steps` scales all of them. Times are wall seconds and process CPU seconds.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import resource
 import sys
 import time
 from pathlib import Path
@@ -24,197 +30,257 @@ import torch
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
-from taming.data.landscapes import colorize
+from taming.data.landscapes import N_LABELS, ProceduralLandscapes, colorize
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
-DEFAULT_STEPS = {"vqgan": 600, "segvq": 150, "transformer": 400}
+DEFAULT_STEPS = {"vqgan": 1200, "segvq": 200, "transformer": 1500}
 QUICK_STEPS = {"vqgan": 120, "segvq": 30, "transformer": 80}
+SCENE, WINDOW_PX = 64, 32  # scenes are 64x64 px; models see 32x32 windows (8x8 codes)
+PANORAMA = (64, 256)
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="taming demo", description="Train both stages on procedural landscapes and sample.")
     p.add_argument("--out", default="outputs/demo", help="output folder")
-    p.add_argument("--quick", action="store_true", help="about a fifth of the steps (a minute or two)")
+    p.add_argument("--quick", action="store_true", help="a small fraction of the steps (a pipeline check)")
     p.add_argument("--steps", type=float, default=1.0, help="scale every stage's step count")
     p.add_argument("--seed", type=int, default=23)
     p.add_argument("--tokenize-limit", type=int, default=None,
-                   help="training images to tokenize (default 2000, 400 with --quick)")
-    p.add_argument("--samples", type=int, default=8, help="conditional samples to draw")
+                   help="training scenes to tokenize (default 2000, 200 with --quick); flips double them")
+    p.add_argument("--samples", type=int, default=32, help="conditional samples to draw (held-out maps)")
     p.add_argument("--top-k", type=int, default=20)
+    p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
+    p.add_argument("--stride", type=int, default=None,
+                   help="sliding-window stride in codes (1: the exact window per code; default 2: 4x fewer "
+                        "windows; 4 with --quick)")
+    p.add_argument("--panorama-width", type=int, default=None,
+                   help=f"panorama width in pixels (default {PANORAMA[1]}, 128 with --quick; height {PANORAMA[0]})")
     return p
 
 
-def upscale(images: torch.Tensor, factor: int = 4) -> torch.Tensor:
-    return torch.nn.functional.interpolate(images.float(), scale_factor=factor, mode="nearest")
+def cpu_seconds() -> float:
+    """CPU time of this process and its finished children (data workers), user + system."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+class Clock:
+    def __init__(self):
+        self.wall, self.cpu = time.perf_counter(), cpu_seconds()
+
+    def read(self) -> dict[str, float]:
+        return {"seconds": time.perf_counter() - self.wall, "cpu_seconds": cpu_seconds() - self.cpu}
 
 
 def train_stage(name: str, base: list[str], steps: int, logdir: Path, seed: int, overrides: list[str]) -> dict:
     from taming.training.trainer import TrainOptions, run
 
     print(f"\n=== {name}: {steps} steps ({' + '.join(Path(b).name for b in base)}) ===", flush=True)
-    t0 = time.perf_counter()
+    clock = Clock()
     job = run(TrainOptions(base=base, train=True, name=name, seed=seed, logdir=str(logdir), no_test=True,
                            max_steps=steps, accelerator="cpu",
                            overrides=["lightning.trainer.enable_model_summary=false", *overrides]))
-    seconds = time.perf_counter() - t0
-    images = steps * int(job.config.data.params.batch_size)
-    return {"job": job, "seconds": seconds, "steps": steps, "steps_per_s": steps / seconds,
-            "images_per_s": images / seconds, "ckpt": str(job.paths.ckptdir / "last.ckpt"),
-            "run": str(job.paths.logdir)}
+    times = clock.read()
+    return {"job": job, **times, "steps": steps, "steps_per_s": steps / times["seconds"],
+            "ckpt": str(job.paths.ckptdir / "last.ckpt"), "run": str(job.paths.logdir)}
 
 
-def val_batches(dataset: Any, n: int, batch: int = 16):
-    for start in range(0, n, batch):
-        items = [dataset[i] for i in range(start, min(n, start + batch))]
-        yield {k: torch.as_tensor(np.stack([it[k] for it in items])) for k in ("image", "segmentation")}
-
-
-@torch.no_grad()
-def draw_samples(model: Any, val: Any, n: int, top_k: int, seed: int) -> tuple[torch.Tensor, dict]:
-    """Rows of [segmentation | sample 1 | sample 2 | real] for n held-out maps, and the val NLL."""
-    from taming.training.quality import psnr01
-
-    model.eval()
-    batch = next(val_batches(val, n, batch=n))
-    x, c = model.get_xc(batch)
-    quant_z, z = model.encode_to_z(x)
-    _, c_codes = model.encode_to_c(c)
-    logits, target = model.forward_codes(z, c_codes)
-    nll = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)).item()
-    g = torch.Generator().manual_seed(seed)
-    samples = []
-    for _ in range(2):
-        codes = model.sample(z[:, :0], c_codes, steps=z.shape[1], sample=True, top_k=top_k, generator=g)
-        samples.append(model.decode_to_img(codes, quant_z.shape).clamp(-1, 1))
-    rows = torch.stack([colorize(c), samples[0], samples[1], x], dim=1)  # (n, 4, 3, H, W)
-    return rows.flatten(0, 1), {"val_nll": nll, "val_perplexity": float(np.exp(nll)),
-                                "sample_psnr_vs_real": float(psnr01(x, samples[0]).mean())}
+def scenes(split: str, n: int, height: int = SCENE, width: int = SCENE, seed: int = 0,
+           start: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Landscapes start..n-1: images (n - start, 3, H, W) in [-1, 1] and one-hot maps (n - start, 8, H, W)."""
+    data = ProceduralLandscapes(height=height, width=width, length=n, seed=seed, split=split)
+    items = [data[i] for i in range(start, n)]
+    x = torch.as_tensor(np.stack([it["image"] for it in items])).permute(0, 3, 1, 2)
+    c = torch.as_tensor(np.stack([it["segmentation"] for it in items])).permute(0, 3, 1, 2)
+    return x, c
 
 
 @torch.no_grad()
-def panorama(model: Any, top_k: int, seed: int, width: int = 128) -> torch.Tensor:
-    """A 32 x `width` landscape from a fresh segmentation map, sampled window by window."""
-    from taming.data.landscapes import ProceduralLandscapes
+def tokenize(model: Any, out: Path, n_train: int, n_val: int) -> dict:
+    """Whole-scene code grids (N, 16, 16) of images and maps, training scenes with their mirror images."""
+    from taming.data.codes import write_code_arrays
+
+    clock, folders = Clock(), {}
+    for split, n, flip in (("train", n_train, True), ("validation", n_val, False)):
+        zs, cs = [], []
+        for start in range(0, n, 64):
+            x, c = scenes(split, min(n, start + 64), start=start)
+            views = [(x, c), (x.flip(-1), c.flip(-1))] if flip else [(x, c)]
+            for vx, vc in views:
+                _, z = model.encode_to_z(vx)
+                _, cc = model.encode_to_c(vc)
+                zs.append(z.reshape(len(vx), SCENE // 4, SCENE // 4))
+                cs.append(cc.reshape(len(vx), SCENE // 4, SCENE // 4))
+        folders[split] = write_code_arrays(out / split, torch.cat(zs), torch.cat(cs))
+    return {**clock.read(), "train_grids": 2 * n_train, "folders": {k: str(v) for k, v in folders.items()}}
+
+
+def code_data_config(folders: dict, batch_size: int, path: Path) -> str:
+    from omegaconf import OmegaConf
+
+    window = WINDOW_PX // 4
+    params: dict[str, Any] = {"batch_size": batch_size, "num_workers": 0}
+    for split, fixed in (("train", False), ("validation", True)):
+        params[split] = {"target": "taming.data.code_crops.CodeCrops",
+                         "params": {"folder": str(Path(folders[split]).resolve()), "size": window, "fixed": fixed}}
+    OmegaConf.save(OmegaConf.create({"data": {"target": "main.DataModuleFromConfig", "params": params}}), path)
+    return str(path)
+
+
+@torch.no_grad()
+def validation_bits(model: Any, folder: str, batch: int = 64) -> dict:
+    """NLL of fixed 8x8 validation windows: nats/code, bits per dim (per pixel channel), uniform baseline."""
+    from taming.data.code_crops import CodeCrops
+
+    data = CodeCrops(folder, WINDOW_PX // 4, fixed=True)
+    total, count = 0.0, 0
+    for start in range(0, len(data), batch):
+        items = [data[i] for i in range(start, min(len(data), start + batch))]
+        z = torch.as_tensor(np.stack([it["z_indices"] for it in items])).reshape(len(items), -1)
+        c = torch.as_tensor(np.stack([it["c_indices"] for it in items])).reshape(len(items), -1)
+        logits, target = model.forward_codes(z, c)
+        total += torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1),
+                                                   reduction="sum").item()
+        count += target.numel()
+    nll = total / count
+    dims_per_code = 4 * 4 * 3  # a code covers 4x4 pixels of 3 channels
+    vocab = model.transformer.config.vocab_size if hasattr(model.transformer, "config") else model.vocab_size
+    return {"val_nll": nll, "bits_per_dim": nll / math.log(2) / dims_per_code,
+            "uniform_bits_per_dim": math.log2(vocab) / dims_per_code}
+
+
+@torch.no_grad()
+def sample_maps(model: Any, maps: torch.Tensor, top_k: int, seed: int, precision: str,
+                stride: int) -> torch.Tensor:
+    """Images (B, 3, H, W) for one-hot maps (B, 8, H, W) of any size: the sliding window over the codes."""
     from taming.sampling import sample_window
 
-    scene = ProceduralLandscapes(height=32, width=width, length=1, seed=seed, split="test")[0]
-    seg = torch.as_tensor(scene["segmentation"])[None].permute(0, 3, 1, 2)  # (1, 8, 32, W)
-    quant_c, c_codes = model.encode_to_c(seg)
+    quant_c, c_codes = model.encode_to_c(maps)
     h, w = quant_c.shape[2:]
-    codes = sample_window(model.transformer, c_codes.reshape(1, h, w), window=(8, 8), top_k=top_k,
-                          generator=torch.Generator().manual_seed(seed))  # (1, h, w)
-    image = model.first_stage_model.decode_codes(codes).clamp(-1, 1)
-    real = torch.as_tensor(scene["image"])[None].permute(0, 3, 1, 2)
-    return torch.cat([colorize(seg), image, real], dim=0)  # 3 rows: map, sample, the generator's own image
+    window = (WINDOW_PX // 4, WINDOW_PX // 4)
+    codes = sample_window(model.transformer, c_codes.reshape(len(maps), h, w), window=window, top_k=top_k,
+                          precision=precision, stride=stride, generator=torch.Generator().manual_seed(seed))  # (B, h, w)
+    return model.first_stage_model.decode_codes(codes).clamp(-1, 1)
+
+
+def save(images: torch.Tensor, path: Path, nrow: int, scale: int = 2) -> str:
+    from taming.images import save_grid
+
+    save_grid(torch.nn.functional.interpolate(images.float(), scale_factor=scale, mode="nearest"), path, nrow=nrow)
+    return str(path)
 
 
 def run_demo(args: argparse.Namespace) -> dict:
     from taming.checkpoint import load_model
-    from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
-    from taming.data.landscapes import LandscapesValidation
-    from taming.images import save_grid
-    from taming.training.quality import evaluate_reconstruction
-    from omegaconf import OmegaConf
+    from taming.eval.image_metrics import psnr, ssim
+    from taming.eval.map_agreement import ColourStatistics, map_agreement
+    from taming.eval.random_features import kd_randconv
+    from taming.eval.report import plot_curves, write_index
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    args.stride = args.stride or (4 if args.quick else 2)
+    panorama_size = (PANORAMA[0], args.panorama_width or (128 if args.quick else PANORAMA[1]))
     out = Path(args.out)
     steps = {k: max(2, int(round(v * args.steps))) for k, v in (QUICK_STEPS if args.quick else DEFAULT_STEPS).items()}
-    logdir, t_start = out / "logs", time.perf_counter()
-    stats: dict[str, Any] = {}
+    logdir, total = out / "logs", Clock()
 
     vq = train_stage("vqgan", [str(CONFIGS / "landscapes_vqgan.yaml")], steps["vqgan"], logdir, args.seed, [])
-    val = LandscapesValidation(size=32, length=32)
-    vq["quality"] = evaluate_reconstruction(vq["job"].model, val_batches(val, 32))
     seg = train_stage("segvq", [str(CONFIGS / "landscapes_segvq.yaml")], steps["segvq"], logdir, args.seed, [])
-    segm = seg["job"].model.eval()
-    with torch.no_grad():
-        s = next(val_batches(val, 32, batch=32))["segmentation"].permute(0, 3, 1, 2)
-        seg["pixel_accuracy"] = float((segm(s)[0].argmax(1) == s.argmax(1)).float().mean())
-
     stage_ckpts = [f"model.params.first_stage_config.params.ckpt_path={vq['ckpt']}",
                    f"model.params.cond_stage_config.params.ckpt_path={seg['ckpt']}"]
     tr_config = str(CONFIGS / "landscapes_transformer.yaml")
-    print("\n=== tokenize: image and segmentation codes, with flips ===", flush=True)
-    t0 = time.perf_counter()
-    model, config = load_model(tr_config, None, stage_ckpts)
-    tok, codes_dir = CodeEncoder(model), out / "codes"
-    codes_dir.mkdir(parents=True, exist_ok=True)
-    from taming.config import instantiate_from_config
-    dm = instantiate_from_config(config.data, where="data")
-    dm.setup("fit")
-    results = {}
-    limit = args.tokenize_limit or (400 if args.quick else 2000)
-    for split, limit, flip in (("train", limit, True), ("validation", None, False)):
-        results[split] = encode_split(tok, dm.datasets[split], str(codes_dir / f"{split}-%06d.tar"), batch_size=64,
-                                        shard_size=2000, flip=flip, crops=0, crop_size=None, seed=args.seed,
-                                        limit=limit)
-    OmegaConf.save(OmegaConf.create(data_config_for(codes_dir, results, 32)), codes_dir / "data.yaml")
-    tokenize = {"seconds": time.perf_counter() - t0, "samples": results["train"]["samples"],
-                "images_per_s": results["train"]["images"] / max(time.perf_counter() - t0, 1e-9)}
-    print(f"{results['train']['samples']} training code samples in {tokenize['seconds']:.1f} s", flush=True)
-
+    print("\n=== tokenize: whole 64x64 scenes, image and map codes, with flips ===", flush=True)
+    model, _ = load_model(tr_config, None, stage_ckpts)
+    tok = tokenize(model, out / "codes", args.tokenize_limit or (200 if args.quick else 2000), 64 if args.quick else 256)
+    data_yaml = code_data_config(tok["folders"], 32, out / "codes" / "data.yaml")
     # its image logger would sample at step 0 (untrained, and slow); the samples come at the end instead
-    tr = train_stage("transformer", [tr_config, str(codes_dir / "data.yaml")], steps["transformer"], logdir,
-                     args.seed, stage_ckpts + ["lightning.callbacks.image_logger=null"])
-    print("\n=== sampling ===", flush=True)
-    t0 = time.perf_counter()
-    samples_dir = out / "samples"
-    rows, tr["quality"] = draw_samples(tr["job"].model, val, args.samples, args.top_k, args.seed)
-    save_grid(upscale(rows), samples_dir / "conditional_samples.png", nrow=4)
-    pano = panorama(tr["job"].model, args.top_k, args.seed)
-    save_grid(upscale(pano), samples_dir / "panorama.png", nrow=1)
-    recon_batch = next(val_batches(val, 8, batch=8))
-    x = vq["job"].model.get_input(recon_batch, "image")
-    with torch.no_grad():
-        xrec = vq["job"].model(x)[0].clamp(-1, 1)
-    save_grid(upscale(torch.stack([x, xrec], 1).flatten(0, 1)), samples_dir / "vqgan_reconstructions.png", nrow=4)
-    sampling_s = time.perf_counter() - t0
+    tr = train_stage("transformer", [tr_config, data_yaml], steps["transformer"], logdir, args.seed,
+                     stage_ckpts + ["lightning.callbacks.image_logger=null"])
+    gpt_model = tr["job"].model.eval()
 
+    print("\n=== evaluation and sampling ===", flush=True)
+    clock, samples_dir = Clock(), out / "samples"
+    n = args.samples
+    stats = ColourStatistics.fit(*scenes("train", 64), n_classes=N_LABELS)
+    x, c = scenes("validation", n + max(n, 64))  # held-out: the first n give maps to sample from, the rest are references
+    vqgan = vq["job"].model.eval()
+    with torch.no_grad():
+        xrec = vqgan.decode_codes(vqgan.encode_to_codes(x)).clamp(-1, 1)
+        codes_used = int(vqgan.encode_to_codes(x).unique().numel())
+    samples = sample_maps(gpt_model, c[:n], args.top_k, args.seed, args.precision, args.stride)
+    pano_x, pano_c = scenes("test", 1, *panorama_size, seed=args.seed)
+    pano = sample_maps(gpt_model, pano_c, args.top_k, args.seed, args.precision, args.stride)
+    agreement = {"real": map_agreement(stats, x, c).mean().item(),
+                 "reconstructions": map_agreement(stats, xrec, c).mean().item(),
+                 "samples": map_agreement(stats, samples, c[:n]).mean().item(),
+                 "panorama": map_agreement(stats, pano, pano_c).mean().item(),
+                 "real_panorama": map_agreement(stats, pano_x, pano_c).mean().item()}
+    quality = {"psnr": psnr(x, xrec).mean().item(), "ssim": ssim(x, xrec).mean().item(), "codes_in_use": codes_used,
+               "codebook_size": int(vqgan.quantize.n_e),
+               "kd_randconv_samples": kd_randconv(samples, x[n:]),
+               "kd_randconv_reconstructions": kd_randconv(xrec[:n], x[n:]),
+               "kd_randconv_real": kd_randconv(x[:n], x[n:])}
+    bits = validation_bits(gpt_model, tok["folders"]["validation"])
+    shown = min(n, 16)  # rows of the sample figure
+    images = {"inputs_and_reconstructions": save(torch.stack([x[:8], xrec[:8]], 1).flatten(0, 1), samples_dir / "reconstructions.png", 4),
+              "conditional_samples": save(torch.stack([colorize(c[:shown]), samples[:shown], x[:shown]], 1).flatten(0, 1),
+                                          samples_dir / "conditional_samples.png", 6),
+              "panorama": save(torch.cat([colorize(pano_c), pano, pano_x]), samples_dir / "panorama.png", 1)}
+    sampling = clock.read()
     summary = {
-        "vqgan": {k: vq[k] for k in ("steps", "seconds", "steps_per_s", "images_per_s", "run", "ckpt")} | vq["quality"],
-        "segvq": {k: seg[k] for k in ("steps", "seconds", "steps_per_s", "images_per_s", "run", "ckpt",
-                                      "pixel_accuracy")},
-        "tokenize": tokenize,
-        "transformer": {k: tr[k] for k in ("steps", "seconds", "steps_per_s", "images_per_s", "run", "ckpt")}
-        | tr["quality"],
-        "sampling_seconds": sampling_s,
-        "panorama": f"{pano.shape[-2]}x{pano.shape[-1]}",
-        "codebook_size": vq["job"].model.n_embed,
-        "vocab_size": tr["job"].model.vocab_size,
-        "total_seconds": time.perf_counter() - t_start,
-        "images": {n: str(samples_dir / f"{n}.png") for n in ("conditional_samples", "panorama",
-                                                               "vqgan_reconstructions")},
+        "steps": steps, "precision": args.precision,
+        "stages": {name: {k: s[k] for k in ("steps", "seconds", "cpu_seconds", "steps_per_s", "run", "ckpt")}
+                   for name, s in (("vqgan", vq), ("segvq", seg), ("transformer", tr))},
+        "tokenize": {k: tok[k] for k in ("seconds", "cpu_seconds", "train_grids")},
+        "evaluation": sampling, "reconstruction": quality, "likelihood": bits, "map_agreement": agreement,
+        "total_seconds": total.read()["seconds"], "total_cpu_seconds": total.read()["cpu_seconds"], "images": images,
     }
+    summary["images"]["curves"] = str(plot_curves({k: summary["stages"][k]["run"] for k in summary["stages"]},
+                                                  out / "curves.png"))
     (out / "summary.json").write_text(json.dumps(summary, indent=2))
-    table = summary_table(summary)
-    (out / "summary.md").write_text("# taming demo\n\n" + table + "\n\nImages:\n"
-                                    + "".join(f"- {p}\n" for p in summary["images"].values()))
+    rows = summary_rows(summary)
+    table = markdown(rows)
+    (out / "summary.md").write_text("# taming demo\n\n" + table + "\n")
+    write_index(out, "taming demo: procedural landscapes", rows, [
+        ("inputs (odd) and their VQGAN reconstructions (even), 64x64 px shown x2", images["inputs_and_reconstructions"]),
+        ("held-out map | sample for it (sliding window, 16x16 codes) | the real image of that map", images["conditional_samples"]),
+        (f"panorama {panorama_size[0]}x{panorama_size[1]} px: map, sample, the real image of that map", images["panorama"]),
+        ("training curves (CSV logs)", summary["images"]["curves"])])
     print("\n" + table)
-    print(f"\nEverything is under {out}/: samples/*.png, logs/ (run folders), codes/, summary.json, summary.md")
+    print(f"\nEverything is under {out}/: index.html, summary.json, samples/*.png, logs/ (run folders), codes/")
     return summary
 
 
-def summary_table(s: dict) -> str:
-    rows = [("stage", "steps", "time (s)", "steps/s", "images/s", "result"),
-            ("VQGAN 32x32 -> 8x8 codes", s["vqgan"]["steps"], s["vqgan"]["seconds"], s["vqgan"]["steps_per_s"],
-             s["vqgan"]["images_per_s"], f"val PSNR {s['vqgan']['psnr']:.2f} dB, "
-             f"{int(s['vqgan']['codes_in_use'])}/{s['codebook_size']} codes in use"),
-            ("segmentation VQ (cond stage)", s["segvq"]["steps"], s["segvq"]["seconds"], s["segvq"]["steps_per_s"],
-             s["segvq"]["images_per_s"], f"pixel accuracy {100 * s['segvq']['pixel_accuracy']:.1f}%"),
-            ("tokenize (with flips)", "-", s["tokenize"]["seconds"], "-", s["tokenize"]["images_per_s"],
-             f"{s['tokenize']['samples']} code samples"),
-            ("transformer on codes", s["transformer"]["steps"], s["transformer"]["seconds"],
-             s["transformer"]["steps_per_s"], s["transformer"]["images_per_s"],
-             f"val NLL {s['transformer']['val_nll']:.3f} nats/code (perplexity "
-             f"{s['transformer']['val_perplexity']:.1f} of {s['vocab_size']})"),
-            ("sampling", "-", s["sampling_seconds"], "-", "-", f"conditional samples + {s['panorama']} panorama")]
+def summary_rows(s: dict) -> list[tuple]:
+    st, q, b, a = s["stages"], s["reconstruction"], s["likelihood"], s["map_agreement"]
+    rows: list[tuple] = [("what", "time (s)", "CPU (s)", "result")]
+    rows.append((f"VQGAN, {st['vqgan']['steps']} steps", st["vqgan"]["seconds"], st["vqgan"]["cpu_seconds"],
+                 f"PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.3f}, {q['codes_in_use']}/{q['codebook_size']} codes in use"))
+    rows.append((f"segmentation VQ, {st['segvq']['steps']} steps", st["segvq"]["seconds"], st["segvq"]["cpu_seconds"],
+                 "cond stage"))
+    rows.append(("tokenize", s["tokenize"]["seconds"], s["tokenize"]["cpu_seconds"],
+                 f"{s['tokenize']['train_grids']} code grids 16x16"))
+    rows.append((f"GPT, {st['transformer']['steps']} steps", st["transformer"]["seconds"],
+                 st["transformer"]["cpu_seconds"],
+                 f"val {b['bits_per_dim']:.4f} bits/dim (uniform codes: {b['uniform_bits_per_dim']:.4f})"))
+    rows.append(("sampling and evaluation", s["evaluation"]["seconds"], s["evaluation"]["cpu_seconds"],
+                 f"KD-randconv to held-out images (KID's kernel distance on seeded random conv features, not KID): "
+                 f"samples {q['kd_randconv_samples']:.4f}, reconstructions {q['kd_randconv_reconstructions']:.4f}, "
+                 f"real {q['kd_randconv_real']:.4f}"))
+    rows.append(("map agreement", "-", "-",
+                 f"real {a['real']:.3f}, reconstructions {a['reconstructions']:.3f}, samples {a['samples']:.3f} "
+                 f"({a['samples'] / a['real']:.0%} of real), panorama {a['panorama']:.3f} "
+                 f"({a['panorama'] / a['real']:.0%}; its real image {a['real_panorama']:.3f})"))
+    rows.append(("total", s["total_seconds"], s["total_cpu_seconds"], ""))
+    return rows
 
+
+def markdown(rows: list[tuple]) -> str:
     def fmt(v: Any) -> str:
-        return f"{v:.2f}" if isinstance(v, float) else str(v)
+        return f"{v:.1f}" if isinstance(v, float) else str(v)
 
     lines = ["| " + " | ".join(fmt(v) for v in row) + " |" for row in rows]
     lines.insert(1, "|" + "---|" * len(rows[0]))
-    lines.append(f"\nTotal: {s['total_seconds']:.0f} s")
     return "\n".join(lines)
 
 

@@ -4,6 +4,10 @@
     taming tokenize --config ... --data ... encode a dataset into code shards once
     taming demo     [--quick]               both stages on the built-in landscapes, end to end
     taming app      [--logdir RUN]          sample from a trained transformer in the browser
+    taming sample   -r RUN -n N -o OUT      many samples of an unconditional / class-conditional transformer
+    taming sample-conditional -r RUN -o OUT samples over a dataset split (inputs, conditioning, samples)
+    taming sample-window -r RUN --condition MAP.png -o OUT.png   one large image from a map
+    taming reconstruct / encode / decode    first stage: images -> images / codes .npy -> images
     taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
@@ -18,9 +22,15 @@ COMMANDS = {
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
     "app": "taming.cli.app",
+    "sample": "taming.cli.sample",
+    "sample-conditional": "taming.cli.sample_conditional",
+    "sample-window": "taming.cli.sample_window",
+    "reconstruct": "taming.cli.reconstruct",
+    "encode": "taming.cli.encode",
+    "decode": "taming.cli.decode",
     "eval": "taming.cli.eval",
 }
-USAGE = "usage: taming {train,tokenize,demo,app,eval} [options]   (taming COMMAND --help for options)"
+USAGE = f"usage: taming {{{','.join(COMMANDS)}}} [options]   (taming COMMAND --help for options)"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -258,13 +258,17 @@ class ProceduralLandscapes(Dataset):
 
     Example: {"image": (H, W, 3) float32 in [-1, 1], "segmentation": (H, W, 8) float32 one-hot,
               "file_path_": "landscape://<split>/<seed>/<index>"}.
+
+    `crop` (pixels): each example is a crop x crop window of the rendered scene, at a position drawn
+    from the example's own seed (deterministic). Models trained on windows of large scenes see objects
+    at the scale they have in large outputs (the sliding window samples such scenes window by window).
     """
 
     n_labels = N_LABELS
     classes = CLASSES
 
     def __init__(self, size: int = 256, length: int = 1000, seed: int = 0, height: int | None = None,
-                 width: int | None = None, split: str = "train"):
+                 width: int | None = None, split: str = "train", crop: int | None = None):
         if split not in SPLITS:
             raise DataError(f"ProceduralLandscapes: split must be one of {sorted(SPLITS)}, got {split!r}")
         self.height = int(height or size)
@@ -272,7 +276,10 @@ class ProceduralLandscapes(Dataset):
         if self.height < 8 or self.width < 8 or length < 1:
             raise DataError(f"ProceduralLandscapes: need height, width >= 8 and length >= 1, "
                             f"got {self.height}x{self.width}, length {length}")
-        self.length, self.seed, self.split = int(length), int(seed), split
+        if crop is not None and not 8 <= crop <= min(self.height, self.width):
+            raise DataError(f"ProceduralLandscapes: crop must be in 8..{min(self.height, self.width)} "
+                            f"(the scene's smaller side), got {crop}")
+        self.length, self.seed, self.split, self.crop = int(length), int(seed), split, crop
 
     def __len__(self) -> int:
         return self.length
@@ -282,7 +289,12 @@ class ProceduralLandscapes(Dataset):
         if not 0 <= i < self.length:
             raise IndexError(f"ProceduralLandscapes: index {i} out of range for {self.length}")
         rng = np.random.default_rng([self.seed, SPLITS[self.split], i])
-        return render_landscape(rng, self.height, self.width)
+        rgb, labels = render_landscape(rng, self.height, self.width)
+        if self.crop is None:
+            return rgb, labels
+        top, left = int(rng.integers(self.height - self.crop + 1)), int(rng.integers(self.width - self.crop + 1))
+        window = (slice(top, top + self.crop), slice(left, left + self.crop))
+        return rgb[window], labels[window]
 
     def __getitem__(self, i: int) -> dict:
         rgb, labels = self.render(i)
@@ -295,14 +307,15 @@ class ProceduralLandscapes(Dataset):
 
 class LandscapesTrain(ProceduralLandscapes):
     def __init__(self, size: int = 256, length: int = 1000, seed: int = 0, height: int | None = None,
-                 width: int | None = None):
-        super().__init__(size=size, length=length, seed=seed, height=height, width=width, split="train")
+                 width: int | None = None, crop: int | None = None):
+        super().__init__(size=size, length=length, seed=seed, height=height, width=width, split="train", crop=crop)
 
 
 class LandscapesValidation(ProceduralLandscapes):
     def __init__(self, size: int = 256, length: int = 100, seed: int = 0, height: int | None = None,
-                 width: int | None = None):
-        super().__init__(size=size, length=length, seed=seed, height=height, width=width, split="validation")
+                 width: int | None = None, crop: int | None = None):
+        super().__init__(size=size, length=length, seed=seed, height=height, width=width, split="validation",
+                         crop=crop)
 
 
 def colorize(seg: torch.Tensor) -> torch.Tensor:

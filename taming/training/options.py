@@ -51,7 +51,7 @@ class TrainOptions:
     num_nodes: int | None = flag("--num_nodes", type=int)
     strategy: str | None = flag("--strategy", type=str, help="ddp, fsdp, auto, ...")
     precision: str | None = flag("--precision", type=str,
-                                      help="auto (bf16-mixed where bf16 is fast, else 32), 32, bf16-mixed")
+                                 help="auto (bf16-mixed where bf16 is fast, else 32), 32, bf16-mixed, ...")
     max_steps: int | None = flag("--max_steps", type=int, help="stop after this many batches")
     overrides: list[str] = field(default_factory=list)
 

@@ -1,0 +1,67 @@
+"""The three first-stage commands share one shape: a model, input files or folders, an output folder.
+
+    taming reconstruct -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> reconstructions
+    taming encode      -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> codes (<stem>.npy)
+    taming decode      -r RUN CODES.npy_OR_DIRS... -o OUTDIR [--precision P]           codes -> images (PNG)
+RUN is a first-stage run or a transformer run (its first stage is used), ours or the original's.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Callable
+
+from taming.cli.errors import run_reporting_errors
+from taming.cli.sampling_args import PRECISION_CHOICES, Progress, add_model_args
+from taming.cli.train import ArgumentParser
+from taming.config import ConfigError
+from taming.generation import first_stage as fs
+from taming.generation.files import remove_partial
+from taming.generation.models import first_stage_run, prepare_first_stage, resolve_precision
+
+Job = Callable[..., int]
+
+
+def _device_of(model) -> str:
+    return model.post_quant_conv.weight.device.type
+
+
+def build_parser(command: str, what: str, takes_size: bool) -> argparse.ArgumentParser:
+    p = ArgumentParser(prog=f"taming {command}", description=what)
+    add_model_args(p)
+    p.add_argument("inputs", nargs="+", help="files or folders")
+    p.add_argument("-o", "--outdir", required=True, help="output folder")
+    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
+                   help="fp32: the exact float32 path; bf16: bf16 convolutions; auto: chosen for this hardware")
+    if takes_size:
+        p.add_argument("--size", type=int, default=None,
+                       help="resize the smaller side to S and centre-crop S x S (default: keep the size, "
+                            "cropped to a multiple of the downsampling factor)")
+    return p
+
+
+def main_for(command: str, what: str, suffixes: tuple[str, ...], job: Job, argv: list[str] | None,
+             takes_size: bool = True) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+
+    def go() -> int:
+        args = build_parser(command, what, takes_size).parse_args(argv)
+        if takes_size and args.size is not None and args.size < 1:
+            raise ConfigError(f"--size {args.size}: must be >= 1")
+        files = fs.expand_inputs(args.inputs, suffixes)
+        model, _ = first_stage_run(args.run, args.config, args.device)
+        model = prepare_first_stage(model, resolve_precision(args.precision, _device_of(model)))
+        out = Path(args.outdir)
+        remove_partial(out)
+        progress = Progress(len(files), 0, command)
+        try:
+            extra = {"size": args.size} if takes_size else {}
+            written = job(model, files, out, done=progress, **extra)
+        finally:
+            progress.close()
+        print(f"{command}: {len(files)} input(s), {written} file(s) written to {out} "
+              f"({progress.rate:.2f} inputs/s)")
+        return 0
+
+    return run_reporting_errors(command, go)

@@ -1,0 +1,12 @@
+"""Sampling jobs behind the `taming sample*`, `reconstruct`, `encode` and `decode` commands.
+
+    models.py       a run folder or checkpoint -> a loaded model; its checkpoint step; the precision used
+    files.py        output folders: stable names, atomic PNG writes (resume by skipping), settings JSON, grids
+    samples.py      unconditional and class-conditional sampling, image i seeded by (seed, class, i) alone
+    rejection.py    rejection sampling: keep the candidates a classifier scores most likely for their class
+    conditional.py  samples over a dataset split (inputs/, conditioning/, reconstructions/, samples/)
+    window.py       one large image from a segmentation or depth map (sliding window), its animation
+    first_stage.py  images <-> codes with a first stage (reconstruct, encode to .npy, decode)
+The command-line files (taming/cli/sample*.py, reconstruct.py, encode.py, decode.py) only parse,
+build and call these.
+"""

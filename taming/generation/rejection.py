@@ -1,0 +1,142 @@
+"""Rejection sampling (the paper's ImageNet results): per class draw ceil(n / rate) candidates and keep
+the n that a classifier finds most likely to show their class.
+
+The classifier sees exactly the pixels written to disk: uint8-range float images (B, 3, H, W) in
+[0, 255], and returns logits (B, K) (or a dict holding "logits"). `class_map[c]` is the logit that
+stands for the model's class c.
+- Default: the FID Inception network (`taming.eval.inception.load_inception`, from a local weight
+  file). Its 1008 logits are the 2015 TensorFlow graph's outputs: index 0 is "background", 1..1000
+  the ImageNet classes in the order of the label map shipped with it, 1001..1007 are unused. The
+  default map is c -> c + 1, right when the model's class c is that graph's class c + 1; for models
+  whose classes follow another order (the original's ImageNet data: sorted WordNet ids), pass
+  --class-map with the logit index of each class.
+- --classifier FILE: any TorchScript (torch.jit.save) or torch.export (.pt2) module with that
+  interface; the default map is the identity.
+Candidates go to OUTDIR/candidates/<class>/ first (resumable like the samples), are scored from the
+files, and the kept ones are renamed into samples/<class>/ (000000.png ... in candidate order);
+OUTDIR/rejection/<class>.json records every candidate's score and which were kept.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from taming.app.loading import LoadedRun
+from taming.config import ConfigError
+from taming.generation.files import image_name, save_json
+from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, batches, write_samples
+
+CANDIDATES, RECORDS = "candidates", "rejection"
+INCEPTION_CLASS_OFFSET = 1  # logit 0 of the 2015 Inception graph is "background"
+
+
+@dataclass
+class Classifier:
+    net: Callable[[torch.Tensor], object]  # (B, 3, H, W) floats in [0, 255] -> logits (B, K) or {"logits": ...}
+    class_map: Callable[[int], int]  # model class -> logit index
+    name: str
+    device: torch.device
+
+    @torch.no_grad()
+    def log_probs(self, pixels: np.ndarray, labels: Sequence[int]) -> torch.Tensor:
+        """(B, H, W, 3) uint8 and their classes -> log p(class | image) (B,)."""
+        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().to(self.device)
+        out = self.net(x)
+        logits = out["logits"] if isinstance(out, dict) else out
+        index = torch.tensor([self.class_map(c) for c in labels], device=logits.device)
+        if int(index.max()) >= logits.shape[1] or int(index.min()) < 0:
+            raise ConfigError(f"classifier {self.name}: class index {int(index.max())} is outside its "
+                              f"{logits.shape[1]} logits (check --class-map)")
+        return logits.float().log_softmax(-1).gather(1, index[:, None])[:, 0].cpu()
+
+
+def read_class_map(path: str | None) -> list[int] | None:
+    """A file of logit indices, one per model class (line c, or a JSON list)."""
+    if path is None:
+        return None
+    text = Path(path).read_text()
+    try:
+        values = json.loads(text) if text.lstrip().startswith("[") else [int(v) for v in text.split()]
+        return [int(v) for v in values]
+    except ValueError:
+        raise ConfigError(f"--class-map {path}: expected one integer per line (or a JSON list)") from None
+
+
+def load_classifier(path: str | None, class_map: str | None, device: torch.device,
+                    inception_weights: str | None = None) -> Classifier:
+    table = read_class_map(class_map)
+    if path is None:
+        from taming.eval.inception import load_inception  # branch `eval`; reads a local weight file only
+
+        net = load_inception(inception_weights, device=device)
+        name, default = "Inception (FID network) logits", lambda c: c + INCEPTION_CLASS_OFFSET
+    else:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"classifier file not found: {path}")
+        try:
+            net = torch.export.load(path).module() if str(path).endswith(".pt2") else torch.jit.load(path, map_location=device)
+        except Exception as exc:
+            raise ConfigError(f"--classifier {path}: not a TorchScript or torch.export file ({type(exc).__name__}: "
+                              f"{exc})") from None
+        name, default = str(path), lambda c: c
+    if table is not None:
+        def mapped(c: int) -> int:
+            if c >= len(table):
+                raise ConfigError(f"--class-map {class_map}: no entry for class {c} ({len(table)} entries)")
+            return table[c]
+        return Classifier(net, mapped, name, device)
+    return Classifier(net, default, name, device)
+
+
+def candidate_count(n: int, rate: float) -> int:
+    """Candidates per class for n kept at acceptance rate `rate` in (0, 1]."""
+    if not 0 < rate <= 1:
+        raise ConfigError(f"--accept-rate {rate}: must be in (0, 1]")
+    return math.ceil(n / rate - 1e-9)
+
+
+def read_pixels(paths: Sequence[Path]) -> np.ndarray:
+    return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
+
+
+def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, settings: SampleSettings,
+                 seed: int, batch_size: int, classifier: Classifier, written: Written | None = None) -> dict:
+    """Rejection-sample n images of `label` into samples/<label>/ -> its record (scores, kept)."""
+    final = out / SAMPLES / str(label)
+    record_path = out / RECORDS / f"{label}.json"
+    count = candidate_count(n, rate)
+    if record_path.is_file() and all((final / image_name(i)).is_file() for i in range(n)):
+        record = json.loads(record_path.read_text())
+        if record["candidates"] == count and len(record["kept"]) == n:
+            return record  # done in an earlier run with these settings
+    folder = out / CANDIDATES / str(label)
+    items = [Item(label, j, folder / image_name(j)) for j in range(count)]
+    write_samples(run, items, settings, seed, batch_size, written)
+    scores: list[float] = []
+    for batch in batches(items, batch_size):
+        scores += classifier.log_probs(read_pixels([it.path for it in batch]), [label] * len(batch)).tolist()
+    ranked = sorted(range(count), key=lambda j: (-scores[j], j))
+    kept = sorted(ranked[:n])
+    record = {"class": label, "candidates": count, "kept": kept, "acceptance_rate": n / count,
+              "log_prob": scores, "classifier": classifier.name}
+    save_json(record, record_path)
+    final.mkdir(parents=True, exist_ok=True)
+    for i, j in enumerate(kept):
+        os.replace(items[j].path, final / image_name(i))
+    shutil.rmtree(folder)
+    return record
+
+
+def acceptance_summary(records: Sequence[dict]) -> dict:
+    kept = sum(len(r["kept"]) for r in records)
+    candidates = sum(r["candidates"] for r in records)
+    return {"candidates": candidates, "kept": kept, "acceptance_rate": kept / candidates if candidates else None}

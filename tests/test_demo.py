@@ -1,0 +1,119 @@
+"""`taming demo` and its measurements: map agreement, FD-randconv, code-window crops, landscape crops,
+the report page; and the whole pipeline in --quick mode at a few steps per stage."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from taming.cli.main import main
+from taming.data.code_crops import CodeCrops
+from taming.data.codes import write_code_arrays
+from taming.data.errors import DataError
+from taming.data.landscapes import ProceduralLandscapes
+from taming.eval.map_agreement import ColourStatistics, map_agreement
+from taming.eval.random_features import fd_randconv, frechet_distance, kd_randconv, kernel_distance
+
+
+def test_map_agreement_counts_pixels_nearest_their_class_colour():
+    labels = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 2]]])  # (1, 2, 4)
+    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
+    images = colours[labels].permute(0, 3, 1, 2)  # (1, 3, 2, 4): each pixel its class colour
+    stats = ColourStatistics.fit(images, labels, n_classes=4)
+    torch.testing.assert_close(stats.means[:3], colours)
+    assert stats.present.tolist() == [True, True, True, False]  # class 3 unseen: never the nearest
+    assert map_agreement(stats, images, labels).tolist() == [1.0]
+    wrong = images.clone()
+    wrong[0, :, 0, :2] = torch.tensor([0.1, 0.9, 0.0])[:, None]  # two class-0 pixels coloured like class 1
+    assert map_agreement(stats, wrong, labels).tolist() == [0.75]
+    one_hot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2)
+    assert map_agreement(stats, wrong, one_hot).tolist() == [0.75]  # maps may be one-hot
+    with pytest.raises(ValueError, match="do not match"):
+        map_agreement(stats, images, labels[:, :1])
+
+
+def test_real_landscapes_agree_with_their_maps_far_above_chance():
+    data = ProceduralLandscapes(size=32, length=24, split="validation")
+    x = torch.stack([torch.as_tensor(data[i]["image"]).permute(2, 0, 1) for i in range(24)])
+    seg = torch.stack([torch.as_tensor(data[i]["segmentation"]).permute(2, 0, 1) for i in range(24)])
+    stats = ColourStatistics.fit(x, seg, n_classes=8)
+    real = map_agreement(stats, x, seg).mean().item()
+    shuffled = map_agreement(stats, x, seg.roll(1, 0)).mean().item()  # every image against another's map
+    assert 0.55 < real < 0.95 and shuffled < real - 0.15
+
+
+def test_randconv_distances_are_zero_for_equal_sets_and_grow_with_blur():
+    rng = np.random.default_rng(0)
+    a = rng.normal(size=(200, 4))
+    assert frechet_distance(a, a) == pytest.approx(0, abs=1e-6)
+    assert frechet_distance(a, a + 1) == pytest.approx(4, rel=1e-6)  # the means differ by 1 in 4 dims
+    data = ProceduralLandscapes(size=64, length=96, split="validation")
+    x = torch.stack([torch.as_tensor(data[i]["image"]).permute(2, 0, 1) for i in range(96)])
+    blurred = torch.nn.functional.avg_pool2d(x, 4).repeat_interleave(4, 2).repeat_interleave(4, 3)
+    real = fd_randconv(x[:48], x[48:])
+    assert 1.5 * real < fd_randconv(blurred[:48], x[48:]) and 1.5 * real < fd_randconv(x[:48].clamp(-0.5, 0.5), x[48:])
+    assert real == fd_randconv(x[:48], x[48:])  # fixed seed: the same network every call
+    kd_real = kd_randconv(x[:48], x[48:])  # unbiased: about 0 between two sets of real images
+    assert abs(kd_real) < 0.002 < kd_randconv(x[:48].clamp(-0.5, 0.5), x[48:])
+    b = rng.normal(size=(300, 4))
+    assert abs(kernel_distance(a, b)) < 0.05 < kernel_distance(a, b + 1)  # unbiased: about 0 for one distribution
+
+
+def test_landscape_crops_are_windows_of_the_scene():
+    full = ProceduralLandscapes(size=64, length=3, split="train")
+    crops = ProceduralLandscapes(size=64, length=3, split="train", crop=32)
+    for i in range(3):
+        rgb, labels = full.render(i)
+        crop_rgb, crop_labels = crops.render(i)
+        assert crop_rgb.shape == (32, 32, 3)
+        hits = [(t, l) for t in range(33) for l in range(33) if np.array_equal(rgb[t:t + 32, l:l + 32], crop_rgb)]
+        assert hits and np.array_equal(labels[hits[0][0]:hits[0][0] + 32, hits[0][1]:hits[0][1] + 32], crop_labels)
+    with pytest.raises(DataError, match="crop must be in 8..64"):
+        ProceduralLandscapes(size=64, crop=65)
+
+
+def test_code_crops_share_one_window(tmp_path):
+    z = torch.arange(2 * 6 * 6).reshape(2, 6, 6)
+    write_code_arrays(tmp_path / "codes", z, z + 1000)
+    fixed = CodeCrops(tmp_path / "codes", size=4, fixed=True)
+    item = fixed[1]
+    assert item["z_indices"].shape == (4, 4) and np.array_equal(item["c_indices"], item["z_indices"] + 1000)
+    top, left = divmod(int(item["z_indices"][0, 0]) - 36, 6)
+    assert np.array_equal(item["z_indices"], z[1, top:top + 4, left:left + 4].numpy())
+    assert np.array_equal(fixed[1]["z_indices"], item["z_indices"])  # fixed: the same window every time
+    random_windows = {int(CodeCrops(tmp_path / "codes", size=4)[0]["z_indices"][0, 0]) for _ in range(40)}
+    assert len(random_windows) > 1
+    with pytest.raises(DataError, match="size 7 must be in 1..6"):
+        CodeCrops(tmp_path / "codes", size=7)
+
+
+def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
+    """A miniature `taming demo --quick` (a few steps per stage): the whole pipeline and its report."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--quick", "--steps", "0.05", "--tokenize-limit", "8", "--samples", "2",
+                 "--panorama-width", "64", "--precision", "fp32", "--out", str(out)]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stages"]["vqgan"]["steps"] == 6 and summary["stages"]["transformer"]["steps"] == 4
+    rec = summary["reconstruction"]
+    assert 0 < rec["psnr"] < 60 and 0 < rec["ssim"] <= 1 and 1 <= rec["codes_in_use"] <= 256
+    assert rec["kd_randconv_samples"] > rec["kd_randconv_real"]  # untrained samples are far from real images
+    assert summary["tokenize"]["train_grids"] == 16  # 8 scenes and their mirror images
+    bits = summary["likelihood"]
+    assert 0 < bits["bits_per_dim"] and bits["uniform_bits_per_dim"] == pytest.approx(8 / 48)
+    agreement = summary["map_agreement"]
+    assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
+    assert all(0 <= v <= 1 for v in agreement.values()) and agreement["real"] > 0.5
+    sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 3 * 130 + 2),
+             "inputs_and_reconstructions": (4 * 130 + 2, 4 * 130 + 2)}  # 8 held-out images, each with its reconstruction
+    for name, size in sizes.items():
+        assert Image.open(summary["images"][name]).size == size, name  # 64 px scenes shown x2, 2 px padding
+    assert Image.open(summary["images"]["curves"]).size[0] > 300
+    page = (out / "index.html").read_text()
+    assert "map agreement" in page and "samples/panorama.png" in page and "curves.png" in page
+    runs = sorted(p.name.split("_", 1)[1] for p in (out / "logs").iterdir())
+    assert runs == ["segvq", "transformer", "vqgan"]
+    printed = capsys.readouterr().out
+    assert "| map agreement |" in printed and f"Everything is under {out}/" in printed
