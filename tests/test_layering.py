@@ -12,6 +12,7 @@ from helpers import ROOT
 INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
                      "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
                      "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures",
+                     "taming.scene", "taming.app.layouts",
                      "taming.eval.samples", "taming.eval.reconstruction", "taming.eval.likelihood",
                      *(f"taming.generation.{m}" for m in ("models", "files", "samples", "rejection", "conditional",
                                                           "window", "first_stage"))]

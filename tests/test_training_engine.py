@@ -269,7 +269,9 @@ def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
     seg = save_stage(tmp_path / "seg.ckpt", stages["cond_stage_config"])
     cfg = write_config(tmp_path / "tr.yaml", seg_transformer_config(vq, seg))
     out = tmp_path / "codes"
-    assert main(["tokenize", "--config", str(cfg), "--out", str(out), "--shard-size", "3", "--flip"]) == 0
+    # --precision fp32: the exact codes, compared below (the default, auto, may pick bf16 convolutions)
+    assert main(["tokenize", "--config", str(cfg), "--out", str(out), "--shard-size", "3", "--flip",
+                 "--precision", "fp32"]) == 0
     train_shards = sorted(out.glob("train-*.tar"))
     assert len(train_shards) == 3  # 4 images x 2 variants = 8 samples, 3 per shard
     samples = list(CodeShards([str(p) for p in train_shards], shuffle=0))

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from taming.config import ConfigError, instantiate_from_config
+from taming.data.collate import collate  # default_collate; per-example object lists stay lists
 
 
 class WrappedDataset(Dataset):
@@ -107,7 +108,7 @@ class DataModuleFromConfig(L.LightningDataModule):
         drop_last = train and self.drop_last  # applies to streams too; validation always sees everything
         seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
         # worker seeds come from this generator, not the global one the model's training draws from
-        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin,
+        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin, collate_fn=collate,
                       persistent_workers=self.persistent_workers and workers > 0,
                       generator=torch.Generator().manual_seed(seed))
         if isinstance(ds, IterableDataset):
