@@ -15,6 +15,7 @@ nested `first_stage_config`s) goes through it.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import inspect
@@ -73,6 +74,21 @@ def allow_imports(packages: Iterable[str]) -> None:
     added = [p.strip() for item in packages for p in str(item).split(",") if p.strip()]
     if added:
         os.environ[ALLOW_ENV] = ",".join(dict.fromkeys(_env_packages() + added))
+
+
+class _AllowImportAction(argparse.Action):
+    """`--allow-import PKG` takes effect as it is parsed, so no command can forget to apply it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        allow_imports([values])
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+
+
+def add_allow_import(parser: argparse.ArgumentParser) -> None:
+    """The `--allow-import PKG` flag of every command that builds from a config (CLI and app alike)."""
+    parser.add_argument("--allow-import", dest="allow_import", action=_AllowImportAction, default=[],
+                        metavar="PKG", help=ALLOW_IMPORT_HELP)
 
 
 def _env_packages() -> list[str]:

@@ -159,7 +159,7 @@ def test_env_values_never_appear_in_errors(tmp_path, monkeypatch, capsys):
 
 def test_app_loading_a_strangers_run_folder(tmp_path):
     """The app's loader (a run folder typed in the sidebar) builds through the same check."""
-    from taming.app.loading import load_run, resolve_run
+    from taming.generation.runs import load_run, resolve_run
 
     marker = tmp_path / "ran"
     run = strangers_run(tmp_path, marker)
@@ -177,7 +177,8 @@ def test_eval_of_a_strangers_run_folder(tmp_path, capsys):
     assert not marker.exists()
 
 
-@pytest.mark.parametrize("command", [["sample", "-n", "1"], ["reconstruct", "{png}"]])
+@pytest.mark.parametrize("command", [["sample", "-n", "1"], ["reconstruct", "{png}"], ["sample-window", "--condition", "{png}"],
+                                     ["sample-conditional"], ["sample-scene", "--layout", "{png}"]])
 def test_sampling_commands_on_a_strangers_run_folder(tmp_path, capsys, command):
     from PIL import Image
 
@@ -194,7 +195,7 @@ def test_sampling_commands_on_a_strangers_run_folder(tmp_path, capsys, command):
 def test_allow_import_takes_effect_as_it_is_parsed():
     import argparse
 
-    from taming.cli.allow import add_allow_import
+    from taming.config import add_allow_import
 
     parser = argparse.ArgumentParser()
     add_allow_import(parser)
@@ -202,3 +203,13 @@ def test_allow_import_takes_effect_as_it_is_parsed():
     assert args.allow_import == ["json", "csv,zlib"]
     assert os.environ["TAMING_ALLOW_IMPORTS"] == "json,csv,zlib"
     assert get_obj_from_str("json.JSONDecoder").__name__ == "JSONDecoder"
+
+
+def test_app_allow_import_reaches_the_server(monkeypatch):
+    """`taming app --allow-import PKG`: the page runs in the Streamlit process that `taming app` becomes,
+    which inherits $TAMING_ALLOW_IMPORTS."""
+    from taming.app.launch import build_parser
+
+    monkeypatch.delenv("TAMING_ALLOW_IMPORTS", raising=False)
+    args = build_parser().parse_args(["--allow-import", "mypkg"])
+    assert args.allow_import == ["mypkg"] and os.environ["TAMING_ALLOW_IMPORTS"] == "mypkg"

@@ -114,10 +114,10 @@ def test_open_images_scene_config_trains(tmp_path):
 
 # ---- the app: layout conditioning ------------------------------------------------------------------
 def test_app_offers_dataset_layouts_drawn_as_boxes(coco_run):
-    from taming.app import conditioning as cond
-    from taming.app.drawing import Settings, decode_codes, sample_codes
+    from taming.generation import conditioning as cond
+    from taming.generation.drawing import Settings, decode_codes, sample_codes
     from taming.app.layouts import LayoutExample, is_scene_model, layout_example
-    from taming.app.loading import load_run, resolve_run
+    from taming.generation.runs import load_run, resolve_run
 
     run = load_run(resolve_run(str(coco_run)))
     assert is_scene_model(run.model) and cond.example_sources(run) == [cond.VALIDATION]
@@ -139,9 +139,9 @@ def test_app_page_shows_the_layout_and_samples(coco_run, monkeypatch):
 
     from streamlit.testing.v1 import AppTest
 
-    from taming.app import conditioning as cond
+    from taming.app.launch import PAGE as page
+    from taming.generation import conditioning as cond
 
-    page = Path(cond.__file__).with_name("page.py")
     monkeypatch.setattr(sys, "argv", [str(page), "--logdir", str(coco_run)])
     at = AppTest.from_file(str(page), default_timeout=60).run()
     assert not at.exception and not at.error

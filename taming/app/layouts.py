@@ -11,8 +11,8 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 import torch
 
-from taming.app.conditioning import Example
-from taming.app.loading import LoadedRun
+from taming.generation.conditioning import Example
+from taming.generation.runs import LoadedRun
 from taming.data.annotated_objects import AnnotatedObjectsDataset
 from taming.data.conditional_builder import BUILDERS
 from taming.data.errors import DataError

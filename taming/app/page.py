@@ -17,12 +17,13 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from taming.app import conditioning as cond, layouts
-from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
+from taming.app import layouts
+from taming.generation import conditioning as cond
+from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
                                 size_warning)
 from taming.app.launch import USER_ERRORS, build_parser, one_line
-from taming.app.loading import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
-from taming.app.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
+from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
+from taming.generation.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
                                  shown_factor, to_pixels)
 from taming.app.uploads import image_upload, segmentation_upload
 from taming.transformer.decoding import PRECISIONS

@@ -21,7 +21,7 @@ from typing import Any
 
 import torch
 
-from taming.cli.allow import add_allow_import
+from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError, allow_imports

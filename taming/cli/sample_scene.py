@@ -24,7 +24,7 @@ from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
-from taming.config import ConfigError
+from taming.config import ConfigError, add_allow_import
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="decoding precision (see README)")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    add_allow_import(p)
     return p
 
 
@@ -59,7 +60,7 @@ def save(images: torch.Tensor, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taming.app.loading import resolve_run
+    from taming.generation.runs import resolve_run
     from taming.checkpoint import load_model
     from taming.scene import layout_dataset, layout_tokens, category_numbers, read_layout, sample_scenes
 

@@ -8,7 +8,7 @@ import time
 
 from tqdm import tqdm
 
-from taming.cli.allow import add_allow_import
+from taming.config import add_allow_import
 from taming.config import ConfigError
 from taming.generation.samples import SampleSettings
 

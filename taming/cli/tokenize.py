@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 from omegaconf import OmegaConf
 
-from taming.cli.allow import add_allow_import
+from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser, split_overrides
 from taming.checkpoint import load_model
