@@ -55,6 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
+    from taming.hardware import summary
+
+    print(summary())  # what was detected and what precision="auto" chooses
     n = 10 if args.quick else 50
     rows = []
     for h, w in ((64, 64), (128, 128), (256, 256), (256, 512), (512, 512)):

@@ -106,7 +106,7 @@ def train_step_fn(x: torch.Tensor, mode: str):
     from taming.models.vqgan import VQModel
 
     p = model_params()
-    model = VQModel(**p)
+    model = VQModel(**p).to(x.device)  # the device of x (bench_vs_original.py runs it on GPUs too)
     model.loss.perceptual_loss.weights_loaded = True  # random LPIPS weights: same speed, no files
     model.train()
     if mode != "fp32":
@@ -117,7 +117,7 @@ def train_step_fn(x: torch.Tensor, mode: str):
     step = int(p.lossconfig.params.disc_start) + 1  # discriminator active
 
     def run():
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast):
             xrec, qloss = model(x)
             model.loss.discriminator.requires_grad_(False)
             aeloss, _ = model.loss(qloss, x, xrec, 0, step, last_layer=model.get_last_layer(), split="train")
@@ -125,7 +125,7 @@ def train_step_fn(x: torch.Tensor, mode: str):
         model.loss.discriminator.requires_grad_(True)
         opt_ae.step()
         opt_ae.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast):
             discloss, _ = model.loss(qloss, x, xrec.detach(), 1, step, last_layer=model.get_last_layer(),
                                      split="train")
         discloss.backward()
@@ -197,7 +197,10 @@ def main() -> None:
                 continue
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-    print(f"\nfaceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")
+    from taming.hardware import summary
+
+    print(f"\n{summary('cpu')}")
+    print(f"faceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")
     print(f"matmul peak 2048^2: fp32 {peak['fp32']:.0f} GFLOP/s, bf16 {peak['bf16']:.0f} GFLOP/s")
     head = f"{'case':<8}{'mode':<6}{'s/call':>8}{'median':>8}{'target':>8}{'orig':>7}{'speed-up':>9}{'GFLOP':>8}" \
            f"{'GFLOP/s':>9}{'%peak':>7}{'peak RSS GB':>12}"

@@ -4,7 +4,7 @@ Workload of issue 3: GPT vocab 1024, block 512, 8 layers, 8 heads, width 512 (26
 random weights: speed does not depend on their values); 2 CPU threads.
 - cached: 4 images, 256 conditioning codes, 256 sampled codes, top-k 100 (`generate`),
   precision fp32 (exact), bf16 (bf16 key/value cache, packed bf16 weights for decode steps) and
-  int8 (bf16 cache, dynamically quantized int8 linears for decode steps);
+  int8 (float32 cache, dynamically quantized int8 linears for decode steps);
 - full recompute: the original's conditional sampler (the whole sequence through the model for
   every code). Slow: by default 16 steps are timed and the 256 extrapolated by the attended
   length (the cost of a step grows with it); --full times all 256;
@@ -38,6 +38,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from taming.hardware import summary  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, window_nll  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
@@ -244,6 +245,7 @@ def main() -> None:
     peak32, peak16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)
     width, layers = (64, 2) if args.smoke else (512, 8)
     gpt = GPT(1024, 512, n_layer=layers, n_head=8, n_embd=width).eval()
+    print(summary("cpu"))
     print(f"GPT {num_params(gpt) / 1e6:.1f}M parameters, {args.threads} threads, matmul peak "
           f"fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s")
     header()

@@ -70,6 +70,9 @@ def main() -> None:
                                       "transformer_ddp2,transformer_fsdp2")
     p.add_argument("--tokenize-images", type=int, default=1024)
     args = p.parse_args()
+    from taming.hardware import summary
+
+    print(summary())  # what was detected and what precision="auto" chooses
     cases = args.cases.split(",")
     results: dict[str, dict] = {}
     batch = {"vqgan": 8, "vqgan_bf16": 8, "vqgan_ddp2": 8, "vqgan_fsdp2": 8, "transformer_fly": 32,

@@ -13,17 +13,23 @@ only tensors are used.
 Loading is strict: a mismatch raises CheckpointError listing missing, unexpected and wrong-shape
 keys. Two exceptions are explicit and logged, never silent: `ignore_keys` prefixes (the original
 argument) and training-only `loss.*` weights when the model was built without that loss.
+
+Writing is atomic (`atomic_write`): a temporary file beside the target (same filesystem, so the
+rename is atomic even when $TMPDIR is elsewhere), fsync, then os.replace. A killed writer leaves at
+most a temp file named `.<name>.taming-tmp-<pid>`, which `sweep_temp_files` removes.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import pickle
 import re
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import torch
 from torch import nn
@@ -55,9 +61,9 @@ class _Inert:
         return _Inert(*args, **kwargs)
 
 
-def _safe_load(path: Path) -> Any:
+def _safe_load(path: Path, mmap: bool = False) -> Any:
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError:
         pass  # pickled non-tensor globals: map them to _Inert below
     try:
@@ -68,7 +74,7 @@ def _safe_load(path: Path) -> Any:
     log.info("checkpoint %s pickles %d non-tensor objects; they are read as inert placeholders: %s",
              path, len(stubs), ", ".join(sorted(unsafe)))
     with torch.serialization.safe_globals(stubs):
-        return torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
 def read_checkpoint(path: str | os.PathLike) -> dict:
@@ -170,6 +176,91 @@ def init_from_ckpt(module: nn.Module, path: str | os.PathLike, ignore_keys: Iter
     return report
 
 
+TEMP_MARK = ".taming-tmp-"
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temp path beside `path`; on success it is fsynced and renamed onto `path`, else removed."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}{TEMP_MARK}{os.getpid()}")
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+    with contextlib.suppress(OSError):  # the rename itself survives a power cut once the folder is synced
+        fd = os.open(path.parent, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def sweep_temp_files(folder: str | os.PathLike) -> list[Path]:
+    """Remove temp files that killed writers left in `folder`; returns what was removed."""
+    folder = Path(folder)
+    removed = []
+    for tmp in folder.glob(f".*{TEMP_MARK}*") if folder.is_dir() else []:
+        pid = tmp.name.rsplit(TEMP_MARK, 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue  # another process is writing it right now
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+            removed.append(tmp)
+    if removed:
+        log.warning("removed %d unfinished checkpoint file(s) of killed runs in %s", len(removed), folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def checkpoint_problem(path: str | os.PathLike) -> str | None:
+    """Why `path` is not a complete checkpoint (missing, truncated, corrupt), or None if it is one.
+
+    torch.save writes a zip archive whose entries carry CRCs: reading them all finds truncated and
+    damaged files without unpickling anything or holding the weights in memory."""
+    path = Path(path)
+    if not path.is_file():
+        return "missing"
+    if path.stat().st_size == 0:
+        return "empty"
+    if zipfile.is_zipfile(path):
+        try:
+            with zipfile.ZipFile(path) as z:
+                bad = z.testzip()
+                names = z.namelist()
+        except Exception as exc:
+            return f"damaged ({type(exc).__name__}: {exc})"
+        if bad is not None:
+            return f"damaged (entry {bad} fails its checksum)"
+        if not any(n.endswith("data.pkl") for n in names):
+            return "not a torch checkpoint (no data.pkl)"
+        try:  # torch's own reader is stricter about headers; mapped, so no weights are read into memory
+            _safe_load(path, mmap=True)
+        except Exception as exc:
+            return f"damaged ({type(exc).__name__}: {' '.join(str(exc).split())[:120]})"
+        return None
+    try:  # the pre-zip torch format, or a zip cut short (its directory is written last)
+        read_checkpoint(path)
+    except CheckpointError:
+        return "damaged (truncated, or not a torch checkpoint)"
+    return None
+
+
 def save_safetensors(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[str, torch.Tensor],
                      metadata: Mapping[str, Any] | None = None) -> Path:
     """Write weights as safetensors; metadata values are stored as JSON strings (e.g. the config)."""
@@ -179,8 +270,8 @@ def save_safetensors(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[
     sd = {k: v.detach().contiguous().cpu() for k, v in sd.items()}
     meta = {k: v if isinstance(v, str) else json.dumps(v) for k, v in (metadata or {}).items()}
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(sd, str(path), metadata=meta)
+    with atomic_write(path) as tmp:
+        save_file(sd, str(tmp), metadata=meta)
     return path
 
 
@@ -189,8 +280,8 @@ def save_state_dict(path: str | os.PathLike, module_or_sd: nn.Module | Mapping[s
     """Write `{'state_dict': ..., **extra}` with torch.save; readable by the original code too."""
     sd = module_or_sd.state_dict() if isinstance(module_or_sd, nn.Module) else module_or_sd
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"state_dict": dict(sd), **extra}, path)
+    with atomic_write(path) as tmp:
+        torch.save({"state_dict": dict(sd), **extra}, tmp)
     return path
 
 

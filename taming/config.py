@@ -2,22 +2,112 @@
 
 The original configs name classes by dotted path (`taming.models.vqgan.VQModel`,
 `main.DataModuleFromConfig`). We resolve those paths, check every given parameter against the
-constructor's signature and fail with one message naming the unknown key (and the closest valid
-one) instead of a TypeError deep inside a model.
+constructor's signature and type hints and fail with one message naming the key path (and the
+closest valid name) instead of a TypeError deep inside a model.
+
+Configs come from strangers (run folders, downloaded checkpoints), so a `target:` may only name
+an allow-listed package (ALLOWED_TARGETS, `allow_imports()`, $TAMING_ALLOW_IMPORTS). The check
+lives in `get_obj_from_str`, the only function here that imports anything, and runs before the
+import: every path that builds from a config (train, resume, sampling, the app, load_model, the
+nested `first_stage_config`s) goes through it.
+
+`${oc.env:NAME}` values are recorded when resolved and masked in every ConfigError message.
 """
 from __future__ import annotations
 
+import argparse
 import difflib
 import importlib
 import inspect
+import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+from omegaconf.resolvers import oc
+
+from taming.config_types import check_value, type_hints
+
+ALLOW_ENV = "TAMING_ALLOW_IMPORTS"
+# Packages a config target may name without the user's word. `main.*`, `cutlit.*` and
+# `pytorch_lightning.*` targets of the original are allowed through TARGET_ALIASES below.
+ALLOWED_TARGETS = ("taming", "torch.nn", "torch.optim", "lightning.pytorch.callbacks", "lightning.pytorch.loggers")
+# ... except the command-line entry points, which are not things a config builds.
+REFUSED_TARGETS = ("taming.cli",)
+ALLOW_IMPORT_HELP = ("also let config targets name this package (repeatable, or comma-separated); by default "
+                     "only taming, torch.nn, torch.optim and Lightning callbacks/loggers are imported from a config")
+_env_values: dict[str, str] = {}  # resolved ${oc.env:NAME} value -> NAME, masked in messages
+
+
+def mask_env_values(text: str) -> str:
+    """text with every resolved `${oc.env:NAME}` value put back as that text."""
+    for value, name in sorted(_env_values.items(), key=lambda kv: -len(kv[0])):
+        text = text.replace(value, "${oc.env:" + name + "}")
+    return text
 
 
 class ConfigError(ValueError):
-    """A config value or key a user wrote is wrong; the message says which and where."""
+    """A config value or key a user wrote is wrong; the message says which and where.
+
+    Values that came from `${oc.env:...}` never show: they are replaced by that text."""
+
+    def __str__(self) -> str:
+        return mask_env_values(super().__str__())
+
+
+def _recording_env(key: str, default: Any = oc._DEFAULT_MARKER_) -> Any:
+    value = oc.env(key, default) if default is not oc._DEFAULT_MARKER_ else oc.env(key)
+    if isinstance(value, str) and len(value) >= 3:  # shorter ones ("1", "on") are no secret and too common
+        _env_values[value] = key
+    return value
+
+
+OmegaConf.register_resolver("oc.env", _recording_env, replace=True, annotation_validation="off")
+
+
+def allow_imports(packages: Iterable[str]) -> None:
+    """Let config targets name these packages too (`--allow-import PKG`, repeatable or comma-separated).
+
+    They are added to $TAMING_ALLOW_IMPORTS, so processes started from here (DDP ranks, the app's
+    server) hold the same list."""
+    added = [p.strip() for item in packages for p in str(item).split(",") if p.strip()]
+    if added:
+        os.environ[ALLOW_ENV] = ",".join(dict.fromkeys(_env_packages() + added))
+
+
+class _AllowImportAction(argparse.Action):
+    """`--allow-import PKG` takes effect as it is parsed, so no command can forget to apply it."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        allow_imports([values])
+        setattr(namespace, self.dest, [*(getattr(namespace, self.dest, None) or []), values])
+
+
+def add_allow_import(parser: argparse.ArgumentParser) -> None:
+    """The `--allow-import PKG` flag of every command that builds from a config (CLI and app alike)."""
+    parser.add_argument("--allow-import", dest="allow_import", action=_AllowImportAction, default=[],
+                        metavar="PKG", help=ALLOW_IMPORT_HELP)
+
+
+def _env_packages() -> list[str]:
+    return [p.strip() for p in os.environ.get(ALLOW_ENV, "").split(",") if p.strip()]
+
+
+def allowed_packages() -> tuple[str, ...]:
+    return ALLOWED_TARGETS + tuple(_env_packages())
+
+
+def _under(name: str, packages: Iterable[str]) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in packages)
+
+
+def _refuse(target: str, where: str, why: str = "") -> ConfigError:
+    top = target.split(".")[0]
+    return ConfigError(f"{where}: refusing to import {target!r}{why}: config targets may name only "
+                       f"{', '.join(ALLOWED_TARGETS)}; to allow it, pass --allow-import {top} "
+                       f"or set {ALLOW_ENV}={top}")
 
 
 # Targets of the original repository that lived outside the `taming` package (its main.py, and
@@ -29,9 +119,9 @@ TARGET_ALIASES = {
     "main.ImageLogger": "taming.training.callbacks.ImageLogger",
     "main.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
     "main.CUDACallback": "taming.training.callbacks.StepTimer",
-    "pytorch_lightning.callbacks.ModelCheckpoint": "lightning.pytorch.callbacks.ModelCheckpoint",
-    "pytorch_lightning.callbacks.LearningRateMonitor": "lightning.pytorch.callbacks.LearningRateMonitor",
 }
+# Lightning 1.x package names: `pytorch_lightning.callbacks.X` is `lightning.pytorch.callbacks.X`.
+PREFIX_ALIASES = {"pytorch_lightning.": "lightning.pytorch."}
 
 # Keys a `target:` node may hold besides `target` and `params`.
 NODE_KEYS = {"target", "params", "base_learning_rate"}
@@ -66,12 +156,17 @@ def load_config(*paths: str | Path, overrides: Iterable[str] = ()) -> DictConfig
     merged: Any = {}
     for path in paths:
         merged = merge_nodes(merged, OmegaConf.to_container(_read_yaml(path), resolve=False))
-    config = OmegaConf.create(merged)
     overrides = list(overrides)
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"override {item!r} is not of the form key.path=value")
-    return OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)) if overrides else config
+    try:  # a YAML file holding a list or a scalar, an unparsable override value, ...
+        config = OmegaConf.create(merged)
+        return OmegaConf.merge(config, OmegaConf.from_dotlist(overrides)) if overrides else config
+    except Exception as exc:
+        text = " ".join(str(exc).split())
+        raise ConfigError(f"cannot merge {' + '.join(map(str, paths)) or 'overrides'} "
+                          f"{' '.join(overrides)}: {text}") from None
 
 
 def load_configs(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> DictConfig:
@@ -80,29 +175,54 @@ def load_configs(paths: Sequence[str | Path], overrides: Sequence[str] = ()) -> 
 
 
 def to_plain(value: Any) -> Any:
-    """OmegaConf containers to plain dicts/lists, anything else unchanged."""
+    """OmegaConf containers to plain dicts/lists (interpolations resolved), anything else unchanged."""
     if isinstance(value, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(value, resolve=True)
+        try:
+            return OmegaConf.to_container(value, resolve=True)
+        except OmegaConfBaseException as exc:  # ${missing.key}, ${oc.env:UNSET}: the message names the key
+            raise ConfigError(f"cannot resolve the config: {' '.join(str(exc).split())}") from None
     return value
 
 
+def resolve_alias(target: str) -> str:
+    target = TARGET_ALIASES.get(target, target)
+    for old, new in PREFIX_ALIASES.items():
+        if target.startswith(old):
+            return new + target[len(old):]
+    return target
+
+
 def get_obj_from_str(target: str, where: str = "target") -> Any:
-    """Import `package.module.Name`; aliases map the original's non-package targets."""
+    """Import `package.module.Name` of an allowed package; aliases map the original's other targets.
+
+    The package is checked before anything is imported (an import alone can run code), and the
+    object found after: a name an allowed module merely imported from elsewhere (`os`, `run`) is
+    refused unless its own module is allowed too.
+    """
     if not isinstance(target, str) or "." not in target:
         raise ConfigError(f"{where}: {target!r} is not a dotted import path like 'taming.models.vqgan.VQModel'")
-    target = TARGET_ALIASES.get(target, target)
+    original, target = target, resolve_alias(target)
+    allowed = allowed_packages()
+    if not _under(target, allowed) or _under(target, REFUSED_TARGETS):
+        raise _refuse(original, where)
     module_name, _, attr = target.rpartition(".")
+    if attr.startswith("_"):
+        raise _refuse(original, where, " (a private name)")
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         raise ConfigError(f"{where}: cannot import module {module_name!r} for target {target!r} ({exc})") from exc
     try:
-        return getattr(module, attr)
+        obj = getattr(module, attr)
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
         hint = difflib.get_close_matches(attr, names, n=1)
         extra = f"; did you mean {hint[0]!r}?" if hint else ""
         raise ConfigError(f"{where}: module {module_name!r} has no {attr!r}{extra}") from None
+    home = getattr(obj, "__module__", None)
+    if inspect.ismodule(obj) or not callable(obj) or not isinstance(home, str) or not _under(home, allowed):
+        raise _refuse(original, where, f" (it is {home or type(obj).__name__}'s, not {module_name}'s)")
+    return obj
 
 
 def accepted_params(obj: Any) -> tuple[set[str], bool]:
@@ -129,9 +249,19 @@ def check_keys(given: Iterable[str], allowed: Iterable[str], where: str) -> None
 
 
 def validate_params(obj: Any, params: Mapping[str, Any], where: str) -> None:
+    """Unknown keys (unless the callable takes **kwargs) and values that do not fit the type hints."""
     names, var_kw = accepted_params(obj)
     if not var_kw:
         check_keys(params.keys(), names, where)
+    check_types(obj, params, where)
+
+
+def check_types(obj: Any, params: Mapping[str, Any], where: str) -> None:
+    """Values that do not fit the type hints of the callable (or class constructor) they feed."""
+    hints = type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    for key, value in params.items():
+        if key in hints:
+            check_value(value, hints[key], f"{where}.{key}")
 
 
 def instantiate_from_config(config: Any, where: str = "config", **extra: Any) -> Any:
@@ -139,8 +269,7 @@ def instantiate_from_config(config: Any, where: str = "config", **extra: Any) ->
 
     `where` is the dotted location of the node in the user's config, used in messages.
     """
-    if isinstance(config, (DictConfig, ListConfig)):
-        config = OmegaConf.to_container(config, resolve=True)
+    config = to_plain(config)
     if not isinstance(config, Mapping):
         raise ConfigError(f"{where}: expected a mapping with 'target' and 'params', got {config!r}")
     if "target" not in config:

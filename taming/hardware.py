@@ -1,9 +1,11 @@
 """What this machine is, and the one precision decision made from it (`precision="auto"`).
 
 Why a decision at all: the fastest arithmetic depends on the hardware, and by a lot. On CPUs with
-AMX, bf16 matmuls and convolutions run ~5x faster than float32; on AVX-512 CPUs without AMX,
-oneDNN's bf16 kernels run at *half* the float32 rate (BENCHMARKS.md), so the same flag is a 4x gain
-on one machine and a 2x loss on the next. GPUs with bf16 (compute capability >= 8) want bf16.
+AMX, bf16 matmuls and convolutions run ~5x faster than float32; on Intel AVX-512 CPUs without AMX,
+oneDNN's bf16 kernels ran at *half* the float32 rate, while on AMD CPUs with AVX512-BF16 (Zen 4
+and later: native bf16 dot products) they run at ~2.2x float32 (BENCHMARKS.md): the same flag is a
+large gain on one machine and a 2x loss on the next. GPUs with bf16 (compute capability >= 8)
+want bf16.
 
 `detect(device)` reads the device and, for a CPU, its ISA from /proc/cpuinfo's flags (falling back
 to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to one `Choice`:
@@ -11,13 +13,16 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 | hardware                   | decoding (`generate`)   | first stage (`prepare_fast`) | training    |
 |----------------------------|-------------------------|------------------------------|-------------|
 | CPU with AMX-BF16          | bf16                    | channels_last + bf16         | bf16-mixed  |
-| CPU, AVX-512 / AVX2        | int8 one-position steps | channels_last fp32           | 32          |
+| AMD CPU with AVX512-BF16   | int8 one-position steps | channels_last + bf16         | bf16-mixed  |
+| other CPU, AVX-512 / AVX2  | int8 one-position steps | channels_last fp32           | 32          |
 | CPU without AVX2           | fp32                    | channels_last fp32           | 32          |
 | GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                    | channels_last fp32           | 32          |
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
-bytes, which is what a one-code step is bound by (measured 1.7x over fp32 at batch 4 here).
+bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
+with VNNI. Decoding keeps a float32 key/value cache there: one-query bf16 attention ran 7x slower
+than float32 even on the AMD CPU whose bf16 matmuls are fast.
 The Python API that mirrors the original stays exact float32: "auto" is only what the commands
 default to, or what a caller asks for.
 """
@@ -39,11 +44,14 @@ class Hardware:
     name: str  # CPU model name or GPU name
     isa: str = "baseline"  # CPUs: one of ISAS; GPUs: "cuda"
     gpu_bf16: bool = False  # GPUs: bf16 supported natively (compute capability >= 8)
+    vendor: str = ""  # CPUs: /proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD)
 
     @property
     def bf16_fast(self) -> bool:
-        """bf16 arithmetic clearly faster than float32 here."""
-        return self.isa == "amx_bf16" or (self.device == "cuda" and self.gpu_bf16)
+        """bf16 matmuls and convolutions clearly faster than float32 here."""
+        if self.device == "cuda":
+            return self.gpu_bf16
+        return self.isa == "amx_bf16" or (self.isa == "avx512_bf16" and self.vendor == "AuthenticAMD")
 
 
 @dataclass(frozen=True)
@@ -89,11 +97,11 @@ def cpu_isa(flags: set[str], capability: str | None = None) -> str:
     return "baseline"
 
 
-def _cpu_name(text: str) -> str:
+def _cpuinfo_field(text: str, key: str, default: str) -> str:
     for line in text.splitlines():
-        if line.startswith("model name"):
+        if line.startswith(key):
             return line.split(":", 1)[1].strip()
-    return "CPU"
+    return default
 
 
 def detect_cpu(cpuinfo: str | None = None, capability: str | None = None) -> Hardware:
@@ -104,7 +112,8 @@ def detect_cpu(cpuinfo: str | None = None, capability: str | None = None) -> Har
         except OSError:
             cpuinfo = ""
         capability = capability or torch.backends.cpu.get_cpu_capability()
-    return Hardware("cpu", _cpu_name(cpuinfo), cpu_isa(cpu_flags(cpuinfo), capability))
+    return Hardware("cpu", _cpuinfo_field(cpuinfo, "model name", "CPU"), cpu_isa(cpu_flags(cpuinfo), capability),
+                    vendor=_cpuinfo_field(cpuinfo, "vendor_id", ""))
 
 
 def detect_gpu(index: int = 0) -> Hardware:
@@ -128,6 +137,9 @@ def detect(device: torch.device | str | None = None) -> Hardware:
 def choose(hw: Hardware | None = None) -> Choice:
     """The precision decision for `hw` (default: `detect()`); see the module docstring's table."""
     hw = hw or detect()
+    if hw.bf16_fast and hw.isa == "avx512_bf16":  # fast bf16 GEMMs, slow one-query bf16 attention
+        return Choice("int8", torch.bfloat16, "bf16-mixed",
+                      "AMD AVX512-BF16 CPU: bf16 convolutions and matmuls ~2x fp32, int8 one-code steps ~5x")
     if hw.bf16_fast:
         what = "AMX-BF16 CPU" if hw.device == "cpu" else "GPU with bf16"
         return Choice("bf16", torch.bfloat16, "bf16-mixed", f"{what}: bf16 is fast")

@@ -21,9 +21,10 @@ under `torch.inference_mode()`. `precision`:
 - "bf16": the key/value cache and attention in bf16 (decoding reads the whole cache per code:
   half the bytes) and, on the CPU, one-position steps through packed bf16 weight copies (prefill
   stays float32, faster there without AMX); on a GPU, bf16 autocast. Not bit-equal to float32.
-- "int8" (CPU): as "bf16", but one-position steps use int8 weights (one scale per output row) and
+- "int8" (CPU): one-position steps (up to 256 rows) use int8 weights (one scale per output row) and
   activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
-  bytes. The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
+  bytes; the key/value cache stays float32 (bf16 attention is slow where int8 is chosen). The least
+  exact; its cost in validation NLL is measured in BENCHMARKS.md.
 """
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ import torch
 from taming.hardware import decode_precision
 from taming.transformer.decoding import PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
+from taming.transformer.static_decode import decode_step
 
 Callback = Callable[[int, torch.Tensor], None]
 Generators = Union[torch.Generator, Sequence[torch.Generator], None]  # one for all rows, or one per row
@@ -130,7 +132,21 @@ def resolve_precision(gpt: GPT, precision: str) -> str:
 
 
 def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
-    return gpt.head.weight.dtype if precision == "fp32" else torch.bfloat16
+    # int8 is chosen where bf16 is slow: one-query bf16 attention ran 7x slower than float32 on an
+    # AVX512-BF16 CPU without AMX (BENCHMARKS.md), so its cache stays float32
+    return torch.bfloat16 if precision == "bf16" else gpt.head.weight.dtype
+
+
+STATIC_DEVICES = ("cuda",)  # where generate decodes with a static cache and a CUDA graph
+
+
+def _decoder(gpt: GPT, cache: KVCache, rows: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """step(token (rows,), pos) -> logits (rows, V): a replayed CUDA graph over a static cache on a
+    GPU (taming/transformer/static_decode.py), the plain cached forward elsewhere."""
+    device = cache.k[0].device.type
+    if device in STATIC_DEVICES:
+        return decode_step(gpt, cache, rows, graph=device == "cuda")
+    return lambda token, pos: decode_one(gpt, token, cache, pos)
 
 
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,
@@ -143,7 +159,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     cond_codes is everything the model sees before the first sampled code: conditioning codes,
     an SOS token for unconditional models (L = 1), and optionally given image codes. One cache of
     L + steps - 1 positions is allocated; the conditioning is prefilled once, then each sampled
-    code is fed as one new position.
+    code is fed as one new position (on a GPU: one replay of a CUDA graph captured for the call).
 
     Classifier-free guidance (cfg_scale not None): uncond_codes (B or 1, L) is the "null"
     conditioning of the same length (the model defines it, e.g. a reserved token repeated). Both
@@ -177,6 +193,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     out = torch.empty(B, steps, dtype=torch.long, device=cond_codes.device)
     with _sampling_mode(gpt, precision, rows.shape[0]):
         cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision))
+        step = _decoder(gpt, cache, rows.shape[0])  # before prefill: a graph capture clears the cache
         logits = prefill(gpt, rows, cache)  # (B or 2B, V)
         for k in range(steps):
             if cfg_scale is not None:
@@ -188,7 +205,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
                 callback(k, out[:, :k + 1])
             if k + 1 < steps:
                 feed = token if cfg_scale is None else torch.cat([token, token])
-                logits = decode_one(gpt, feed, cache, L + k)
+                logits = step(feed, L + k)
     return out
 
 

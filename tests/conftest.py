@@ -25,3 +25,12 @@ def one_thread():
 def shared_dir() -> Path:
     assert SHARED.is_dir(), f"reference data expected at {SHARED}"
     return SHARED
+
+
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.fixture(params=DEVICES)
+def device(request) -> str:
+    """Every device present: a GPU machine runs these tests on CUDA too (benchmarks/gpu_check.sh)."""
+    return request.param

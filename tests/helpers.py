@@ -102,6 +102,13 @@ def expected(name: str) -> dict:
     return torch.load(FIXTURES / name / "expected.pt", weights_only=True)
 
 
+def only_run(logdir: Path) -> Path:
+    """The one run folder under `logdir`."""
+    runs = sorted(p for p in logdir.iterdir() if p.is_dir())
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
 def prefix_config(cond_stage: dict | str, cond_key: str, **params) -> dict:
     """The segmentation config's first stage with a one-code conditioning (a class label or SOS)."""
     config = seg_transformer_config(None, None)

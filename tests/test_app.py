@@ -15,11 +15,11 @@ import pytest
 import torch
 from PIL import Image
 
-from taming.app import conditioning as cond
-from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
+from taming.generation import conditioning as cond
+from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
                                 size_warning)
-from taming.app.loading import find_runs, load_run, resolve_run
-from taming.app.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
+from taming.generation.runs import find_runs, load_run, resolve_run
+from taming.generation.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
 from taming.app.uploads import image_upload, segmentation_upload
 from taming.checkpoint import CheckpointError, read_state_dict
 from taming.app.launch import MAX_UPLOAD_MB, PAGE
@@ -257,7 +257,7 @@ def test_app_imports_no_cli():
     """The app parses its own arguments: importing it (page aside) loads nothing of taming.cli."""
     import subprocess
 
-    code = ("import sys, taming.app.launch, taming.app.loading, taming.app.drawing, taming.app.pictures, "
+    code = ("import sys, taming.app.launch, taming.generation.runs, taming.generation.drawing, taming.generation.pictures, "
             "taming.app.uploads; print(sorted(m for m in sys.modules if m.startswith('taming.cli')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[1])

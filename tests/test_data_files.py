@@ -399,10 +399,12 @@ def test_low_resolution_and_coord_wrappers():
     np.testing.assert_array_equal(built[1]["LR_image"], lr["LR_image"])  # same seed 0 train stream
 
 
-def test_unsupported_scene_layout_configs_fail_clearly():
-    for name in ("coco_scene_images_transformer", "open_images_scene_images_transformer"):
+def test_scene_layout_configs_name_a_missing_data_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the configs' relative data/... paths do not exist here
+    for name, missing in (("coco_scene_images_transformer", "data/coco_annotations_100/annotations"),
+                          ("open_images_scene_images_transformer", "data/open_images_annotations_100/class-")):
         config = load_config(SHARED / "compat" / "configs" / f"{name}.yaml")
-        with pytest.raises(DataError, match="not supported"):
+        with pytest.raises(DataError, match=f"{missing}.* does not exist"):
             instantiate_from_config(config.data.params.train)
 
 

@@ -15,14 +15,14 @@ FLAGS = {
 }
 
 
-def cpuinfo(flags: str) -> str:
-    return f"processor\t: 0\nmodel name\t: Fake CPU\nflags\t\t: {flags}\n"
+def cpuinfo(flags: str, vendor: str = "GenuineIntel") -> str:
+    return f"processor\t: 0\nvendor_id\t: {vendor}\nmodel name\t: Fake CPU\nflags\t\t: {flags}\n"
 
 
 @pytest.mark.parametrize("isa", list(FLAGS))
 def test_isa_from_faked_flags(isa):
     hw = detect_cpu(cpuinfo(FLAGS[isa]))
-    assert hw == Hardware("cpu", "Fake CPU", isa)
+    assert hw == Hardware("cpu", "Fake CPU", isa, vendor="GenuineIntel")
 
 
 def test_torch_capability_when_there_are_no_flags():
@@ -43,6 +43,13 @@ def test_choice_per_cpu(isa, decode, first_stage, train):
     assert (choice.decode, choice.first_stage, choice.train) == (decode, first_stage, train)
 
 
+def test_amd_avx512_bf16_uses_bf16_for_convolutions_and_training_int8_for_decoding():
+    choice = choose(detect_cpu(cpuinfo(FLAGS["avx512_bf16"], vendor="AuthenticAMD")))
+    assert (choice.decode, choice.first_stage, choice.train) == ("int8", torch.bfloat16, "bf16-mixed")
+    choice = choose(detect_cpu(cpuinfo(FLAGS["avx512"], vendor="AuthenticAMD")))  # Zen 3: no bf16 at all
+    assert (choice.decode, choice.first_stage, choice.train) == ("int8", None, "32")
+
+
 @pytest.mark.parametrize("bf16, decode, first_stage, train", [
     (True, "bf16", torch.bfloat16, "bf16-mixed"),
     (False, "fp32", None, "32"),
@@ -60,7 +67,9 @@ def test_choice_on_this_cpu():
         assert hw.isa == "amx_bf16" and choose(hw).decode == "bf16"
     elif "avx2" in flags:  # this project's machines: AVX-512 (with AVX512-BF16), no AMX
         assert hw.isa in ("avx512_bf16", "avx512", "avx2") and choose(hw).decode == "int8"
-        assert choose(hw).first_stage is None and choose(hw).train == "32"
+        amd_bf16 = hw.isa == "avx512_bf16" and hw.vendor == "AuthenticAMD"  # bf16 GEMMs 2x fp32 there
+        assert choose(hw).first_stage == (torch.bfloat16 if amd_bf16 else None)
+        assert choose(hw).train == ("bf16-mixed" if amd_bf16 else "32")
     assert hw.isa in hardware.ISAS
     assert "detected: cpu" in hardware.summary("cpu") and "auto chooses" in hardware.summary("cpu")
 

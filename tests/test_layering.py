@@ -10,8 +10,9 @@ import pytest
 from helpers import ROOT
 
 INFERENCE_MODULES = ["taming.sampling", "taming.checkpoint", "taming.transformer.net2net",
-                     "taming.data.code_shards", "taming.tokenizer.inference", "taming.app.loading",
-                     "taming.app.conditioning", "taming.app.drawing", "taming.app.pictures",
+                     "taming.data.code_shards", "taming.tokenizer.inference", "taming.generation.runs",
+                     "taming.generation.conditioning", "taming.generation.drawing", "taming.generation.pictures",
+                     "taming.scene",
                      "taming.eval.samples", "taming.eval.reconstruction", "taming.eval.likelihood",
                      *(f"taming.generation.{m}" for m in ("models", "files", "samples", "rejection", "conditional",
                                                           "window", "first_stage"))]
@@ -28,10 +29,14 @@ def test_inference_imports_no_training_code(tmp_path):
                      "ch": 32, "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}}}}))
     code = ("import json, sys\n" + "".join(f"import {m}\n" for m in INFERENCE_MODULES)
             + f"m, _ = taming.checkpoint.load_model({str(config)!r}, None, [])\n"
-            + "print(json.dumps([type(m).__module__, m.downsample_factor, sorted(sys.modules)]))")
+            + "library = sorted(sys.modules)\n"
+            + "import taming.app.layouts\n"
+            + "print(json.dumps([type(m).__module__, m.downsample_factor, library, sorted(sys.modules)]))")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
-    module, factor, loaded = json.loads(out.stdout.splitlines()[-1])
+    module, factor, library, loaded = json.loads(out.stdout.splitlines()[-1])
     assert module == "taming.tokenizer.inference" and factor == 2
+    # layers point down: the library (generation, eval, scene, ...) imports neither the app nor the CLI
+    assert not [m for m in library if m.startswith(("taming.app", "taming.cli"))]
     assert not [m for m in loaded if m == "taming.training" or m.startswith("taming.training.")]
     assert not [m for m in loaded if m.startswith(("taming.models", "taming.modules", "taming.cli"))]
     assert "lightning" not in loaded and "pytorch_lightning" not in loaded

@@ -10,7 +10,7 @@ import torch
 import yaml
 from PIL import Image
 
-from taming.app.conditioning import Example, encode_condition
+from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
 from taming.data.landscapes import LandscapesValidation
 from taming.generation.files import image_name, to_uint8

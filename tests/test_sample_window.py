@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from taming.app.conditioning import Example, encode_condition
+from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
 from taming.generation.files import to_uint8
 from taming.generation.models import transformer_run

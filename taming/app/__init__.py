@@ -1,9 +1,8 @@
-"""`taming app`: interactive sampling from a trained transformer.
+"""`taming app`: interactive sampling from a trained transformer, the top layer (nothing else imports it).
 
-    loading.py       a run folder or checkpoint (+ configs) -> LoadedRun (model, training window)
-    conditioning.py  conditioning examples (validation data, procedural landscapes, a class) and their codes
-    drawing.py       sampling with a progress callback (generate / sliding window), decoding to pixels
-    pictures.py      what the page shows: tensors as RGB pictures, PNG bytes
-    page.py          the Streamlit page: widgets only (run with `taming app`)
-Everything but page.py works without Streamlit.
+    launch.py   its own command line and Streamlit's safe settings (`taming app` execs into Streamlit)
+    uploads.py  uploaded label maps and images, with size limits
+    layouts.py  scene models: a validation example's object boxes drawn beside it
+    page.py     the Streamlit page: widgets only, over taming.generation (runs, conditioning, drawing,
+                pictures), which works without Streamlit
 """

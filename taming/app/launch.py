@@ -1,6 +1,6 @@
 """The app's own command line and the settings Streamlit is started with (no import of taming.cli).
 
-    taming app [--logdir RUN_FOLDER_OR_CKPT] [--config YAML ...] [--port PORT] [--address ADDR]
+    taming app [--logdir RUN_FOLDER_OR_CKPT] [--config YAML ...] [--port PORT] [--address ADDR] [--allow-import PKG]
 
 `taming app` (taming/cli/app.py) checks these arguments and then becomes Streamlit (exec), so that
 `kill PID` and Ctrl-C reach the server itself; the page (page.py) parses the same arguments again.
@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 
 from taming.checkpoint import CheckpointError
-from taming.config import ConfigError
+from taming.config import ConfigError, add_allow_import
 from taming.data.errors import DataError
 
 PAGE = Path(__file__).resolve().parent / "page.py"
@@ -51,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=None, help="port of the page (Streamlit's default: 8501)")
     p.add_argument("--address", default=LOCALHOST,
                    help=f"address to listen on (default {LOCALHOST}: this machine only; 0.0.0.0: every interface)")
+    add_allow_import(p)  # recorded in $TAMING_ALLOW_IMPORTS, which the server inherits
     return p
 
 

@@ -17,12 +17,13 @@ import streamlit as st
 import torch
 from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
-from taming.app import conditioning as cond
-from taming.app.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
+from taming.app import layouts
+from taming.generation import conditioning as cond
+from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
                                 size_warning)
 from taming.app.launch import USER_ERRORS, build_parser, one_line
-from taming.app.loading import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
-from taming.app.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
+from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
+from taming.generation.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
                                  shown_factor, to_pixels)
 from taming.app.uploads import image_upload, segmentation_upload
 from taming.transformer.decoding import PRECISIONS
@@ -117,7 +118,7 @@ def upload_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.
 
 def choose_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.Example | None:
     sources = cond.example_sources(run)
-    if cond.condition_kind(run.model) not in ("unconditional", cond.CLASS) or mode == COMPLETE:
+    if cond.condition_kind(run.model) not in ("unconditional", cond.CLASS, *layouts.LAYOUT_KEYS) or mode == COMPLETE:
         sources = [*sources, UPLOAD]
     if not sources:
         return cond.unconditional_example()
@@ -133,6 +134,8 @@ def choose_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.
             return cond.landscape_example(run, int(index), size_px)
         examples = cached_examples(run, run.source, run.source.modified())
         index = st.number_input(f"example (0..{len(examples) - 1})", 0, len(examples) - 1, 0, key="example")
+        if layouts.is_scene_model(run.model):  # object layouts: the example's boxes drawn
+            return layouts.layout_example(run, examples, int(index), size_px)
         return cond.dataset_example(run, examples, int(index), size_px)
     except USER_ERRORS as exc:
         stop_with(exc)
@@ -236,7 +239,7 @@ def main() -> None:
     key = repr((run.source.name, run.source.modified(), example.caption, settings, mode))
     pressed = st.button("Sample", type="primary", key="sample_button")
     left, middle, right = columns(size_px)
-    picture = condition_picture(run, example)
+    picture = example.picture if isinstance(example, layouts.LayoutExample) else condition_picture(run, example)
     if picture is None:
         left.markdown(f"**Conditioning:** {example.caption}")
     else:

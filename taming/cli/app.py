@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def go() -> int:
-        from taming.app.loading import resolve_run
+        from taming.generation.runs import resolve_run
 
         args = build_parser().parse_args(argv)
         if importlib.util.find_spec("streamlit") is None:

@@ -5,7 +5,7 @@ import sys
 from typing import Callable
 
 from taming.checkpoint import CheckpointError
-from taming.config import ConfigError
+from taming.config import ConfigError, mask_env_values
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
@@ -15,6 +15,9 @@ def user_errors() -> tuple[type[BaseException], ...]:
         errors.append(DataError)
     except ImportError:  # the data package is optional for this module
         pass
+    from taming.training.stop import NonFiniteLoss  # no heavy imports
+
+    errors.append(NonFiniteLoss)
     return tuple(errors)
 
 
@@ -28,5 +31,5 @@ def run_reporting_errors(command: str, fn: Callable[[], int | None]) -> int:
 
 
 def one_line(exc: BaseException) -> str:
-    """A user error's message on one line (multi-line reports joined with '; ')."""
-    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+    """A user error's message on one line (multi-line reports joined with '; '), `${oc.env:...}` values masked."""
+    return mask_env_values("; ".join(line.strip() for line in str(exc).splitlines() if line.strip()))

@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
-from taming.config import ConfigError
+from taming.config import ConfigError, allow_imports
 from taming.eval.runs import PRECISIONS
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
@@ -41,6 +42,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--batch-size", type=int, default=None, help="default: the data config's")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="of the evaluated model")
+    add_allow_import(p)  # the run's config is built: its targets go through the allow-list
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -104,6 +106,7 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
+    allow_imports(args.allow_import)
     model, config, ckpt = load_evaluated(args.run, args.config)
     model = model.to(args.device)
     first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
@@ -137,6 +140,7 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
 
+    allow_imports(args.allow_import)
     model, config, _ = load_evaluated(args.run, args.config)
     if not hasattr(model, "transformer"):
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "

@@ -8,6 +8,7 @@
     taming sample-conditional -r RUN -o OUT samples over a dataset split (inputs, conditioning, samples)
     taming sample-window -r RUN --condition MAP.png -o OUT.png   one large image from a map
     taming reconstruct / encode / decode    first stage: images -> images / codes .npy -> images
+    taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
     taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
@@ -29,6 +30,7 @@ COMMANDS = {
     "encode": "taming.cli.encode",
     "decode": "taming.cli.decode",
     "eval": "taming.cli.eval",
+    "sample-scene": "taming.cli.sample_scene",
 }
 USAGE = f"usage: taming {{{','.join(COMMANDS)}}} [options]   (taming COMMAND --help for options)"
 

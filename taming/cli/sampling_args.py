@@ -8,6 +8,7 @@ import time
 
 from tqdm import tqdm
 
+from taming.config import add_allow_import
 from taming.config import ConfigError
 from taming.generation.samples import SampleSettings
 
@@ -20,6 +21,7 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", "-b", nargs="+", default=[],
                    help="config YAML(s), merged left to right (default: the run folder's configs/*-project.yaml)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    add_allow_import(p)  # the run's config is built: its targets go through the allow-list
 
 
 def add_sampling_args(p: argparse.ArgumentParser, top_k: int | None = 250) -> None:

@@ -8,6 +8,8 @@ file_path_.
     sflckr       S-FLCKR segmentation                  ade20k    ADE20K     coco   COCO-Stuff
     webdataset   tar shards (images)                   codes     pre-tokenized code shards / arrays
     coord        coord maps, low-resolution copies     base, imageio, transforms, segmentation, depth
+    annotated_objects_coco, annotated_objects_open_images   scene layouts: objects_bbox /
+                 objects_center_points tokens (conditional_builder/), layout_crops, collate
 Errors: `DataError` (stops, says what and where); unreadable files are skipped, counted and logged.
 """
 from .errors import DataError, UnreadableFile

@@ -1,6 +1,6 @@
 """What `taming eval reconstruction/likelihood` evaluate: a model from a run, and batches of one data split.
 
-A run is what `taming app` accepts (taming.app.loading.resolve_run): a run folder (ours or the
+A run is what `taming app` accepts (taming.generation.runs.resolve_run): a run folder (ours or the
 original's: configs/*-project.yaml + checkpoints/last.ckpt), a checkpoint inside one, or any checkpoint
 with --config files. The checkpoint is given as the model's own ckpt_path, so it replaces every stage's
 weights and the stage files a training config names (often paths on another machine) are not read.
@@ -17,7 +17,7 @@ import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
-from taming.app.loading import resolve_run
+from taming.generation.runs import resolve_run
 from taming.checkpoint import load_model
 from taming.config import ConfigError, instantiate_from_config
 

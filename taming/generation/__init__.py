@@ -1,5 +1,11 @@
-"""Sampling jobs behind the `taming sample*`, `reconstruct`, `encode` and `decode` commands.
+"""Using a trained run: loading it, conditioning, sampling with progress, pictures; and the sampling
+jobs behind the `taming sample*`, `reconstruct`, `encode` and `decode` commands. The app, the CLI and
+taming.eval build on this package; it imports neither Lightning training code nor Streamlit.
 
+    runs.py         a run folder or checkpoint (+ configs) -> LoadedRun (model, training window)
+    conditioning.py conditioning examples (validation data, procedural landscapes, a class) and their codes
+    drawing.py      sampling with a progress callback (generate / sliding window), decoding to pixels
+    pictures.py     tensors as RGB pictures, PNG bytes, download names
     models.py       a run folder or checkpoint -> a loaded model; its checkpoint step; the precision used
     files.py        output folders: stable names, atomic PNG writes (resume by skipping), settings JSON, grids
     samples.py      unconditional and class-conditional sampling, image i seeded by (seed, class, i) alone

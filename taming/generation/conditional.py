@@ -20,9 +20,9 @@ import torch
 from omegaconf import OmegaConf
 from torch.utils.data import IterableDataset
 
-from taming.app.conditioning import dataset_example, encode_condition
-from taming.app.loading import LoadedRun
-from taming.app.pictures import condition_picture
+from taming.generation.conditioning import dataset_example, encode_condition
+from taming.generation.runs import LoadedRun
+from taming.generation.pictures import condition_picture
 from taming.config import ConfigError, instantiate_from_config
 from taming.generation.files import image_name, save_png, to_uint8
 from taming.generation.samples import SampleSettings, decode_each, image_seed

@@ -1,6 +1,6 @@
 """What the sampling commands load: a run folder or checkpoint (+ configs) -> a model, and facts about it.
 
-Run folders are found as the app finds them (`taming.app.loading.resolve_run`): ours and the
+Run folders are found as the app finds them (`taming.generation.runs.resolve_run`): ours and the
 original's share the layout configs/*-project.yaml + checkpoints/last.ckpt, and the original's
 targets and key names build the inference cores (`taming.checkpoint.load_model`, no training
 code). A transformer run's checkpoint holds every stage, so the stage files its config names
@@ -15,7 +15,7 @@ from typing import Any, Sequence
 
 import torch
 
-from taming.app.loading import LoadedRun, RunSource, load_run, resolve_run
+from taming.generation.runs import LoadedRun, RunSource, load_run, resolve_run
 from taming.checkpoint import load_model, read_checkpoint
 from taming.config import ConfigError
 from taming.transformer.net2net import Net2Net

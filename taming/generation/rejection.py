@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.app.loading import LoadedRun
+from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.generation.files import image_name, save_json
 from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, batches, write_samples

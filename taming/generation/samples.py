@@ -18,8 +18,8 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 import torch
 
-from taming.app.conditioning import CLASS, condition_kind
-from taming.app.loading import LoadedRun
+from taming.generation.conditioning import CLASS, condition_kind
+from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.generation.files import image_name, save_png, to_uint8
 from taming.sampling import generate

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.app.conditioning import SEGMENTATION, Condition, Example, condition_kind, encode_condition
-from taming.app.drawing import check_size, fast_stride
-from taming.app.loading import LoadedRun
+from taming.generation.conditioning import SEGMENTATION, Condition, Example, condition_kind, encode_condition
+from taming.generation.drawing import check_size, fast_stride
+from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.data.imageio import normalize_depth, read_depth, read_labels, read_rgb, to_float_image
 from taming.data.segmentation import one_hot

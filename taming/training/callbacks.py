@@ -23,7 +23,9 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_info
 from omegaconf import DictConfig, OmegaConf
 
+from taming.checkpoint import sweep_temp_files
 from taming.images import make_grid, save_grid
+from taming.training.determinism import preserve_rng
 
 log = logging.getLogger(__name__)
 
@@ -77,6 +79,7 @@ class SetupCallback(Callback):
             return  # every rank shares rank 0's folder name (see taming.training.trainer.run_name)
         for d in (self.logdir, self.ckptdir, self.cfgdir, self.logdir / "images"):
             d.mkdir(parents=True, exist_ok=True)
+        sweep_temp_files(self.ckptdir)  # unfinished writes of a killed earlier start of this run
         project = self.cfgdir / f"{self.now}-project.yaml"
         OmegaConf.save(self.config, project)
         OmegaConf.save(OmegaConf.create({"lightning": self.lightning_config}), self.cfgdir / f"{self.now}-lightning.yaml")
@@ -112,7 +115,8 @@ class ImageLogger(Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
+            with preserve_rng():  # sampling here must not shift the training's random stream
+                images = pl_module.log_images(batch, split=split, **self.log_images_kwargs)
         finally:
             pl_module.train(was_training)
         if trainer.global_rank != 0:
@@ -189,7 +193,9 @@ def make_checkpoint_callback(ckptdir: str | Path, monitor: str | None = None, ev
 
     `every_n_train_steps` switches the periodic files to `{epoch:06}-{step:09}.ckpt` every N optimizer steps.
     """
-    kwargs: dict[str, Any] = {"dirpath": str(ckptdir), "filename": "{epoch:06}", "verbose": True, "save_last": True}
+    # no `last-v1.ckpt`: a run folder resumed after it was moved or downloaded keeps writing last.ckpt
+    kwargs: dict[str, Any] = {"dirpath": str(ckptdir), "filename": "{epoch:06}", "verbose": True, "save_last": True,
+                              "enable_version_counter": False}
     if monitor:
         kwargs.update(monitor=monitor, save_top_k=3)
     if every_n_train_steps:

@@ -20,6 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
 
 from taming.config import ConfigError, instantiate_from_config
+from taming.data.collate import collate  # default_collate; per-example object lists stay lists
 
 
 class WrappedDataset(Dataset):
@@ -105,15 +106,23 @@ class DataModuleFromConfig(L.LightningDataModule):
         workers = self.num_workers
         pin = self.pin_memory if self.pin_memory is not None else torch.cuda.is_available()
         drop_last = train and self.drop_last  # applies to streams too; validation always sees everything
-        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin,
-                      persistent_workers=self.persistent_workers and workers > 0)
+        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
+        # worker seeds come from this generator, not the global one the model's training draws from
+        common = dict(batch_size=self.batch_size, num_workers=workers, pin_memory=pin, collate_fn=collate,
+                      persistent_workers=self.persistent_workers and workers > 0,
+                      generator=torch.Generator().manual_seed(seed))
         if isinstance(ds, IterableDataset):
             return DataLoader(ds, drop_last=drop_last, **common)
         world, rank = self._world()
-        seed = self.seed if self.seed is not None else int(os.environ.get("PL_GLOBAL_SEED", 0))
-        if train or world > 1:
-            sampler = EpochSampler(ds, self._current_epoch, num_replicas=world, rank=rank,
-                                   shuffle=train and self.shuffle, seed=seed, drop_last=drop_last)
+        if train:  # exact resume: seeded examples, mid-epoch skip (taming.training.determinism)
+            from taming.training.determinism import ResumableSampler, SeededSamples, batches_done_this_epoch
+
+            sampler = ResumableSampler(ds, self._current_epoch, lambda: batches_done_this_epoch(self.trainer),
+                                       self.batch_size, num_replicas=world, rank=rank, shuffle=self.shuffle,
+                                       seed=seed, drop_last=drop_last)
+            return DataLoader(SeededSamples(ds, seed), sampler=sampler, drop_last=drop_last, **common)
+        if world > 1:
+            sampler = EpochSampler(ds, self._current_epoch, num_replicas=world, rank=rank, shuffle=False, seed=seed)
             return DataLoader(ds, sampler=sampler, drop_last=drop_last, **common)
         return DataLoader(ds, shuffle=False, **common)
 

@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from omegaconf import DictConfig
 
-from taming.config import ConfigError, check_keys, to_plain
+from taming.config import ConfigError, check_keys, check_types, to_plain
 from taming.hardware import training_precision
 from taming.training.options import TrainOptions
 from taming.training.sharding import FSDPDataParallel
@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 # Lightning 1.x trainer keys that no longer exist and change nothing we do: dropped with a note.
 OBSOLETE_TRAINER_KEYS = {"weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
-                         "terminate_on_nan", "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
+                         "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
 TRAINER_KEYS = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
 
 
@@ -54,6 +54,10 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
     for key, value in cfg.items():
         if key in OBSOLETE_TRAINER_KEYS:
             log.info("lightning.trainer.%s is a Lightning 1.x option without effect here; ignored", key)
+        elif key == "terminate_on_nan":  # our NonFiniteGuard (taming.training.safety): on unless false
+            if not isinstance(value, bool):
+                raise ConfigError(f"lightning.trainer.terminate_on_nan: expected true or false, got {value!r}")
+            kw[key] = value
         elif key == "gpus":
             if value not in (None, 0, "", "0"):
                 kw["accelerator"], kw["devices"] = "gpu", parse_gpus(value)
@@ -63,7 +67,9 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw["strategy"] = value
         else:
             kw[key] = value
-    check_keys([k for k in kw if k != "resume_from_checkpoint"], TRAINER_KEYS, "lightning.trainer")
+    check_keys([k for k in kw if k not in ("resume_from_checkpoint", "terminate_on_nan")], TRAINER_KEYS,
+               "lightning.trainer")
+    check_types(L.Trainer, {k: v for k, v in kw.items() if k in TRAINER_KEYS}, "lightning.trainer")
     if opts.gpus not in (None, ""):
         kw["accelerator"], kw["devices"] = "gpu", parse_gpus(opts.gpus)
     for key in ("accelerator", "devices", "num_nodes", "strategy", "precision", "max_steps"):

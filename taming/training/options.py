@@ -8,6 +8,8 @@ import argparse
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
+from taming.config import ALLOW_IMPORT_HELP
+
 
 def str2bool(v: str | bool) -> bool:
     if isinstance(v, bool):
@@ -53,6 +55,7 @@ class TrainOptions:
     precision: str | None = flag("--precision", type=str,
                                  help="auto (bf16-mixed where bf16 is fast, else 32), 32, bf16-mixed, ...")
     max_steps: int | None = flag("--max_steps", type=int, help="stop after this many batches")
+    allow_import: list[str] = flag("--allow-import", factory=list, action="append", metavar="PKG", help=ALLOW_IMPORT_HELP)
     overrides: list[str] = field(default_factory=list)
 
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from taming.config import ConfigError
 from taming.training.options import TrainOptions
+from taming.training.resume import pick_resume_checkpoint
 
 RUN_NOW_ENV = "TAMING_RUN_NOW"  # rank 0's timestamp, inherited by the DDP processes Lightning launches
 
@@ -50,12 +51,12 @@ def resolve_paths(opts: TrainOptions) -> RunPaths:
         if not target.exists():
             raise ConfigError(f"--resume: cannot find {target}")
         if target.is_file():  # logs/<run>/checkpoints/<file>.ckpt
-            logdir, resume_ckpt = target.resolve().parent.parent, target
+            logdir, resume_ckpt = target.resolve().parent.parent, pick_resume_checkpoint(target)
         else:
             logdir = target.resolve()
-            resume_ckpt = logdir / "checkpoints" / "last.ckpt"
-            if not resume_ckpt.is_file():
-                raise ConfigError(f"--resume: run folder {logdir} has no checkpoints/last.ckpt")
+            if not (logdir / "checkpoints").is_dir():
+                raise ConfigError(f"--resume: run folder {logdir} has no checkpoints/ folder")
+            resume_ckpt = pick_resume_checkpoint(logdir / "checkpoints" / "last.ckpt")  # or the newest valid one
         configs = sorted(glob.glob(str(logdir / "configs" / "*.yaml"))) + configs
         nowname = logdir.name
     else:

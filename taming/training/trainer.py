@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import signal
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,12 +24,16 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.config import ConfigError, check_keys, instantiate_from_config, load_configs, to_plain
+from taming.config import ConfigError, allow_imports, check_keys, instantiate_from_config, load_configs, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
+from taming.training.checkpoint_io import AtomicCheckpointIO
+from taming.training.determinism import RandomState
 from taming.training.lightning_settings import is_distributed, trainer_kwargs
 from taming.training.options import TrainOptions
+from taming.training.resume import pick_resume_checkpoint
 from taming.training.run_folder import RunPaths, resolve_paths
+from taming.training.safety import safety_callbacks
 
 log = logging.getLogger(__name__)
 
@@ -52,6 +55,10 @@ def expected_warnings_silenced() -> Iterator[None]:
         # averaging callback (EMA) works and its warning about sharding does not apply.
         warnings.filterwarnings("ignore", message=r"You're using the WeightAveraging callback with a model that "
                                                   "overrides")
+        # Periodic checkpoints of the manually optimized GAN hold the weights after the batch's steps, as meant.
+        warnings.filterwarnings("ignore", message=r"Using ModelCheckpoint with manual optimization and every_n_train")
+        # Our training loaders resume mid-epoch themselves (taming.training.determinism.ResumableSampler).
+        warnings.filterwarnings("ignore", message=r"You're resuming from a checkpoint that ended before the epoch")
         yield
 
 
@@ -153,6 +160,7 @@ class Job:
 
 
 def build_job(opts: TrainOptions) -> Job:
+    allow_imports(opts.allow_import)
     paths = resolve_paths(opts)
     L.seed_everything(opts.seed, workers=True, verbose=False)
     config = load_configs(paths.configs, opts.overrides)
@@ -163,7 +171,7 @@ def build_job(opts: TrainOptions) -> Job:
     kw = trainer_kwargs(lightning_config, opts)
     legacy_resume = kw.pop("resume_from_checkpoint", None)
     if legacy_resume and paths.resume_ckpt is None:
-        paths.resume_ckpt = Path(legacy_resume)
+        paths.resume_ckpt = pick_resume_checkpoint(legacy_resume)
 
     model = instantiate_from_config(config.model, where="model")
     data = instantiate_from_config(config.data, where="data")
@@ -180,10 +188,13 @@ def build_job(opts: TrainOptions) -> Job:
         kw["strategy"] = "ddp_spawn_find_unused_parameters_true" if spawn else "ddp_find_unused_parameters_true"
     callbacks = build_callbacks(paths, config, lightning_config, model, resume=paths.resume_ckpt is not None,
                                 progress_bar=kw.get("enable_progress_bar", True) is not False)
+    callbacks += safety_callbacks(paths.ckptdir, stop_on_nan=kw.pop("terminate_on_nan", True))
+    callbacks.append(RandomState())  # exact resume (taming.training.determinism)
     # written to <now>-lightning.yaml, so a resumed run keeps the same limits
     saved_kw = {**kw, "accumulate_grad_batches": accumulate}
     if kw.get("max_steps") not in (None, -1):
         kw.setdefault("max_epochs", -1)  # the step limit ends the run, not Lightning's default 1000 epochs
+    kw["plugins"] = [*(kw.get("plugins") or []), AtomicCheckpointIO()]  # temp file, fsync, rename
     trainer = L.Trainer(**kw, callbacks=callbacks, logger=build_loggers(paths, lightning_config),
                         default_root_dir=str(paths.logdir))
     scale_learning_rate(model, config, accumulate, trainer.num_devices * trainer.num_nodes)
@@ -199,22 +210,9 @@ def run(opts: TrainOptions) -> Job:
     """`taming train`: fit when -t, then test unless --no-test (and a test split exists)."""
     job = build_job(opts)
     trainer = job.trainer
-
-    def save_now(*_: Any) -> None:  # SIGUSR1: write last.ckpt, as the original's melk
-        if trainer.global_rank == 0:
-            say("Summoning checkpoint.")
-            trainer.save_checkpoint(str(job.paths.ckptdir / "last.ckpt"))
-
-    if hasattr(signal, "SIGUSR1"):
-        try:
-            signal.signal(signal.SIGUSR1, save_now)
-        except ValueError:
-            pass  # not the main thread
-    if opts.train:
+    if opts.train:  # signals and non-finite losses: taming.training.safety
         with expected_warnings_silenced():
             trainer.fit(job.model, job.data, ckpt_path=str(job.paths.resume_ckpt) if job.paths.resume_ckpt else None)
-        if trainer.interrupted:
-            save_now()
     has_test = "test" in getattr(job.data, "dataset_configs", {}) or not hasattr(job.data, "dataset_configs")
     if not opts.no_test and not trainer.interrupted and has_test:
         with expected_warnings_silenced():

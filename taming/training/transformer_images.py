@@ -12,6 +12,7 @@ from typing import Any, Callable, Mapping
 import torch
 
 from taming.images import labels_to_rgb
+from taming.scene import layout_pictures
 from taming.transformer.net2net import Net2Net
 
 
@@ -64,7 +65,10 @@ def log_transformer_images(model: Net2Net, batch: Mapping[str, Any], temperature
     log["inputs"] = x
     log["reconstructions"] = model.decode_to_img(z_indices, zshape)
     stage = model.cond_stage_model
-    if (model.cond_stage_key != "image" and c is not None and torch.is_tensor(quant_c)
+    layouts = None if c is None else layout_pictures(model, c, tuple(x.shape[-2:]))
+    if layouts is not None:  # object layouts (scene models): drawn as boxes
+        log["conditioning"] = log["conditioning_rec"] = layouts
+    elif (model.cond_stage_key != "image" and c is not None and torch.is_tensor(quant_c)
             and callable(getattr(stage, "decode", None))):
         cond_rec = stage.decode(quant_c)
         if model.cond_stage_key == "segmentation":

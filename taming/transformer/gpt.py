@@ -74,8 +74,10 @@ class CausalSelfAttention(nn.Module):
         B, T, C = x.shape  # (B, T, C)
         q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
         k, v = self._heads(x, self.key), self._heads(x, self.value)  # (B, nh, T, hd)
-        end = start_pos + T
         out_dtype = q.dtype
+        if isinstance(start_pos, torch.Tensor):  # fixed shapes for CUDA graphs (static_decode.py)
+            return self.resid_drop(self.proj(self._static_step(q, k, v, cache, layer, start_pos).to(out_dtype)))
+        end = start_pos + T
         if cache is not None:
             cache.k[layer][:, :, start_pos:end] = k
             cache.v[layer][:, :, start_pos:end] = v
@@ -92,6 +94,20 @@ class CausalSelfAttention(nn.Module):
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
         y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
         return self.resid_drop(self.proj(y))
+
+
+    def _static_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int,
+                     pos: torch.Tensor) -> torch.Tensor:
+        """One position at device tensor pos (1,): q, k, v (B, nh, 1, hd) -> (B, 1, C). Its key and
+        value go to the cache at pos, and the query attends over the whole cache with the positions
+        after pos masked: the same shapes at every step, so one captured graph replays them all."""
+        B, nh, _, hd = q.shape
+        cache.k[layer].index_copy_(2, pos, k.to(cache.k[layer].dtype))
+        cache.v[layer].index_copy_(2, pos, v.to(cache.v[layer].dtype))
+        k, v = cache.k[layer], cache.v[layer]  # (B, nh, max_len, hd)
+        allowed = (torch.arange(cache.max_len, device=pos.device) <= pos).view(1, 1, 1, -1)  # (1, 1, 1, max_len)
+        y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=allowed)  # (B, nh, 1, hd)
+        return y.transpose(1, 2).reshape(B, 1, nh * hd)
 
 
 class Block(nn.Module):
@@ -158,6 +174,8 @@ class GPT(nn.Module):
         if not parts:
             raise ValueError("GPT: give token indices, embeddings or both")
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+        if isinstance(start_pos, torch.Tensor):  # one position given as a device tensor (1,)
+            return self.drop(x + self.pos_emb[:, start_pos])
         end = start_pos + x.shape[1]
         if end > self.block_size:
             raise ValueError(f"GPT: sequence reaches position {end} but block_size is {self.block_size}")
@@ -202,9 +220,11 @@ class GPT(nn.Module):
         idx (B, T) codes (embeddings (B, Te, C) go before them, as in `forward`); writes their
         keys/values into `cache` and returns logits (B, T', V), or (B, V) for the last position only
         when `last_only` (what sampling needs; it skips the head on the others).
+        start_pos may be a device tensor (1,) for one position (T = 1): then every shape is the same
+        at every position (see taming/transformer/static_decode.py).
         """
         x = self._embed(idx, embeddings, start_pos)
-        if start_pos + x.shape[1] > cache.max_len:
+        if not isinstance(start_pos, torch.Tensor) and start_pos + x.shape[1] > cache.max_len:
             raise ValueError(f"GPT: positions up to {start_pos + x.shape[1]} do not fit a cache of {cache.max_len}")
         for layer, block in enumerate(self.blocks):
             x = block(x, cache, layer, start_pos)

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 from torch.utils.data import IterableDataset
 
-from taming.app.loading import LoadedRun
+from taming.generation.runs import LoadedRun
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.errors import DataError
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.app.conditioning import SEGMENTATION, Example, condition_kind
-from taming.app.loading import LoadedRun
+from taming.generation.conditioning import SEGMENTATION, Example, condition_kind
+from taming.generation.runs import LoadedRun
 from taming.data.landscapes import PALETTE, colorize
 from taming.images import labels_to_rgb, make_grid
 

@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from taming.app.conditioning import Condition
-from taming.app.loading import LoadedRun
+from taming.generation.conditioning import Condition
+from taming.generation.runs import LoadedRun
 from taming.sampling import generate, sample_window
 from taming.transformer.permuter import Identity
 

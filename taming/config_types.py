@@ -1,0 +1,157 @@
+"""Config values checked against the type hints of the constructor they feed.
+
+`check_value(value, hint, where)` understands the hints our constructors use: int, float, bool,
+str, paths, None, unions, Literal, sequences, tuples, mappings and TypedDicts (a nested settings
+dict that is not a `target:` node, e.g. `ddconfig`). A TypedDict may carry a `__check__(value,
+where)` function for rules across its keys. Hints it does not know (classes, callables) pass:
+config values are plain YAML data, and code may hand any object through `**extra`.
+
+Messages name the key path and what was expected: `model.params.ddconfig.ch: expected int, got str 'abc'`.
+"""
+from __future__ import annotations
+
+import collections.abc as abc
+import difflib
+import inspect
+import os
+import types
+import typing
+from typing import Any, Callable, Literal, Union
+
+_SEQUENCES = (list, tuple, abc.Sequence, abc.Iterable, abc.Collection, abc.MutableSequence)
+_MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
+
+
+def _error(message: str) -> Exception:
+    from taming.config import ConfigError  # config imports this module
+
+    return ConfigError(message)
+
+
+def type_hints(fn: Callable) -> dict[str, Any]:
+    """Evaluated hints of fn's parameters; one that cannot be evaluated is left out (checked by nothing)."""
+    try:
+        return typing.get_type_hints(fn)
+    except Exception:  # one unresolvable forward reference: evaluate the others one by one
+        pass
+    hints = {}
+    namespace = getattr(fn, "__globals__", {})
+    for name, p in inspect.signature(fn).parameters.items():
+        ann = p.annotation
+        if isinstance(ann, str):
+            try:
+                ann = eval(ann, dict(namespace))  # noqa: S307 - our own source's annotations, not user input
+            except Exception:
+                continue
+        if ann is not inspect.Parameter.empty:
+            hints[name] = ann
+    return hints
+
+
+def describe(hint: Any) -> str:
+    if hint is type(None):
+        return "null"
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        return " or ".join(describe(a) for a in args)
+    if origin is Literal:
+        return "one of " + ", ".join(map(repr, args))
+    if origin in _SEQUENCES or hint in (list, tuple):
+        return f"a list of {describe(args[0])}" if args else "a list"
+    if origin in _MAPPINGS or _is_typeddict(hint):
+        return "a mapping"
+    return getattr(hint, "__name__", str(hint))
+
+
+def _is_typeddict(hint: Any) -> bool:
+    return isinstance(hint, type) and issubclass(hint, dict) and hasattr(hint, "__total__")
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def check_value(value: Any, hint: Any, where: str) -> None:
+    """Raise ConfigError if `value` cannot be what `hint` says; nested values are checked too."""
+    problem = _mismatch(value, hint, where)
+    if problem:
+        raise _error(problem)
+
+
+def _mismatch(value: Any, hint: Any, where: str) -> str | None:
+    """A message if value does not fit hint, else None."""
+    if hint is Any or hint is inspect.Parameter.empty:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    wrong = f"{where}: expected {describe(hint)}, got {type(value).__name__} {_short(value)}"
+    if origin in (Union, types.UnionType):
+        problems = [_mismatch(value, a, where) for a in args]
+        if all(problems):
+            # a value of the right kind with a wrong part names that part (e.g. a list element)
+            deeper = [p for p, a in zip(problems, args) if not p.startswith(f"{where}: expected {describe(a)},")]
+            return deeper[0] if deeper else wrong
+        return None
+    if origin is Literal:
+        return None if value in args else wrong
+    if hint is type(None) or hint is None:
+        return None if value is None else wrong
+    if hint is bool:
+        return None if isinstance(value, bool) else wrong
+    if hint is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else wrong
+    if hint is float:
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else wrong
+    if hint is str:
+        return None if isinstance(value, str) else wrong
+    if hint in (os.PathLike,) or (isinstance(hint, type) and issubclass(hint, os.PathLike)):
+        return None if isinstance(value, (str, os.PathLike)) else wrong
+    if _is_typeddict(hint):
+        return _typeddict_mismatch(value, hint, where) if isinstance(value, abc.Mapping) else wrong
+    if origin in _SEQUENCES or hint in (list, tuple):
+        if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+            return wrong
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            if len(args) != len(value):
+                return f"{where}: expected {len(args)} values, got {len(value)}"
+            items = list(zip(value, args))
+        else:
+            items = [(v, args[0]) for v in value] if args else []
+        for i, (v, a) in enumerate(items):
+            problem = _mismatch(v, a, f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    if origin in _MAPPINGS or hint in (dict,):
+        if not isinstance(value, abc.Mapping):
+            return wrong
+        if len(args) == 2:
+            for k, v in value.items():
+                problem = _mismatch(v, args[1], f"{where}.{k}")
+                if problem:
+                    return problem
+        return None
+    return None  # classes, callables, ...: not config data
+
+
+def _typeddict_mismatch(value: abc.Mapping, hint: Any, where: str) -> str | None:
+    fields = typing.get_type_hints(hint)
+    for key in value:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
+            extra = f"; did you mean {close[0]!r}?" if close else ""
+            return f"{where}: unknown key {key!r}{extra} (allowed: {', '.join(sorted(fields))})"
+    missing = sorted(hint.__required_keys__ - set(value))
+    if missing:
+        return f"{where}: missing {', '.join(map(repr, missing))}"
+    for key, v in value.items():
+        problem = _mismatch(v, fields[key], f"{where}.{key}")
+        if problem:
+            return problem
+    check = getattr(hint, "__check__", None)
+    if check is not None:
+        try:
+            check(value, where)
+        except Exception as exc:
+            return str(exc)
+    return None
