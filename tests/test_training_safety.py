@@ -154,6 +154,20 @@ def test_terminate_on_nan_maps_onto_the_guard(tmp_path, capsys):
     assert "lightning.trainer.terminate_on_nan: expected true or false, got 'maybe'" in capsys.readouterr().err
 
 
+def test_a_run_stopped_by_max_steps_leaves_its_final_weights_in_last_ckpt(tmp_path):
+    """Validation (and so ModelCheckpoint's last.ckpt) every 2 batches of a long epoch, stopped in between."""
+    from taming.training.trainer import TrainOptions, run
+
+    cfg = write_config(tmp_path / "t.yaml", vqgan_config(train_len=40, callbacks={"image_logger": None}, trainer={
+        "val_check_interval": 2, "check_val_every_n_epoch": None}))
+    job = run(TrainOptions(base=[str(cfg)], train=True, no_test=True, accelerator="cpu", max_steps=5,
+                           logdir=str(tmp_path / "logs")))
+    last = read_checkpoint(job.paths.ckptdir / "last.ckpt")
+    assert last["global_step"] == job.trainer.global_step > 0
+    weights = job.model.state_dict()
+    assert all(torch.equal(last["state_dict"][k], weights[k]) for k in last["state_dict"])
+
+
 @pytest.fixture(scope="module")
 def trained_run(tmp_path_factory) -> Path:
     tmp = tmp_path_factory.mktemp("run")

@@ -83,9 +83,6 @@ def train_stage(name: str, base: list[str], steps: int, logdir: Path, seed: int,
     job = run(TrainOptions(base=base, train=True, name=name, seed=seed, logdir=str(logdir), no_test=True,
                            max_steps=steps, accelerator="cpu",
                            overrides=["lightning.trainer.enable_model_summary=false", *overrides]))
-    # Lightning writes last.ckpt only after a validation: a stage stopped by max_steps between two
-    # validations would hand the next stage (and the tokenizer) weights from the last validation
-    job.trainer.save_checkpoint(str(job.paths.ckptdir / "last.ckpt"))
     times = clock.read()
     return {"job": job, **times, "steps": steps, "steps_per_s": steps / times["seconds"],
             "ckpt": str(job.paths.ckptdir / "last.ckpt"), "run": str(job.paths.logdir)}

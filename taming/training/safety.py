@@ -128,6 +128,23 @@ class NonFiniteGuard(Callback):
                             f"batch {batch_idx}): {what}; training stopped, {kept} (lower the learning rate?)")
 
 
+class FinalCheckpoint(Callback):
+    """A run that ends normally (max_steps, max_epochs) leaves its final weights in last.ckpt.
+
+    ModelCheckpoint writes last.ckpt after a validation or an epoch; a run stopped by max_steps between
+    two of them would otherwise leave last.ckpt steps behind, and the next stage (or a resume) would
+    read stale weights. Runs stopped by a signal or a non-finite loss never reach on_train_end."""
+
+    def __init__(self, ckptdir: str | Path) -> None:
+        super().__init__()
+        self.ckptdir = Path(ckptdir)
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
+        if trainer.global_step != saved and not trainer.interrupted:
+            trainer.save_checkpoint(str(self.ckptdir / "last.ckpt"))
+
+
 def safety_callbacks(ckptdir: str | Path, stop_on_nan: bool = True) -> list[Callback]:
     guard = [NonFiniteGuard(ckptdir)] if stop_on_nan else []
-    return [*guard, SignalCheckpoint(ckptdir)]
+    return [*guard, SignalCheckpoint(ckptdir), FinalCheckpoint(ckptdir)]
