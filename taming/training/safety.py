@@ -79,7 +79,7 @@ class SignalCheckpoint(Callback):
         self.pending = 0
         sig = BY_URGENCY[urgency]
         path = self.ckptdir / "last.ckpt"
-        trainer.save_checkpoint(str(path))
+        trainer.save_checkpoint(str(path), weights_only=False)  # the whole training state, as ModelCheckpoint
         code = SIGNALS[sig][1]
         then = "continuing" if code is None else f"exiting with status {code}"
         _say(f"{signal.Signals(sig).name}: saved {path} at step {trainer.global_step}; {then}")
@@ -142,7 +142,7 @@ class FinalCheckpoint(Callback):
     def on_train_end(self, trainer, pl_module) -> None:
         saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
         if trainer.global_step != saved and not trainer.interrupted:
-            trainer.save_checkpoint(str(self.ckptdir / "last.ckpt"))
+            trainer.save_checkpoint(str(self.ckptdir / "last.ckpt"), weights_only=False)
 
 
 def safety_callbacks(ckptdir: str | Path, stop_on_nan: bool = True) -> list[Callback]:
