@@ -21,8 +21,24 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
 bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
-with VNNI. Decoding keeps a float32 key/value cache there: one-query bf16 attention ran 7x slower
-than float32 even on the AMD CPU whose bf16 matmuls are fast.
+with VNNI.
+
+Within decoding, `decode_plan(precision, device, rows)` decides each phase of `generate`
+(`DecodePlan`): the one-code steps' linears, the prefill's linears (the conditioning, B x L rows)
+and the key/value cache's dtype. Measured on the AMD AVX512-BF16 CPU (one thread, CPU seconds,
+the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
+- one-code steps: FBGEMM int8 beat packed bf16 at every row count, 1.7-1.9x at 32-128 rows (the
+  linears of a batch-32 step are ~15% of it; the attention over the cache is the rest), so the
+  steps stay int8 at every batch size;
+- prefill (8192 rows at batch 32): float32 7.2 s, int8 4.1 s, bf16 3.8 s (and bf16 is ~20x
+  closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, float32 elsewhere;
+- the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
+  the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
+  for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a compiled kernel that
+  widens bf16 to float32 as it loads (taming/transformer/cpu_attention.py) reads half the bytes:
+  1.6-3.6x faster than float32 SDPA at batch 32-64, even at batch 4. So the cache is bf16 on the
+  CPUs where that was measured (bf16_fast); elsewhere it stays float32 (not measured: an Intel
+  CPU without AMX, where bf16 compute is slow, may still gain from the halved bytes).
 The Python API that mirrors the original stays exact float32: "auto" is only what the commands
 default to, or what a caller asks for.
 """
@@ -155,6 +171,39 @@ def decode_precision(precision: str, device: torch.device | str | None = None) -
     return choose(detect(device)).decode if precision == "auto" else precision
 
 
+@dataclass(frozen=True)
+class DecodePlan:
+    """How sampling runs each phase for one precision on one device (see the module docstring)."""
+    step: str  # linears of one-code steps (few rows): "fp32", "bf16" or "int8"
+    prefill: str  # linears of longer inputs (the conditioning's prefill): "fp32" or "bf16"
+    cache: torch.dtype  # the key/value cache (bf16: attention reads half the bytes)
+
+    def describe(self) -> str:
+        cache = "bf16" if self.cache == torch.bfloat16 else "fp32"
+        return f"one-code steps {self.step}, prefill {self.prefill}, key/value cache {cache}"
+
+
+def decode_plan(precision: str, device: torch.device | str | None = None, rows: int = 1) -> DecodePlan:
+    """The phases of decoding `rows` rows at `precision` ("auto" resolved first) on `device`.
+
+    "fp32" is float32 throughout (exact). "bf16": bf16 steps and cache, the prefill in bf16 where
+    bf16 GEMMs are fast. "int8" (CPUs): int8 steps; where bf16 is fast the prefill is bf16 and the
+    cache bf16 (read by a compiled float32-accumulating kernel), else both float32. On a GPU,
+    "bf16" is autocast over everything. `rows` is accepted for choices by batch size; the
+    measurements behind this table found none that changes with it (int8 steps beat bf16 from 4 to
+    8192 rows, the bf16 cache won from batch 4 to 64)."""
+    precision = decode_precision(precision, device)
+    if precision == "fp32":
+        return DecodePlan("fp32", "fp32", torch.float32)
+    hw = detect(device)
+    fast = "bf16" if hw.bf16_fast else "fp32"
+    if precision == "bf16":
+        return DecodePlan("bf16", "bf16" if hw.device == "cuda" else fast, torch.bfloat16)
+    if hw.device == "cuda":  # no int8 kernels on a GPU here: float32
+        return DecodePlan("fp32", "fp32", torch.float32)
+    return DecodePlan("int8", fast, torch.bfloat16 if hw.bf16_fast else torch.float32)
+
+
 def first_stage_dtype(device: torch.device | str | None = None) -> torch.dtype | None:
     return choose(detect(device)).first_stage
 
@@ -171,8 +220,8 @@ def summary(device: torch.device | str | None = None) -> str:
     isa = "" if hw.device == "cuda" else f", ISA {hw.isa}"
     bf16 = f", bf16 {'yes' if hw.gpu_bf16 else 'no'}" if hw.device == "cuda" else ""
     return (f"detected: {hw.device} {hw.name}{isa}{bf16}, torch {torch.__version__}; "
-            f"auto chooses: {choose(hw).describe()}")
+            f"auto chooses: {choose(hw).describe()}; sampling: {decode_plan('auto', device).describe()}")
 
 
-__all__ = ["Hardware", "Choice", "ISAS", "cpu_flags", "cpu_isa", "detect_cpu", "detect_gpu", "detect", "choose",
-           "decode_precision", "first_stage_dtype", "training_precision", "summary"]
+__all__ = ["Hardware", "Choice", "DecodePlan", "ISAS", "cpu_flags", "cpu_isa", "detect_cpu", "detect_gpu", "detect",
+           "choose", "decode_precision", "decode_plan", "first_stage_dtype", "training_precision", "summary"]

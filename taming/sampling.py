@@ -18,13 +18,17 @@ under `torch.inference_mode()`. `precision`:
 - "fp32" (default): float32 throughout; argmax gives the original's codes.
 - "auto": the choice of taming.hardware for the GPT's device (what the commands default to):
   "int8" on CPUs without AMX, "bf16" on AMX CPUs and GPUs with bf16, else "fp32".
-- "bf16": the key/value cache and attention in bf16 (decoding reads the whole cache per code:
-  half the bytes) and, on the CPU, one-position steps through packed bf16 weight copies (prefill
-  stays float32, faster there without AMX); on a GPU, bf16 autocast. Not bit-equal to float32.
+- "bf16": the key/value cache in bf16 (decoding reads the whole cache per code: half the bytes)
+  and, on the CPU, one-position steps through packed bf16 weight copies, the prefill in bf16 where
+  bf16 GEMMs are fast (else float32); on a GPU, bf16 autocast. Not bit-equal to float32.
 - "int8" (CPU): one-position steps (up to 256 rows) use int8 weights (one scale per output row) and
   activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
-  bytes; the key/value cache stays float32 (bf16 attention is slow where int8 is chosen). The least
-  exact; its cost in validation NLL is measured in BENCHMARKS.md.
+  bytes. Where bf16 GEMMs are fast, the prefill runs in bf16 and the key/value cache is bf16
+  (attention still computed in float32), else both stay float32. The least exact; its cost in
+  validation NLL is measured in BENCHMARKS.md.
+taming.hardware's `decode_plan` holds these per-phase choices and the measurements behind them.
+On the CPU, one-query attention over a bf16 cache runs a compiled kernel
+(taming/transformer/cpu_attention.py): the first such call in a process compiles it (seconds).
 """
 from __future__ import annotations
 
@@ -33,7 +37,7 @@ from typing import Callable, Iterator, Sequence, Union
 
 import torch
 
-from taming.hardware import decode_precision
+from taming.hardware import decode_plan, decode_precision
 from taming.transformer.decoding import PRECISIONS
 from taming.transformer.gpt import GPT, KVCache
 from taming.transformer.static_decode import decode_step
@@ -131,10 +135,8 @@ def resolve_precision(gpt: GPT, precision: str) -> str:
     return decode_precision(precision, gpt.head.weight.device)
 
 
-def _cache_dtype(gpt: GPT, precision: str) -> torch.dtype:
-    # int8 is chosen where bf16 is slow: one-query bf16 attention ran 7x slower than float32 on an
-    # AVX512-BF16 CPU without AMX (BENCHMARKS.md), so its cache stays float32
-    return torch.bfloat16 if precision == "bf16" else gpt.head.weight.dtype
+def _cache_dtype(gpt: GPT, precision: str, rows: int) -> torch.dtype:
+    return decode_plan(precision, gpt.head.weight.device, rows).cache  # taming/hardware.py says why
 
 
 STATIC_DEVICES = ("cuda",)  # where generate decodes with a static cache and a CUDA graph
@@ -192,7 +194,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     precision = resolve_precision(gpt, precision)
     out = torch.empty(B, steps, dtype=torch.long, device=cond_codes.device)
     with _sampling_mode(gpt, precision, rows.shape[0]):
-        cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision))
+        cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision, rows.shape[0]))
         step = _decoder(gpt, cache, rows.shape[0])  # before prefill: a graph capture clears the cache
         logits = prefill(gpt, rows, cache)  # (B or 2B, V)
         for k in range(steps):
@@ -307,7 +309,7 @@ def _window_pass(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Tens
             if entry is None:
                 if max_cached_windows is not None and len(open_windows) >= max_cached_windows:
                     open_windows.pop(next(iter(open_windows)))
-                entry = [gpt.new_cache(B, Lc + reach[key], dtype=_cache_dtype(gpt, precision)), 0]
+                entry = [gpt.new_cache(B, Lc + reach[key], dtype=_cache_dtype(gpt, precision, B)), 0]
             cache, filled = entry
             logits = gpt.forward_with_cache(tokens(t, l, filled, end), cache, filled, last_only=True)
             entry[1] = end

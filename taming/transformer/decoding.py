@@ -17,6 +17,10 @@ sees them:
 - "int8": as "bf16" with FBGEMM's dynamic quantized linear instead (int8 weights with one scale per
   output row, activations quantized per call): a quarter of the float32 bytes, VNNI dot products,
   for inputs of up to PACKED_MAX_ROWS["int8"] rows (batched decoding).
+
+Inputs of more rows than that (the prefill of the conditioning, B x L rows) run through a second,
+bf16 copy where taming.hardware's `decode_plan` says bf16 GEMMs are fast (`DecodePlan.prefill`),
+else through the float32 weights.
 """
 from __future__ import annotations
 
@@ -28,24 +32,29 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from taming.hardware import decode_precision
+from taming.hardware import decode_plan
 
 # Inputs of at most this many rows use the reduced-precision copy. bf16 (no AMX): beyond 16 rows a
 # float32 GEMM is as fast. int8 (VNNI): ~5x the float32 rate from 4 to 128 rows and still 2x at
 # 1024 (measured here), so batched decoding at batch 32-256 keeps it; prefill (B x L rows) mostly not.
 PACKED_MAX_ROWS = {"bf16": 16, "int8": 256}
+BULK_ROWS_HINT = 4096  # the row count the bf16 prefill copy is laid out for (oneDNN picks its blocking)
 PRECISIONS = ("auto", "fp32", "bf16", "int8")  # "auto": taming.hardware chooses for the device
 
 
 class Linear(nn.Linear):
     """nn.Linear (same parameters and state_dict) that can run few-row inputs from a packed copy."""
 
-    _packed: Callable[[torch.Tensor], torch.Tensor] | None = None
+    _packed: Callable[[torch.Tensor], torch.Tensor] | None = None  # inputs of up to _packed_rows rows
     _packed_rows = 0
+    _bulk: Callable[[torch.Tensor], torch.Tensor] | None = None  # longer inputs (prefill)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self._packed is not None and x.shape[:-1].numel() <= self._packed_rows and not torch.is_grad_enabled():
-            return self._packed(x)
+        if (self._packed is not None or self._bulk is not None) and not torch.is_grad_enabled():
+            few = x.shape[:-1].numel() <= self._packed_rows
+            fn = self._packed if few else self._bulk
+            if fn is not None:
+                return fn(x)
         return F.linear(x, self.weight, self.bias)
 
 
@@ -98,11 +107,13 @@ def _reduced_copy(linear: "Linear", precision: str, rows: int) -> Callable[[torc
     def version(t: torch.Tensor | None):
         return None if t is None else (t.data_ptr(), t._version)
 
-    key = (precision, rows, version(linear.weight), version(linear.bias))
-    cached = linear.__dict__.get("_reduced")
+    rows = rows if precision == "bf16" else 0  # int8 copies do not depend on the row count
+    key = (version(linear.weight), version(linear.bias))
+    copies = linear.__dict__.setdefault("_reduced", {})  # (precision, rows) -> (key, copy)
+    cached = copies.get((precision, rows))
     if cached is None or cached[0] != key:
         cached = (key, _FEW_ROWS[precision](linear, rows))
-        linear.__dict__["_reduced"] = cached
+        copies[(precision, rows)] = cached
     return cached[1]
 
 
@@ -111,17 +122,21 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
     """Within the context, the model's CPU Linears decode `rows` rows faster (see module docstring)."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    precision = decode_precision(precision, next(model.parameters()).device)
+    plan = decode_plan(precision, next(model.parameters()).device, rows)
+    precision = plan.step
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.device.type == "cpu"]
     relaid, packed = [], []
-    if precision in _FEW_ROWS:
+    if precision in _FEW_ROWS or plan.prefill == "bf16":
         with torch.no_grad():
             for m in linears:
                 if isinstance(m, Linear):
-                    m._packed = _reduced_copy(m, precision, rows)
-                    m._packed_rows = PACKED_MAX_ROWS[precision]
+                    if precision in _FEW_ROWS:
+                        m._packed = _reduced_copy(m, precision, rows)
+                        m._packed_rows = PACKED_MAX_ROWS[precision]
+                    if plan.prefill == "bf16":
+                        m._bulk = _reduced_copy(m, "bf16", BULK_ROWS_HINT)
                     packed.append(m)
-    elif precision == "fp32" and 1 < rows <= 64:
+    if precision == "fp32" and 1 < rows <= 64:
         for m in linears:
             if m.weight.is_contiguous():
                 m.weight.data = m.weight.data.t().contiguous().t()
@@ -130,6 +145,6 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
         yield
     finally:
         for m in packed:
-            m._packed = None
+            m._packed, m._bulk, m._packed_rows = None, None, 0
         for w in relaid:
             w.data = w.data.contiguous()

@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from taming.optim import fused
+from taming.transformer.cpu_attention import attend_one_query
 from taming.transformer.decoding import Linear, decoding_weights
 
 
@@ -81,20 +82,29 @@ class CausalSelfAttention(nn.Module):
         if cache is not None:
             cache.k[layer][:, :, start_pos:end] = k
             cache.v[layer][:, :, start_pos:end] = v
-            k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nh, end, hd)
-            q = q.to(k.dtype)  # a bf16 cache: attention in bf16 (half the bytes read per decoded code)
+            if start_pos > 0:  # earlier positions from the cache (from 0, k and v hold them all, unrounded)
+                k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nh, end, hd)
         dropout = self.attn_pdrop if self.training else 0.0
-        if start_pos == 0 and self.n_unmasked == 0 and not queries_from:
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        elif T == 1 and start_pos >= self.n_unmasked:
-            # one new query at the end of the sequence sees every cached position: no mask needed
-            y = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
-        else:
-            allowed = self.mask[:, :, start_pos + queries_from:end, :end] > 0  # (1, 1, Tq, end)
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
+        y = self._attend(q, k, v, start_pos, queries_from, dropout)  # (B, nh, Tq, hd)
         y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
         return self.resid_drop(self.proj(y))
 
+    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int, queries_from: int,
+                dropout: float) -> torch.Tensor:
+        """q (B, nh, Tq, hd) at positions [start_pos + queries_from, end), k and v (B, nh, end, hd) -> (B, nh, Tq, hd)."""
+        Tq, end = q.shape[2], k.shape[2]
+        one_query = Tq == 1 and end - 1 >= self.n_unmasked  # the last position: it sees every earlier one
+        if k.dtype != q.dtype and one_query and k.device.type == "cpu" and not dropout:
+            # a bf16 cache on the CPU: half the bytes of float32, read by a compiled kernel that
+            # computes in float32 (PyTorch's bf16 kernels run slower than float32 here)
+            return attend_one_query(q, k, v)
+        k, v = k.to(q.dtype), v.to(q.dtype)  # a bf16 cache read by several float32 queries (a window's chunk)
+        if start_pos == 0 and self.n_unmasked == 0 and not queries_from:
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
+        if one_query:  # no mask needed
+            return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
+        allowed = self.mask[:, :, end - Tq:end, :end] > 0  # (1, 1, Tq, end)
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
 
     def _static_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int,
                      pos: torch.Tensor) -> torch.Tensor:
