@@ -103,14 +103,15 @@ def second_stage_fn(case, device, batch, precision, choice):
 
 
 def worker(args) -> None:
-    from taming.hardware import decode_precision
+    from taming.hardware import decode_plan, decode_precision
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fn = ours_fn(args.worker, args.device, args.batch, args.precision)
     res = timed(fn, args.device, args.repeats)
     emit({"side": "ours", "case": args.worker, "batch": args.batch, "precision": args.precision,
-          "decode": decode_precision(args.precision, args.device), **res})
+          "decode": decode_precision(args.precision, args.device),
+          "plan": decode_plan(args.precision, args.device, args.batch).describe(), **res})
 
 
 # ---- machine limits ------------------------------------------------------------------------------
@@ -127,16 +128,18 @@ def stream_bandwidth(device: str) -> float:
     return x.numel() * 4 / timed(lambda: x.sum(), device, 5, warmup=2)["s"] / 1e9
 
 
-def cached_bytes(batch: int, precision: str) -> float:
+def cached_bytes(batch: int, precision: str, device: str) -> float:
     """Bytes one cached sampling of `batch` images must read: every one-code step streams every
     Linear weight (at the decoding precision) and the key/value cache up to its position."""
     C, L = GPT_DIMS["n_embd"], GPT_DIMS["n_layer"]
     linear = L * 12 * C * C + C * GPT_DIMS["vocab_size"]
+    from taming.hardware import decode_plan
     from taming.transformer.decoding import PACKED_MAX_ROWS
 
-    reduced = batch <= PACKED_MAX_ROWS.get(precision, 0)  # the int8 / bf16 copies serve few-row inputs
-    w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[precision] if reduced else 4
-    kv_bytes = 2 if precision == "bf16" else 4  # int8 decoding keeps a float32 cache
+    plan = decode_plan(precision, device, batch)
+    reduced = batch <= PACKED_MAX_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
+    w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[plan.step] if reduced else 4
+    kv_bytes = plan.cache.itemsize
     per_position = 2 * L * C * kv_bytes * batch  # keys and values of one position, all layers
     cache = sum(per_position * (COND + k) for k in range(STEPS - 1))
     return (STEPS - 1) * linear * w_bytes + cache
@@ -266,9 +269,9 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
                 best_tp[key] = r
             continue
         orig, measured, _ = ORIG_RESULT.get(r["case"], (float("nan"), False, 4))
-        note = f"{r['precision']}" + (f" -> {r['decode']}" if r["case"] == "cached" else "")
+        note = f"{r['precision']}" + (f" -> {r['plan']}" if r["case"] == "cached" else "")
         if r["case"] == "cached":
-            limit = cached_bytes(4, r["decode"]) / (bandwidth * 1e9)
+            limit = cached_bytes(4, r["decode"], hw.device) / (bandwidth * 1e9)
             note += f"; {r['s'] / limit:.1f}x the memory-bound limit ({limit:.2f} s at {bandwidth:.0f} GB/s)"
         tag = "" if measured else " (recorded)"
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
@@ -280,7 +283,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         frac = 100 * rate * flop_img / ref_peak
         tag = "" if measured else " (recorded)"
         print(f"{'throughput':12} {rate:>8.2f} img/s (batch {r['batch']:3}) {orig:>6.2f} img/s{tag:>11} "
-              f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['decode']}; "
+              f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['plan']}; "
               f"{frac:.0f}% of the {'bf16' if ref_peak == peak16 else 'fp32'} matmul peak "
               f"({flop_img:.1f} GFLOP/image); original's best at batch {obatch}")
     print(f"\nratio = original / ours (time) or ours / original (images/s); targets: the "

@@ -189,9 +189,9 @@ def test_int8_copies_are_reused_until_the_weights_change():
     gpt = tiny()
     cond = torch.randint(0, 11, (2, 4))
     generate(gpt, cond, 3, greedy=True, precision="int8")
-    first = gpt.head.__dict__["_reduced"]
+    first = gpt.head.__dict__["_reduced"][("int8", 0)]
     generate(gpt, cond, 3, greedy=True, precision="int8")
-    assert gpt.head.__dict__["_reduced"] is first  # not quantized again
+    assert gpt.head.__dict__["_reduced"][("int8", 0)] is first  # not quantized again
     with torch.no_grad():  # an optimizer step changes weights in place: the copy must follow
         gpt.head.weight.zero_()
         gpt.head.weight[5] = 1.0

@@ -57,22 +57,41 @@ class Linear(nn.Linear):
                 return fn(x)
         return F.linear(x, self.weight, self.bias)
 
+    def forward_gelu(self, x: torch.Tensor) -> torch.Tensor | None:
+        """Exact GELU of forward(x) in bf16 when the bf16 prefill copy serves x (fused into its GEMM),
+        else None."""
+        if self._bulk is None or torch.is_grad_enabled() or x.shape[:-1].numel() <= self._packed_rows:
+            return None
+        gelu = getattr(self._bulk, "gelu", None)
+        return None if gelu is None else gelu(x)
 
-def _packed_bf16(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+
+class _PackedBF16:
+    """`linear` as a bf16 oneDNN-packed weight: call(x) -> linear(x) in x's dtype; gelu(x) -> exact
+    (erf) GELU of linear(x) fused into the GEMM, left in bf16 for the next bf16 GEMM (the MLP of a
+    many-row prefill: no float32 pass over its 4x-wide hidden activations)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        self.weight, self.bias = weight, bias
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "none", [], "").to(x.dtype)
+
+    def gelu(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), self.weight, self.bias, "gelu", [], "none")
+
+
+def _packed_bf16(linear: nn.Linear, rows: int) -> _PackedBF16 | None:
     """A bf16 oneDNN-packed version of `linear`, or None where this torch build lacks the ops."""
     try:
         weight = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach().to(torch.bfloat16), rows)
         bias = None if linear.bias is None else linear.bias.detach().to(torch.bfloat16)
+        packed = _PackedBF16(weight, bias)
         probe = torch.zeros(1, linear.in_features, dtype=torch.bfloat16)
-        torch.ops.mkldnn._linear_pointwise(probe, weight, bias, "none", [], "")
+        packed(probe), packed.gelu(probe)
     except (AttributeError, RuntimeError, NotImplementedError):
         return None
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        y = torch.ops.mkldnn._linear_pointwise(x.to(torch.bfloat16), weight, bias, "none", [], "")
-        return y.to(x.dtype)
-
-    return run
+    return packed
 
 
 def _dynamic_int8(linear: nn.Linear, rows: int) -> Callable[[torch.Tensor], torch.Tensor] | None:

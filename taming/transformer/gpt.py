@@ -139,7 +139,15 @@ class Block(nn.Module):
         """x (B, T, C) -> (B, T - queries_from, C): see CausalSelfAttention.forward."""
         h = self.attn(self.ln1(x), cache, layer, start_pos, queries_from)
         x = (x[:, queries_from:] if queries_from else x) + h
-        return x + self.mlp(self.ln2(x))
+        return x + self._mlp(self.ln2(x))
+
+    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
+        """self.mlp(x); in a bf16 prefill the GELU runs inside the first GEMM (decoding.py)."""
+        first, act, second, drop = self.mlp
+        hidden = first.forward_gelu(x) if isinstance(act, nn.GELU) and act.approximate == "none" else None
+        if hidden is None:
+            return self.mlp(x)
+        return drop(second(hidden).to(x.dtype))  # (B, T, C)
 
 
 class GPT(nn.Module):
