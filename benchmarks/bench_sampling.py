@@ -4,7 +4,8 @@ Workload of issue 3: GPT vocab 1024, block 512, 8 layers, 8 heads, width 512 (26
 random weights: speed does not depend on their values); 2 CPU threads.
 - cached: 4 images, 256 conditioning codes, 256 sampled codes, top-k 100 (`generate`),
   precision fp32 (exact), bf16 (bf16 key/value cache, packed bf16 weights for decode steps) and
-  int8 (float32 cache, dynamically quantized int8 linears for decode steps);
+  int8 (dynamically quantized int8 linears for decode steps; the cache and prefill as
+  taming.hardware.decode_plan decides: bf16 where bf16 is fast, else float32);
 - full recompute: the original's conditional sampler (the whole sequence through the model for
   every code). Slow: by default 16 steps are timed and the 256 extrapolated by the attended
   length (the cost of a step grows with it); --full times all 256;
@@ -38,7 +39,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taming.hardware import summary  # noqa: E402
+from taming.hardware import decode_plan, summary  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, window_nll  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
@@ -220,9 +221,9 @@ def bench_quality(smoke: bool):
     for stride in (1, 2, 4, 8):
         nll = window_nll(gpt, vcond, vcodes, window=(win, win), stride=stride).mean().item()
         print(f"{'exact' if stride == 1 else f'fast stride {stride}':28} {nll:20.4f}")
-    for precision in ("bf16", "int8"):  # the reduced-precision decoding of `generate` and the window
+    for precision in ("bf16", "int8", "auto"):  # the reduced-precision decoding of `generate` and the window
         nll = window_nll(gpt, vcond, vcodes, window=(win, win), precision=precision).mean().item()
-        print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}")
+        print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}  ({decode_plan(precision, 'cpu', 8).describe()})")
     for stride in (1, 4):
         got = sample_window(gpt, vcond, window=(win, win), stride=stride, generator=torch.Generator().manual_seed(0))
         nll = window_nll(gpt, vcond, got, window=(win, win)).mean().item()

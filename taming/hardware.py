@@ -13,11 +13,13 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 | hardware                   | decoding (`generate`)   | first stage (`prepare_fast`) | training    |
 |----------------------------|-------------------------|------------------------------|-------------|
 | CPU with AMX-BF16          | bf16                    | channels_last + bf16         | bf16-mixed  |
-| AMD CPU with AVX512-BF16   | int8 one-position steps | channels_last + bf16         | bf16-mixed  |
+| AMD CPU with AVX512-BF16   | int8 one-position steps*| channels_last + bf16         | bf16-mixed  |
 | other CPU, AVX-512 / AVX2  | int8 one-position steps | channels_last fp32           | 32          |
 | CPU without AVX2           | fp32                    | channels_last fp32           | 32          |
 | GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                    | channels_last fp32           | 32          |
+
+* with a bf16 prefill and a bf16 key/value cache (`decode_plan`, below).
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
 bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
@@ -27,18 +29,20 @@ Within decoding, `decode_plan(precision, device, rows)` decides each phase of `g
 (`DecodePlan`): the one-code steps' linears, the prefill's linears (the conditioning, B x L rows)
 and the key/value cache's dtype. Measured on the AMD AVX512-BF16 CPU (one thread, CPU seconds,
 the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
-- one-code steps: FBGEMM int8 beat packed bf16 at every row count, 1.7-1.9x at 32-128 rows (the
-  linears of a batch-32 step are ~15% of it; the attention over the cache is the rest), so the
-  steps stay int8 at every batch size;
+- one-code steps: FBGEMM int8 beat packed bf16 at every row count, 1.7-1.9x at 32-128 rows (and
+  1.6-2x at 8192), so the steps stay int8 at every batch size (at batch 32 they are ~15% of a
+  sampling run; the attention over the cache is ~half of it);
 - prefill (8192 rows at batch 32): float32 7.2 s, int8 4.1 s, bf16 3.8 s (and bf16 is ~20x
   closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, float32 elsewhere;
 - the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
   the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
   for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a compiled kernel that
   widens bf16 to float32 as it loads (taming/transformer/cpu_attention.py) reads half the bytes:
-  1.6-3.6x faster than float32 SDPA at batch 32-64, even at batch 4. So the cache is bf16 on the
-  CPUs where that was measured (bf16_fast); elsewhere it stays float32 (not measured: an Intel
-  CPU without AMX, where bf16 compute is slow, may still gain from the halved bytes).
+  1.6-3.6x faster than float32 SDPA at batch 32-64 (one layer, alone), as fast at batch 4; in
+  whole runs cached sampling at batch 4 took 2.7 s against 3.15 s, batch 32 12.8 s against 19.6 s.
+  So the cache is bf16 on the CPUs where that was measured (bf16_fast); elsewhere it stays
+  float32 (not measured: an Intel CPU without AMX, whose bf16 compute is slow, may still gain from
+  the halved bytes).
 The Python API that mirrors the original stays exact float32: "auto" is only what the commands
 default to, or what a caller asks for.
 """
