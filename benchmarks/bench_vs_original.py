@@ -139,7 +139,7 @@ def cached_bytes(batch: int, precision: str, device: str) -> float:
     plan = decode_plan(precision, device, batch)
     reduced = batch <= PACKED_MAX_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
     w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[plan.step] if reduced else 4
-    kv_bytes = plan.cache.itemsize
+    kv_bytes = plan.cache.itemsize + (4 / (C // GPT_DIMS["n_head"]) if plan.cache == torch.int8 else 0)  # + scales
     per_position = 2 * L * C * kv_bytes * batch  # keys and values of one position, all layers
     cache = sum(per_position * (COND + k) for k in range(STEPS - 1))
     return (STEPS - 1) * linear * w_bytes + cache

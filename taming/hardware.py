@@ -180,10 +180,10 @@ class DecodePlan:
     """How sampling runs each phase for one precision on one device (see the module docstring)."""
     step: str  # linears of one-code steps (few rows): "fp32", "bf16" or "int8"
     prefill: str  # linears of longer inputs (the conditioning's prefill): "fp32" or "bf16"
-    cache: torch.dtype  # the key/value cache (bf16: attention reads half the bytes)
+    cache: torch.dtype  # the key/value cache: float32, bf16 or int8 (attention reads 1/2 or ~1/4 of the bytes)
 
     def describe(self) -> str:
-        cache = "bf16" if self.cache == torch.bfloat16 else "fp32"
+        cache = {torch.bfloat16: "bf16", torch.int8: "int8 (a float32 scale per vector)"}.get(self.cache, "fp32")
         return f"one-code steps {self.step}, prefill {self.prefill}, key/value cache {cache}"
 
 
@@ -192,7 +192,8 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
 
     "fp32" is float32 throughout (exact). "bf16": bf16 steps and cache, the prefill in bf16 where
     bf16 GEMMs are fast. "int8" (CPUs): int8 steps; where bf16 is fast the prefill is bf16 and the
-    cache bf16 (read by a compiled float32-accumulating kernel), else both float32. On a GPU,
+    cache int8 with a scale per vector (read by a compiled float32-accumulating kernel), else both
+    float32. On a GPU,
     "bf16" is autocast over everything. `rows` is accepted for choices by batch size; the
     measurements behind this table found none that changes with it (int8 steps beat bf16 from 4 to
     8192 rows, the bf16 cache won from batch 4 to 64)."""
@@ -205,7 +206,7 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
         return DecodePlan("bf16", "bf16" if hw.device == "cuda" else fast, torch.bfloat16)
     if hw.device == "cuda":  # no int8 kernels on a GPU here: float32
         return DecodePlan("fp32", "fp32", torch.float32)
-    return DecodePlan("int8", fast, torch.bfloat16 if hw.bf16_fast else torch.float32)
+    return DecodePlan("int8", fast, torch.int8 if hw.bf16_fast else torch.float32)
 
 
 def first_stage_dtype(device: torch.device | str | None = None) -> torch.dtype | None:

@@ -13,7 +13,7 @@ from test_hardware import FLAGS, cpuinfo
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
-BF16, FP32 = torch.bfloat16, torch.float32
+BF16, FP32, INT8 = torch.bfloat16, torch.float32, torch.int8
 
 
 def fake(monkeypatch, hw: Hardware) -> None:
@@ -26,7 +26,7 @@ AMX = detect_cpu(cpuinfo(FLAGS["amx_bf16"]))
 
 
 @pytest.mark.parametrize("hw, auto", [
-    (AMD, DecodePlan("int8", "bf16", BF16)),  # fast bf16 GEMMs, FBGEMM int8 steps faster still
+    (AMD, DecodePlan("int8", "bf16", INT8)),  # fast bf16 GEMMs, FBGEMM int8 steps faster still
     (INTEL, DecodePlan("int8", "fp32", FP32)),  # bf16 at half the fp32 rate: nothing in bf16
     (AMX, DecodePlan("bf16", "bf16", BF16)),
     (detect_cpu(cpuinfo(FLAGS["baseline"])), DecodePlan("fp32", "fp32", FP32)),
@@ -41,7 +41,7 @@ def test_plan_per_hardware(monkeypatch, hw, auto):
 
 def test_explicit_int8_follows_the_hardware_for_the_other_phases(monkeypatch):
     fake(monkeypatch, AMD)
-    assert decode_plan("int8", "cpu") == DecodePlan("int8", "bf16", BF16)
+    assert decode_plan("int8", "cpu") == DecodePlan("int8", "bf16", INT8)
     assert decode_plan("bf16", "cpu") == DecodePlan("bf16", "bf16", BF16)
     fake(monkeypatch, INTEL)
     assert decode_plan("int8", "cpu") == DecodePlan("int8", "fp32", FP32)
@@ -78,10 +78,31 @@ def test_compiled_one_query_attention_equals_float32_sdpa():
     assert not cpu_attention._failed  # it compiled here (the machines of this project have gcc)
 
 
+def test_compiled_int8_attention_equals_float32_sdpa_of_the_dequantized_cache():
+    torch.manual_seed(0)
+    q = torch.randn(3, 2, 1, 8)
+    k, v = torch.randint(-127, 128, (3, 2, 21, 8), dtype=INT8), torch.randint(-127, 128, (3, 2, 21, 8), dtype=INT8)
+    ks, vs = torch.rand(3, 2, 21, 1) / 100, torch.rand(3, 2, 21, 1) / 100
+    want = F.scaled_dot_product_attention(q, k.float() * ks, v.float() * vs)
+    torch.testing.assert_close(cpu_attention.attend_one_query(q, k, v, ks, vs), want, rtol=1e-5, atol=1e-5)
+
+
+def test_int8_cache_round_trip():
+    from taming.transformer.gpt import KVCache
+
+    cache = KVCache(1, 2, 2, 6, 8, dtype=INT8)
+    k, v = torch.randn(2, 2, 4, 8), torch.randn(2, 2, 4, 8) * 5
+    cache.write(0, 1, k, v)
+    gk, gv = cache.read(0, 5, FP32)
+    for got, want in ((gk[:, :, 1:], k), (gv[:, :, 1:], v)):  # within half a step of each vector's scale
+        step = want.abs().amax(-1, keepdim=True) / 127
+        assert ((got - want).abs() <= step / 2 + 1e-6).all()
+
+
 def test_attention_falls_back_to_the_eager_formula(monkeypatch):
-    def broken():
+    def broken(fn):
         raise RuntimeError("no compiler")
-    monkeypatch.setattr(cpu_attention, "_compiled", None)
+    monkeypatch.setattr(cpu_attention, "_compiled", {})
     monkeypatch.setattr(cpu_attention, "_failed", False)
     monkeypatch.setattr(cpu_attention, "_compile", broken)
     q, k, v = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 5, 8).to(BF16), torch.randn(2, 2, 5, 8).to(BF16)

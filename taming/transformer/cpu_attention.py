@@ -21,7 +21,7 @@ from typing import Callable
 
 import torch
 
-Attend = Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+Attend = Callable[..., torch.Tensor]
 
 
 def attend_formula(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
@@ -32,33 +32,47 @@ def attend_formula(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.T
     return (p * v.float()).sum(-2, keepdim=True)  # (B, nh, 1, hd)
 
 
-_compiled: Attend | None = None
+def attend_int8_formula(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor,
+                        v_scale: torch.Tensor) -> torch.Tensor:
+    """As attend_formula over int8 k and v (B, nh, L, hd) with one float32 scale per vector
+    (k_scale, v_scale (B, nh, L, 1)): the scales multiply the dot products and the weights, not the
+    L x hd numbers."""
+    s = (q * k.float()).sum(-1, keepdim=True) * k_scale  # (B, nh, L, 1)
+    p = s.softmax(dim=-2) * v_scale
+    return (p * v.float()).sum(-2, keepdim=True)  # (B, nh, 1, hd)
+
+
+_compiled: dict[bool, Attend] = {}  # quantized? -> compiled formula
 _failed = False
 
 
-def _compile() -> Attend:
+def _compile(fn: Attend) -> Attend:
     # dynamic: one kernel for every batch size, cache length and position; dynamic_threads: the
     # kernel follows torch.set_num_threads at run time instead of the count seen when compiling
-    return torch.compile(attend_formula, dynamic=True, options={"cpp.dynamic_threads": True})
+    return torch.compile(fn, dynamic=True, options={"cpp.dynamic_threads": True})
 
 
-def attend_one_query(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-    """The compiled `attend_formula` (q unscaled, (B, nh, 1, hd)) -> (B, nh, 1, hd) in q's dtype."""
-    global _compiled, _failed
+def attend_one_query(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, k_scale: torch.Tensor | None = None,
+                     v_scale: torch.Tensor | None = None) -> torch.Tensor:
+    """The compiled formula (q unscaled, (B, nh, 1, hd); with scales: the int8 one) -> (B, nh, 1, hd) float32."""
+    global _failed
     q = q.float() * q.shape[-1] ** -0.5
+    quantized = k_scale is not None
+    fn = attend_int8_formula if quantized else attend_formula
+    args = (q, k, v, k_scale, v_scale) if quantized else (q, k, v)
     if not _failed:
         try:
-            if _compiled is None:
-                _compiled = _compile()
-            return _compiled(q, k, v)
+            if quantized not in _compiled:
+                _compiled[quantized] = _compile(fn)
+            return _compiled[quantized](*args)
         # torch.compile fails in many ways (no compiler, a platform Inductor does not support, a
         # backend error); every one of them leaves the eager formula, which is exact, as the way out
         except Exception as err:  # noqa: BLE001
             _failed = True
-            warnings.warn(f"bf16 key/value cache: compiling the one-query attention failed ({type(err).__name__}: "
+            warnings.warn(f"reduced key/value cache: compiling the one-query attention failed ({type(err).__name__}: "
                           f"{str(err).splitlines()[0] if str(err) else ''}); running it eagerly (slower)",
                           RuntimeWarning, stacklevel=2)
-    return attend_formula(q, k, v)
+    return fn(*args)
 
 
-__all__ = ["attend_formula", "attend_one_query"]
+__all__ = ["attend_formula", "attend_int8_formula", "attend_one_query"]

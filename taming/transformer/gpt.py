@@ -27,6 +27,11 @@ class KVCache:
     Positions are written by `GPT.forward_with_cache`; the cache does not track how many are
     filled, the caller does (it passes `start_pos`). Rows of the batch are independent sequences
     that share positions.
+
+    dtype torch.int8 (CPU sampling, taming.hardware.decode_plan): every key and value vector of
+    head_dim numbers is stored as int8 times one float32 scale (its largest magnitude / 127, in
+    `k_scale[l]`, `v_scale[l]` (B, n_head, max_len, 1)): 1.06 bytes a number instead of 4, for the
+    one-query attention that reads the whole cache at every decoded code.
     """
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
@@ -35,11 +40,32 @@ class KVCache:
         # empty, not zeros: only written positions are ever read, and the sliding window opens many
         self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
+        self.quantized = dtype == torch.int8
+        scales = (batch, n_head, max_len, 1) if self.quantized else (0,)
+        self.k_scale = [torch.empty(scales, device=device) for _ in range(n_layer)]
+        self.v_scale = [torch.empty(scales, device=device) for _ in range(n_layer)]
         self.max_len = max_len
 
     @property
     def batch(self) -> int:
         return self.k[0].shape[0]
+
+    def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        """k, v (B, nh, T, hd) at positions [start, start + T) of `layer`."""
+        end = start + k.shape[2]
+        for x, store, scale in ((k, self.k, self.k_scale), (v, self.v, self.v_scale)):
+            if self.quantized:
+                s = x.abs().amax(dim=-1, keepdim=True).float().clamp_min(1e-30) / 127.0  # (B, nh, T, 1)
+                scale[layer][:, :, start:end] = s
+                x = (x / s).round_()
+            store[layer][:, :, start:end] = x
+
+    def read(self, layer: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of positions [0, end) of `layer` in `dtype`: (B, nh, end, hd) each."""
+        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]
+        if self.quantized:
+            return k.to(dtype) * self.k_scale[layer][:, :, :end], v.to(dtype) * self.v_scale[layer][:, :, :end]
+        return k.to(dtype), v.to(dtype)
 
 
 class CausalSelfAttention(nn.Module):
@@ -79,29 +105,30 @@ class CausalSelfAttention(nn.Module):
         if isinstance(start_pos, torch.Tensor):  # fixed shapes for CUDA graphs (static_decode.py)
             return self.resid_drop(self.proj(self._static_step(q, k, v, cache, layer, start_pos).to(out_dtype)))
         end = start_pos + T
-        if cache is not None:
-            cache.k[layer][:, :, start_pos:end] = k
-            cache.v[layer][:, :, start_pos:end] = v
-            if start_pos > 0:  # earlier positions from the cache (from 0, k and v hold them all, unrounded)
-                k, v = cache.k[layer][:, :, :end], cache.v[layer][:, :, :end]  # (B, nh, end, hd)
         dropout = self.attn_pdrop if self.training else 0.0
+        if cache is not None:
+            cache.write(layer, start_pos, k, v)
+            if start_pos > 0 and T == 1 and start_pos >= self.n_unmasked and q.device.type == "cpu" \
+                    and cache.k[layer].dtype != q.dtype and not dropout:
+                # one query over a bf16 or int8 cache on the CPU: the cache read at its own size
+                # (PyTorch's bf16 kernels run slower than float32 here; cpu_attention.py)
+                scales = (cache.k_scale[layer][:, :, :end], cache.v_scale[layer][:, :, :end]) if cache.quantized else ()
+                y = attend_one_query(q, cache.k[layer][:, :, :end], cache.v[layer][:, :, :end], *scales)
+                y = y.transpose(1, 2).reshape(B, 1, C).to(out_dtype)  # (B, 1, C)
+                return self.resid_drop(self.proj(y))
+            if start_pos > 0:  # earlier positions from the cache (from 0, k and v hold them all, unrounded)
+                k, v = cache.read(layer, end, q.dtype)  # (B, nh, end, hd)
         y = self._attend(q, k, v, start_pos, queries_from, dropout)  # (B, nh, Tq, hd)
         y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
         return self.resid_drop(self.proj(y))
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int, queries_from: int,
                 dropout: float) -> torch.Tensor:
-        """q (B, nh, Tq, hd) at positions [start_pos + queries_from, end), k and v (B, nh, end, hd) -> (B, nh, Tq, hd)."""
+        """q (B, nh, Tq, hd) at positions [end - Tq, end), k and v (B, nh, end, hd) -> (B, nh, Tq, hd)."""
         Tq, end = q.shape[2], k.shape[2]
-        one_query = Tq == 1 and end - 1 >= self.n_unmasked  # the last position: it sees every earlier one
-        if k.dtype != q.dtype and one_query and k.device.type == "cpu" and not dropout:
-            # a bf16 cache on the CPU: half the bytes of float32, read by a compiled kernel that
-            # computes in float32 (PyTorch's bf16 kernels run slower than float32 here)
-            return attend_one_query(q, k, v)
-        k, v = k.to(q.dtype), v.to(q.dtype)  # a bf16 cache read by several float32 queries (a window's chunk)
         if start_pos == 0 and self.n_unmasked == 0 and not queries_from:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
-        if one_query:  # no mask needed
+        if Tq == 1 and end - 1 >= self.n_unmasked:  # the last position sees every earlier one: no mask
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         allowed = self.mask[:, :, end - Tq:end, :end] > 0  # (1, 1, Tq, end)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
