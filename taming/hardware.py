@@ -37,12 +37,15 @@ the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
 - the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
   the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
   for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a compiled kernel that
-  widens bf16 to float32 as it loads (taming/transformer/cpu_attention.py) reads half the bytes:
-  1.6-3.6x faster than float32 SDPA at batch 32-64 (one layer, alone), as fast at batch 4; in
-  whole runs cached sampling at batch 4 took 2.7 s against 3.15 s, batch 32 12.8 s against 19.6 s.
-  So the cache is bf16 on the CPUs where that was measured (bf16_fast); elsewhere it stays
-  float32 (not measured: an Intel CPU without AMX, whose bf16 compute is slow, may still gain from
-  the halved bytes).
+  widens the stored numbers to float32 as it loads (taming/transformer/cpu_attention.py) reads
+  only their bytes: over a bf16 cache 1.6-3.6x faster than float32 SDPA at batch 32-64 (one
+  layer alone), as fast at batch 4; over an int8 cache with a float32 scale per key or value
+  vector (~1.06 bytes a number) another 1.35x. Whole runs (int8 steps), batch 32: float32 prefill
+  and cache 19.6 s, bf16 prefill and cache 13.2 s, bf16 prefill and int8 cache 10.2 s; batch 4:
+  3.15, 2.6, 2.5 s. So "int8" sampling keeps an int8 cache on the
+  CPUs where that was measured (bf16_fast), and "bf16" a bf16 one; elsewhere the int8 plan stays
+  float32 (not measured: an Intel CPU without AMX may gain from the fewer bytes as well). Quality
+  (bench_sampling.py --quality): validation NLL 1.1361 against 1.1365 in float32.
 The Python API that mirrors the original stays exact float32: "auto" is only what the commands
 default to, or what a caller asks for.
 """

@@ -1,4 +1,4 @@
-"""One-query attention over a bf16 key/value cache on the CPU, read at half the float32 bytes.
+"""One-query attention over a bf16 or int8 key/value cache on the CPU, read at its own size.
 
 A one-code decoding step attends one query per row and head over every cached position: it reads
 the whole cache once for 0.5 FLOP per byte, so on the CPU its time is the cache's bytes over the
@@ -7,9 +7,10 @@ A bf16 cache halves those bytes, but PyTorch's CPU kernels for it are slow witho
 bf16 flash kernel and bf16 batched matmuls ran 2.6-4x slower than float32 on an AMD AVX512-BF16
 CPU (BENCHMARKS.md), i.e. slower than the bytes they save. So this module compiles (Inductor,
 C++/OpenMP) the plain formula with the keys and values widened to float32 as they are loaded:
-one pass over each, float32 products and sums, the bf16 -> float32 widening a shift in registers.
-Measured there, one thread, batch 32 x 8 heads x 384 positions: 2.7 ms against 4.5 ms for float32
-SDPA over a float32 cache (compile: ~5-20 s once per process, less from Inductor's disk cache).
+one pass over each, float32 products and sums. Measured there, one thread, batch 32 x 8 heads x
+384 positions: 2.7 ms over a bf16 cache, 2.1 ms over an int8 cache (one float32 scale per key or
+value vector, applied to the dot products and the softmax weights), against 4.5 ms for float32
+SDPA over a float32 cache. Compiling takes ~5-20 s once per process (less from Inductor's disk cache).
 
 Without a working compiler (torch.compile fails: no C++ toolchain, an unsupported platform) the
 same formula runs eagerly, correct but slower than float32 SDPA; a warning says so once.
