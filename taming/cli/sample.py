@@ -104,6 +104,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     }
     if classifier is not None:
         report["rejection"] = {"accept_rate_requested": args.accept_rate, "classifier": classifier.name,
+                               "class_map": classifier.map_name,
                                **rejection.acceptance_summary(records)}
     save_json(report, out / "settings.json")
     line = (f"{len(items)} samples in {out / 'samples'} ({done} already there, {progress.made} made at "

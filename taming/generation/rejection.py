@@ -37,6 +37,7 @@ from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, ba
 
 CANDIDATES, RECORDS = "candidates", "rejection"
 INCEPTION_CLASSIFIER = "Inception (FID network) logits"
+DEFAULT_MAP = "ImageNet class index -> the Inception graph's logit for that synset"
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Classifier:
     class_map: Callable[[int], int]  # model class -> logit index
     name: str
     device: torch.device
+    map_name: str = "identity"  # how class_map was made, for the settings JSON
 
     @torch.no_grad()
     def log_probs(self, pixels: np.ndarray, labels: Sequence[int]) -> torch.Tensor:
@@ -75,13 +77,12 @@ def load_classifier(path: str | None, class_map: str | None, device: torch.devic
                     inception_weights: str | None = None) -> Classifier:
     table = read_class_map(class_map)
     if path is None:
-        from taming.eval.inception import load_inception  # branch `eval`; reads a local weight file only
-
-        from taming.eval.inception_classes import inception_logits
+        from taming.eval.inception import load_inception  # reads a local weight file only
+        from taming.eval.inception_classes import TABLE, inception_logits
 
         net = load_inception(inception_weights, device=device)
-        logits = inception_logits()  # ImageNet class c -> the graph's logit for its synset
-        name, default = INCEPTION_CLASSIFIER, _table_map(logits, "the ImageNet class -> Inception logit table")
+        name, default = INCEPTION_CLASSIFIER, _table_map(inception_logits(), DEFAULT_MAP)
+        default_name = f"{DEFAULT_MAP} ({TABLE})"
     else:
         if not Path(path).is_file():
             raise FileNotFoundError(f"classifier file not found: {path}")
@@ -90,10 +91,10 @@ def load_classifier(path: str | None, class_map: str | None, device: torch.devic
         except Exception as exc:
             raise ConfigError(f"--classifier {path}: not a TorchScript or torch.export file ({type(exc).__name__}: "
                               f"{exc})") from None
-        name, default = str(path), lambda c: c
+        name, default, default_name = str(path), (lambda c: c), "identity"
     if table is not None:
-        return Classifier(net, _table_map(table, f"--class-map {class_map}"), name, device)
-    return Classifier(net, default, name, device)
+        return Classifier(net, _table_map(table, f"--class-map {class_map}"), name, device, str(class_map))
+    return Classifier(net, default, name, device, default_name)
 
 
 def _table_map(table: Sequence[int], what: str) -> Callable[[int], int]:
