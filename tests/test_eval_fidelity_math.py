@@ -110,6 +110,50 @@ def test_precision_recall_match_brute_force():
     assert same[fidelity.PRECISION] == same[fidelity.RECALL] == 1.0
 
 
+def _scipy_prc(real: np.ndarray, fake: np.ndarray, k: int = 3) -> tuple[float, float, float]:
+    """Kynkaanniemi et al.: a sample is inside a set when within some member's distance to its k-th
+    nearest other member (the k-th smallest distance after the member's own zero)."""
+    import scipy.spatial.distance as dist
+
+    def inside(queries, members):
+        radii = np.sort(dist.cdist(members, members), axis=1)[:, k]
+        return float((dist.cdist(queries, members) <= radii[None]).any(1).mean())
+
+    p, r = inside(fake, real), inside(real, fake)
+    return p, r, 2 * p * r / max(1e-5, p + r)  # torch-fidelity's f_score
+
+
+def test_precision_recall_match_scipy_with_ties_duplicates_and_boundaries():
+    # integer coordinates: every distance is exact in float32 too, so "<=" at a boundary is decided exactly
+    rng = np.random.default_rng(3)
+    real = rng.integers(-3, 4, (40, 3)).astype(np.float64)  # tied distances everywhere
+    fake = rng.integers(0, 6, (33, 3)).astype(np.float64)
+    real, fake = np.concatenate([real, real[:6]]), np.concatenate([fake, fake[:4]])  # exact duplicates
+    radii = np.sort(np.linalg.norm(real[:, None] - real[None], axis=2), axis=1)[:, 3]
+    d = np.linalg.norm(fake[:, None] - real[None], axis=2)
+    assert ((d <= radii).any(1) & ~(d < radii).any(1)).sum() == 3  # fakes that only a boundary "<=" admits
+    for batch in (1, 7, 1000):  # the row chunking does not change anything
+        got = fidelity.precision_recall(torch.from_numpy(real).float(), torch.from_numpy(fake).float(), k=3, batch=batch)
+        want = _scipy_prc(real, fake)
+        assert (got[fidelity.PRECISION], got[fidelity.RECALL]) == (want[0], want[1])
+        assert got[fidelity.F_SCORE] == pytest.approx(want[2], rel=1e-12)
+    assert 0 < want[0] < 1 and 0 < want[1] < 1
+
+
+def test_precision_recall_known_values_on_a_line():
+    # real at x = 0..4: the 3rd-neighbour radius is 3 at both ends and 2 in the middle
+    real = torch.tensor([[float(x), 0.0] for x in range(5)])
+    fake = torch.tensor([[-3.0, 0.0], [7.0, 0.0], [8.0, 0.0], [2.0, 2.0], [2.0, 2.5], [100.0, 0.0]])
+    got = fidelity.precision_recall(real, fake)
+    # inside: (-3, 0) and (7, 0) exactly on the end balls, (2, 2) on the middle ball; not (8, 0), (2, 2.5), (100, 0)
+    assert got[fidelity.PRECISION] == 0.5
+    assert got[fidelity.RECALL] == pytest.approx(_scipy_prc(real.numpy(), fake.numpy())[1])
+    far = fidelity.precision_recall(real, real + 1000)
+    assert far[fidelity.PRECISION] == far[fidelity.RECALL] == far[fidelity.F_SCORE] == 0.0  # no 0/0
+    with pytest.raises(Exception, match="more than 3 images"):
+        fidelity.precision_recall(real[:3], fake)
+
+
 def test_tf1_resize_matches_its_definition():
     # TF 1.x, align_corners=False: output d samples input at d * in / out, no half-pixel offset
     x = torch.arange(4 * 5, dtype=torch.float32).reshape(1, 1, 4, 5) ** 1.5

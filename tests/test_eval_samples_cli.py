@@ -10,7 +10,7 @@ from taming.cli.main import main
 from taming.eval import fidelity
 from taming.eval.inception import FIDInceptionV3, load_inception
 from taming.eval.samples import folder_features, load_statistics
-from taming.eval.weights import ENV
+from taming.eval.weights import ENV, VGG16_ENV, VGG16_FILE
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +39,17 @@ def folders(tmp_path_factory):
 
 def test_samples_table_json_and_statistics_file(weights, folders, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(ENV, str(weights))  # found through $TAMING_INCEPTION
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no VGG16 file: prc is left out, saying why
+    monkeypatch.delenv(VGG16_ENV, raising=False)
     real, fake = folders
     out, stats = tmp_path / "m.json", tmp_path / "real.npz"
     assert main(["eval", "samples", "--real", str(real), "--fake", str(fake), "--isc-splits", "2",
                  "--kid-subsets", "3", "--batch-size", "5", "--json", str(out), "--save-real-stats", str(stats)]) == 0
     printed = capsys.readouterr().out
     got = json.loads(out.read_text())
-    for key in (fidelity.FID, fidelity.KID_MEAN, fidelity.KID_STD, fidelity.ISC_MEAN, fidelity.ISC_STD,
-                fidelity.PRECISION, fidelity.RECALL, fidelity.F_SCORE):
+    for key in (fidelity.FID, fidelity.KID_MEAN, fidelity.KID_STD, fidelity.ISC_MEAN, fidelity.ISC_STD):
         assert key in got and key in printed
+    assert fidelity.PRECISION not in got and VGG16_FILE in got["skipped"]["prc"] and "prc" in printed
     assert got["kid_subset_size"] == 6 and got["images_real"] == 8 and got["images_fake"] == 6
     # the same numbers from the library on the same features
     net = load_inception(weights)
@@ -63,6 +65,17 @@ def test_samples_table_json_and_statistics_file(weights, folders, tmp_path, caps
     again = json.loads(out.read_text())
     assert again[fidelity.FID] == pytest.approx(got[fidelity.FID], rel=1e-6)
     assert fidelity.KID_MEAN not in again and fidelity.ISC_MEAN in again and "statistics" in again["skipped"]["kid"]
+
+
+def test_prc_on_inception_pool_features_when_asked(weights, folders, tmp_path):
+    real, fake = folders
+    out = tmp_path / "prc.json"
+    assert main(["eval", "samples", "--real", str(real), "--fake", str(fake), "--metrics", "prc", "--prc-features",
+                 "inception", "--inception-weights", str(weights), "--json", str(out)]) == 0
+    got = json.loads(out.read_text())
+    net = load_inception(weights)
+    want = fidelity.precision_recall(folder_features(net, real)["pool"], folder_features(net, fake)["pool"])
+    assert {k: got[k] for k in want} == pytest.approx(want, abs=0) and got["prc_features"] == "inception pool"
 
 
 def test_user_errors_are_one_line(weights, folders, tmp_path, capsys, monkeypatch):

@@ -57,3 +57,24 @@ def test_loads_with_and_without_num_batches_tracked(no_weights):
     torch.save(sd, path)
     with pytest.raises(CheckpointError, match="missing 1: fc.bias"):
         load_inception(path)
+
+
+def test_vgg16_lookup_shares_the_order_and_names_its_own_file(no_weights, monkeypatch):
+    from taming.eval.weights import VGG16, VGG16_ENV, VGG16_FILE, VGG16WeightsNotFound, find_weights
+
+    monkeypatch.delenv(VGG16_ENV, raising=False)
+    with pytest.raises(VGG16WeightsNotFound) as err:
+        find_weights(VGG16)
+    msg = str(err.value)
+    hub = no_weights / "torch" / "hub" / "checkpoints"
+    assert str(hub / VGG16_FILE) in msg and "https://download.pytorch.org/models/vgg16-397923af.pth" in msg
+    assert "--vgg16-weights" in msg and f"${VGG16_ENV}" in msg and "\n" not in msg and "inception" not in msg
+    hub.mkdir(parents=True)
+    (hub / VGG16_FILE).write_bytes(b"x")  # where torchvision itself caches it
+    assert find_weights(VGG16) == hub / VGG16_FILE
+    env_file = no_weights / "elsewhere.pth"
+    env_file.write_bytes(b"x")
+    monkeypatch.setenv(VGG16_ENV, str(env_file))
+    assert find_weights(VGG16) == env_file
+    with pytest.raises(VGG16WeightsNotFound, match="typo.pth"):  # a given path is the only place looked at
+        find_weights(VGG16, no_weights / "typo.pth")

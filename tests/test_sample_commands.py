@@ -186,8 +186,10 @@ def test_an_original_transformer_run_samples_what_the_original_computes(tmp_path
 
 
 def test_rejection_with_the_inception_network_by_default(class_run, tmp_path, capsys, monkeypatch):
-    """The default classifier: the FID Inception network's logits, class c read at logit c + 1."""
+    """The default classifier: the FID Inception network's logits, ImageNet class c read at the graph's
+    logit for its synset (not c + 1: the graph orders its classes differently)."""
     from taming.eval.inception import FIDInceptionV3, load_inception
+    from taming.eval.inception_classes import inception_logits
 
     torch.manual_seed(5)
     weights = tmp_path / "pt_inception-2015-12-05-6726825d.pth"  # seeded stand-in weights, the standard layout
@@ -201,10 +203,11 @@ def test_rejection_with_the_inception_network_by_default(class_run, tmp_path, ca
         candidates = np.stack([pixels(tmp_path / "all" / "samples" / str(c) / image_name(j)) for j in range(2)])
         with torch.no_grad():
             logits = net(torch.from_numpy(candidates).permute(0, 3, 1, 2).float())["logits"]
-        best = int(logits.log_softmax(-1)[:, c + 1].argmax())
+        best = int(logits.log_softmax(-1)[:, inception_logits()[c]].argmax())
         np.testing.assert_array_equal(pixels(out / "samples" / str(c) / image_name(0)), candidates[best])
     rejection = json.loads((out / "settings.json").read_text())["rejection"]
     assert rejection["classifier"] == "Inception (FID network) logits" and rejection["acceptance_rate"] == 0.5
+    assert "inception2015_imagenet_logits.txt" in rejection["class_map"]
     # without the weight file: one line naming it
     monkeypatch.setenv("TAMING_INCEPTION", str(tmp_path / "none.pth"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))

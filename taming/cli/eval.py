@@ -1,15 +1,19 @@
 """`taming eval`: measure samples, a first stage's reconstructions, or a transformer's likelihood.
 
     taming eval samples --real DIR_OR_STATS.npz --fake DIR [--metrics fid,kid,isc,prc]
-                        [--inception-weights FILE] [--kid-subsets 100] [--kid-subset-size 1000]
-                        [--isc-splits 10] [--batch-size 64] [--save-real-stats OUT.npz] [--json OUT]
+                        [--inception-weights FILE] [--vgg16-weights FILE] [--prc-features vgg16|inception]
+                        [--kid-subsets 100] [--kid-subset-size 1000] [--isc-splits 10] [--batch-size 64]
+                        [--save-real-stats OUT.npz] [--json OUT]
     taming eval reconstruction -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
                         [--batch-size B] [--inception-weights FILE] [--no-rfid] [--precision auto] [--json OUT]
     taming eval likelihood -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
                         [--batch-size B] [--precision auto] [--json OUT]
 
 Results print as a table and, with --json, are written with torch-fidelity's key names for the sample
-metrics. Inception runs in float32 whatever --precision says; --precision applies to the evaluated model.
+metrics. Inception and VGG16 run in float32 whatever --precision says; --precision applies to the
+evaluated model. Precision/recall use VGG16's fc2_relu features (torch-fidelity's default, the file
+vgg16-397923af.pth); when that file is missing and prc was not asked for by name, prc is left out with
+the reason in the table.
 """
 from __future__ import annotations
 
@@ -55,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--metrics", default=DEFAULT_METRICS,
                    help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
     s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
+    s.add_argument("--vgg16-weights", default=None,
+                   help="vgg16-397923af.pth (torchvision's ImageNet VGG16), for prc; default: $TAMING_VGG16, "
+                        "then the torch hub cache")
+    s.add_argument("--prc-features", choices=("vgg16", "inception"), default="vgg16",
+                   help="precision/recall features: vgg16 = fc2_relu of VGG16, torch-fidelity's default; "
+                        "inception = the FID network's 2048-d pool features (default vgg16)")
     s.add_argument("--kid-subsets", type=int, default=100)
     s.add_argument("--kid-subset-size", type=int, default=1000)
     s.add_argument("--isc-splits", type=int, default=10)
@@ -95,9 +105,25 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
     if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
         skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
         metrics = tuple(m for m in metrics if m not in skipped)
-    net = load_inception(args.inception_weights, args.device)
+    vgg = "prc" in metrics and args.prc_features == "vgg16"
+    net = None
+    if set(metrics) - {"prc"} or not vgg or args.save_real_stats:
+        net = load_inception(args.inception_weights, args.device)
+    prc_net = None
+    if vgg:
+        from taming.eval.vgg16 import load_vgg16
+        from taming.eval.weights import VGG16WeightsNotFound
+
+        try:
+            prc_net = load_vgg16(args.vgg16_weights, args.device)
+        except VGG16WeightsNotFound as exc:
+            if args.vgg16_weights or args.metrics != DEFAULT_METRICS:  # asked for: an error, not a skip
+                raise
+            skipped["prc"] = str(exc)
+            metrics = tuple(m for m in metrics if m != "prc")
     result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
-                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True)
+                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True,
+                            prc_net=prc_net)
     return {**result, "skipped": skipped} if skipped else result
 
 

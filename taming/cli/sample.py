@@ -39,7 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--accept-rate", type=float, default=None,
                    help="rejection sampling: keep this fraction (0, 1] of candidates, the most likely for their class")
     p.add_argument("--classifier", default=None, help="TorchScript/.pt2 classifier (default: the Inception network)")
-    p.add_argument("--class-map", default=None, help="file of the classifier's logit index for each class")
+    p.add_argument("--class-map", default=None,
+                   help="file of the classifier's logit index for each class (default with the Inception network: "
+                        "the model's classes are ImageNet's class index, n01440764 = 0, each read at the graph's "
+                        "logit for that synset)")
     p.add_argument("--inception-weights", default=None, help="the FID Inception weight file (default classifier)")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
     return p
@@ -101,6 +104,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
     }
     if classifier is not None:
         report["rejection"] = {"accept_rate_requested": args.accept_rate, "classifier": classifier.name,
+                               "class_map": classifier.map_name,
                                **rejection.acceptance_summary(records)}
     save_json(report, out / "settings.json")
     line = (f"{len(items)} samples in {out / 'samples'} ({done} already there, {progress.made} made at "

@@ -1,4 +1,5 @@
-"""Sample-quality metrics on Inception features, as torch-fidelity 0.4.0 defines them.
+"""Sample-quality metrics on network features, as torch-fidelity 0.4.0 defines them (FID, KID and IS on
+the FID Inception network's, precision/recall by default on VGG16's fc2_relu: see samples.py).
 
 - FID (Heusel et al. 2017): |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2), with the trace of the
   matrix square root taken as the sum of square roots of the eigenvalues of S1 S2 (torch-fidelity's
@@ -15,9 +16,11 @@
 - Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) on softmax(logits_unbiased) over
   `splits` consecutive chunks after a RandomState(2020) permutation; mean and (population) std.
 - Precision / recall (Kynkaenniemi et al. 2019): a sample is inside a set's manifold when it lies within
-  the distance to some member's k-th nearest neighbour (k = 3, the member itself excluded); precision is
-  the share of fakes inside the real manifold, recall the share of reals inside the fake one;
-  f_score = 2PR / max(P + R, 1e-5).
+  the distance to some member's k-th nearest neighbour (k = 3, torch-fidelity's prc_neighborhood: the
+  (k+1)-th smallest distance from the member, its own zero included, so duplicates count as neighbours),
+  "within" including the boundary (<=); precision is the share of fakes inside the real manifold, recall
+  the share of reals inside the fake one; f_score = 2PR / max(P + R, 1e-5). Euclidean distances come from
+  torch.cdist on float32 features, as in torch-fidelity.
 """
 from __future__ import annotations
 

@@ -3,7 +3,13 @@
 Folders are read flat, in sorted file-name order (the order fixes KID subsets and IS splits), through
 taming.data.imageio (any mode -> RGB uint8); a file that cannot be decoded stops the evaluation with its
 name, since silently skipping would change the numbers. Images of different sizes are fine: each batch
-holds images of one size, and the network resizes all of them to 299x299.
+holds images of one size, and the networks resize all of them (Inception to 299x299, VGG16 to 224x224).
+
+Feature networks, as torch-fidelity 0.4.0 picks them by default: FID, KID and IS on the FID Inception
+network ("pool" 2048-d, "logits_unbiased"), precision/recall on VGG16's "fc2_relu" (4096-d). PRC on the
+Inception pool features instead is an explicit choice (prc_net=None). torch-fidelity's PRC treats its
+first input as the real set; here the roles are named: precision is the share of --fake inside the
+--real manifold.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ from taming.eval import fidelity
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 METRICS = ("fid", "kid", "isc", "prc")
+PRC_LAYER = "fc2_relu"  # torch-fidelity's default PRC layer of its "vgg16" extractor
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -60,12 +67,13 @@ def extract_features(net: torch.nn.Module, batches: Iterable[torch.Tensor],
     return {k: torch.cat(v) for k, v in out.items()}
 
 
-def folder_features(net: torch.nn.Module, folder, batch_size: int = 64, progress: bool = False
-                    ) -> dict[str, torch.Tensor]:
+def folder_features(net: torch.nn.Module, folder, batch_size: int = 64, progress: bool = False,
+                    keys: tuple[str, ...] = ("pool", "logits_unbiased")) -> dict[str, torch.Tensor]:
     files = list_images(folder)
     if progress:  # on stderr: 50,000 images take a while on a CPU
-        files = tqdm(files, desc=f"Inception features of {folder}", unit="img", file=sys.stderr, leave=False)
-    return extract_features(net, same_size_batches(files, batch_size))
+        files = tqdm(files, desc=f"{type(net).__name__} features of {folder}", unit="img", file=sys.stderr,
+                     leave=False)
+    return extract_features(net, same_size_batches(files, batch_size), keys)
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
@@ -98,15 +106,34 @@ def parse_metrics(text: str) -> tuple[str, ...]:
     return names
 
 
-def sample_metrics(net: torch.nn.Module, real, fake, metrics: Iterable[str] = METRICS, batch_size: int = 64,
+def sample_metrics(net: torch.nn.Module | None, real, fake, metrics: Iterable[str] = METRICS, batch_size: int = 64,
                    kid_subsets: int = 100, kid_subset_size: int = 1000, isc_splits: int = 10,
-                   save_real_stats=None, progress: bool = False) -> dict:
-    """torch-fidelity's result keys for the requested metrics; `real` is a folder or an .npz of statistics."""
+                   save_real_stats=None, progress: bool = False, prc_net: torch.nn.Module | None = None) -> dict:
+    """torch-fidelity's result keys for the requested metrics; `real` is a folder or an .npz of statistics.
+    `net` is the FID Inception network (None is fine when only prc on `prc_net` is asked); `prc_net` the
+    VGG16 network for prc, or None for prc on `net`'s pool features."""
     metrics = tuple(metrics)
     real_is_stats = Path(real).is_file()
     if real_is_stats and set(metrics) & {"kid", "prc"}:
         raise DataError(f"--real {real} is a statistics file, which holds no features: it serves FID "
                         "(and IS, which uses --fake only) but not kid or prc; pass an image folder")
+    result: dict = {}
+    if set(metrics) & {"fid", "kid", "isc"} or ("prc" in metrics and prc_net is None) or save_real_stats:
+        result.update(_inception_metrics(net, real, fake, metrics, batch_size, kid_subsets, kid_subset_size,
+                                         isc_splits, save_real_stats, progress, prc=prc_net is None))
+    if "prc" in metrics and prc_net is not None:
+        f_fake, f_real = (folder_features(prc_net, folder, batch_size, progress, keys=(PRC_LAYER,))[PRC_LAYER]
+                          for folder in (fake, real))
+        result.setdefault("images_fake", len(f_fake))
+        result.setdefault("images_real", len(f_real))
+        result.update(fidelity.precision_recall(f_real, f_fake))
+        result["prc_features"] = f"vgg16 {PRC_LAYER}"
+    return result
+
+
+def _inception_metrics(net, real, fake, metrics, batch_size, kid_subsets, kid_subset_size, isc_splits,
+                       save_real_stats, progress, prc: bool) -> dict:
+    real_is_stats = Path(real).is_file()
     fake_f = folder_features(net, fake, batch_size, progress)
     real_f = None if real_is_stats else folder_features(net, real, batch_size, progress)
     result: dict = {"images_fake": len(fake_f["pool"])}
@@ -125,6 +152,7 @@ def sample_metrics(net: torch.nn.Module, real, fake, metrics: Iterable[str] = ME
             result[fidelity.FID] = fidelity.frechet_distance_of_features(fake_f["pool"], real_f["pool"])
     if "kid" in metrics:
         result.update(fidelity.kernel_inception_distance(fake_f["pool"], real_f["pool"], kid_subsets, kid_subset_size))
-    if "prc" in metrics:
+    if prc and "prc" in metrics:
         result.update(fidelity.precision_recall(real_f["pool"], fake_f["pool"]))
+        result["prc_features"] = "inception pool"
     return result

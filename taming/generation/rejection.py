@@ -5,11 +5,11 @@ The classifier sees exactly the pixels written to disk: uint8-range float images
 [0, 255], and returns logits (B, K) (or a dict holding "logits"). `class_map[c]` is the logit that
 stands for the model's class c.
 - Default: the FID Inception network (`taming.eval.inception.load_inception`, from a local weight
-  file). Its 1008 logits are the 2015 TensorFlow graph's outputs: index 0 is "background", 1..1000
-  the ImageNet classes in the order of the label map shipped with it, 1001..1007 are unused. The
-  default map is c -> c + 1, right when the model's class c is that graph's class c + 1; for models
-  whose classes follow another order (the original's ImageNet data: sorted WordNet ids), pass
-  --class-map with the logit index of each class.
+  file). Its 1008 logits are the 2015 TensorFlow graph's outputs, whose classes are NOT in ImageNet
+  class-index order: the default map sends ImageNet class c (sorted WordNet ids, n01440764 = 0, the
+  order of the original's ImageNet data) to the graph's logit for that synset
+  (taming.eval.inception_classes, e.g. 0 "tench" -> 449). Models whose classes follow another order
+  pass --class-map with the logit index of each class.
 - --classifier FILE: any TorchScript (torch.jit.save) or torch.export (.pt2) module with that
   interface; the default map is the identity.
 Candidates go to OUTDIR/candidates/<class>/ first (resumable like the samples), are scored from the
@@ -36,7 +36,8 @@ from taming.generation.files import image_name, save_json
 from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, batches, write_samples
 
 CANDIDATES, RECORDS = "candidates", "rejection"
-INCEPTION_CLASS_OFFSET = 1  # logit 0 of the 2015 Inception graph is "background"
+INCEPTION_CLASSIFIER = "Inception (FID network) logits"
+DEFAULT_MAP = "ImageNet class index -> the Inception graph's logit for that synset"
 
 
 @dataclass
@@ -45,6 +46,7 @@ class Classifier:
     class_map: Callable[[int], int]  # model class -> logit index
     name: str
     device: torch.device
+    map_name: str = "identity"  # how class_map was made, for the settings JSON
 
     @torch.no_grad()
     def log_probs(self, pixels: np.ndarray, labels: Sequence[int]) -> torch.Tensor:
@@ -75,10 +77,12 @@ def load_classifier(path: str | None, class_map: str | None, device: torch.devic
                     inception_weights: str | None = None) -> Classifier:
     table = read_class_map(class_map)
     if path is None:
-        from taming.eval.inception import load_inception  # branch `eval`; reads a local weight file only
+        from taming.eval.inception import load_inception  # reads a local weight file only
+        from taming.eval.inception_classes import TABLE, inception_logits
 
         net = load_inception(inception_weights, device=device)
-        name, default = "Inception (FID network) logits", lambda c: c + INCEPTION_CLASS_OFFSET
+        name, default = INCEPTION_CLASSIFIER, _table_map(inception_logits(), DEFAULT_MAP)
+        default_name = f"{DEFAULT_MAP} ({TABLE})"
     else:
         if not Path(path).is_file():
             raise FileNotFoundError(f"classifier file not found: {path}")
@@ -87,14 +91,18 @@ def load_classifier(path: str | None, class_map: str | None, device: torch.devic
         except Exception as exc:
             raise ConfigError(f"--classifier {path}: not a TorchScript or torch.export file ({type(exc).__name__}: "
                               f"{exc})") from None
-        name, default = str(path), lambda c: c
+        name, default, default_name = str(path), (lambda c: c), "identity"
     if table is not None:
-        def mapped(c: int) -> int:
-            if c >= len(table):
-                raise ConfigError(f"--class-map {class_map}: no entry for class {c} ({len(table)} entries)")
-            return table[c]
-        return Classifier(net, mapped, name, device)
-    return Classifier(net, default, name, device)
+        return Classifier(net, _table_map(table, f"--class-map {class_map}"), name, device, str(class_map))
+    return Classifier(net, default, name, device, default_name)
+
+
+def _table_map(table: Sequence[int], what: str) -> Callable[[int], int]:
+    def mapped(c: int) -> int:
+        if not 0 <= c < len(table):
+            raise ConfigError(f"{what}: no entry for class {c} ({len(table)} entries)")
+        return table[c]
+    return mapped
 
 
 def candidate_count(n: int, rate: float) -> int:
