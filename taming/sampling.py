@@ -24,8 +24,8 @@ under `torch.inference_mode()`. `precision`:
 - "int8" (CPU): one-position steps (up to 256 rows) use int8 weights (one scale per output row) and
   activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
   bytes. Where bf16 GEMMs are fast, the prefill runs in bf16 and the key/value cache is int8
-  with a float32 scale per vector (attention still computed in float32), else both stay float32. The least exact; its cost in
-  validation NLL is measured in BENCHMARKS.md.
+  with a float32 scale per vector (attention still computed in float32), else both stay float32.
+  The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
 taming.hardware's `decode_plan` holds these per-phase choices and the measurements behind them.
 On the CPU, one-query attention over a bf16 or int8 cache runs a compiled kernel
 (taming/transformer/cpu_attention.py): the first such call in a process compiles it (seconds).
