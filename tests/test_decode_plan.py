@@ -51,8 +51,10 @@ def test_explicit_int8_follows_the_hardware_for_the_other_phases(monkeypatch):
 def test_plan_on_this_cpu_and_summary():
     hw = hardware.detect("cpu")
     plan = decode_plan("auto", "cpu", 32)
-    assert plan.step == hardware.choose(hw).decode or (plan.step, hardware.choose(hw).decode) == ("fp32", "fp32")
-    assert plan.prefill == ("bf16" if hw.bf16_fast else "fp32")
+    assert plan.step == hardware.choose(hw).decode
+    assert plan.prefill == ("bf16" if hw.bf16_fast and plan.step != "fp32" else "fp32")
+    if hw.isa == "avx512_bf16" and hw.vendor == "AuthenticAMD":  # this project's machine: every phase reduced
+        assert plan == DecodePlan("int8", "bf16", INT8)
     assert "sampling: one-code steps" in hardware.summary("cpu")
 
 
