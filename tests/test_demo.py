@@ -104,6 +104,8 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert summary["tokenize"]["train_grids"] == 16  # 8 scenes and their mirror images
     bits = summary["likelihood"]
     assert 0 < bits["bits_per_dim"] and bits["uniform_bits_per_dim"] == pytest.approx(8 / 48)
+    assert set(summary["map_codes"]) == {"pixel_accuracy", "mean_class_accuracy"}
+    assert all(0 <= v <= 1 for v in summary["map_codes"].values())
     agreement = summary["map_agreement"]
     assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
     assert all(0 <= v <= 1 for v in agreement.values()) and agreement["real"] > 0.5
@@ -120,3 +122,29 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
         assert torch.load(stage["ckpt"], map_location="cpu", weights_only=False)["global_step"] == stage["steps"], name
     printed = capsys.readouterr().out
     assert "| map agreement |" in printed and f"Everything is under {out}/" in printed
+
+
+def test_map_reconstruction_scores_pixels_and_classes():
+    """Pixel accuracy and the mean of per-class accuracies of the cond stage's decoded maps, on known cases."""
+    from taming.cli.demo import map_reconstruction
+
+    labels = torch.tensor([[[0, 0, 0], [0, 0, 0], [1, 1, 2]]])  # (1, 3, 3): class 0 on 6 pixels, 1 on 2, 2 on 1
+    maps = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()  # class 3 absent
+
+    class Lossless:
+        def encode(self, m):
+            return (m,)
+
+        def decode(self, q):
+            return q
+
+    class AlwaysZero(Lossless):
+        def decode(self, q):
+            out = torch.zeros_like(q)
+            out[:, 0] = 1
+            return out
+
+    assert map_reconstruction(Lossless(), maps) == {"pixel_accuracy": 1.0, "mean_class_accuracy": 1.0}
+    scores = map_reconstruction(AlwaysZero(), maps)
+    assert scores["pixel_accuracy"] == pytest.approx(6 / 9)
+    assert scores["mean_class_accuracy"] == pytest.approx(1 / 3)  # classes 0, 1, 2 present; only 0 right
