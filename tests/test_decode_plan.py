@@ -129,19 +129,20 @@ def rel_err(got: torch.Tensor, want: torch.Tensor) -> torch.Tensor:
     return (got - want).norm(dim=(0, 2)) / want.norm(dim=(0, 2))
 
 
-def test_bf16_prefill_and_int8_steps_over_a_bf16_cache_stay_close_to_float32(monkeypatch):
+@pytest.mark.parametrize("precision, tol", [("int8", 8e-2), ("bf16", 3e-2)])  # measured: 3e-2, 0.6e-2
+def test_bf16_prefill_and_reduced_steps_and_cache_stay_close_to_float32(monkeypatch, precision, tol):
     fake(monkeypatch, AMD)  # the plan of this project's AMD CPU, whatever CPU runs the test
     gpt = model()
     cond = torch.randint(0, 29, (40, 24), generator=torch.Generator().manual_seed(1))  # 960 prefill rows
     want = logits_per_phase(gpt, "fp32", cond, 8)
-    got = logits_per_phase(gpt, "int8", cond, 8)
+    got = logits_per_phase(gpt, precision, cond, 8)
     err = rel_err(got, want)  # per phase: prefill, then each step
-    assert err[0] < 4e-2 and err.max() < 8e-2, err  # bf16 rounding / int8 steps, not a broken path
+    assert err[0] < tol / 2 and err.max() < tol, err  # rounding, not a broken path
     assert err[0] > 0  # the prefill did run in bf16 (float32 would be exact)
-    with gpt.decoding("int8", 40):
+    with gpt.decoding(precision, 40):
         assert gpt.head._bulk is not None and gpt.head._packed is not None
     # a wrong weight in the bf16 copy is far outside the tolerance
-    with gpt.decoding("int8", 40):
+    with gpt.decoding(precision, 40):
         gpt.blocks[0].mlp[0]._bulk = lambda x: torch.zeros(*x.shape[:-1], 128)
         with torch.inference_mode():
             broken = prefill(gpt, cond, gpt.new_cache(40, 24, dtype=BF16))
