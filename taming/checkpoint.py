@@ -238,7 +238,11 @@ def checkpoint_problem(path: str | os.PathLike) -> str | None:
         return "missing"
     if path.stat().st_size == 0:
         return "empty"
-    if zipfile.is_zipfile(path):
+    try:
+        is_zip = zipfile.is_zipfile(path)
+    except zipfile.BadZipFile as exc:  # is_zipfile lets some malformed end records through, e.g. "multi-disk"
+        return f"damaged ({type(exc).__name__}: {exc})"
+    if is_zip:
         try:
             with zipfile.ZipFile(path) as z:
                 bad = z.testzip()

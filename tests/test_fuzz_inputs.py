@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, given, settings
@@ -81,6 +82,18 @@ def test_checkpoint_loader_fails_only_with_checkpoint_error(data):
             read_checkpoint(path)  # what the check passes, the loader reads
     finally:
         path.unlink()
+
+
+def test_multi_disk_zip_end_record_is_reported_not_raised(tmp_path):
+    """A zip64 locator claiming two disks (hypothesis found it): zipfile.is_zipfile raises BadZipFile."""
+    import struct
+
+    locator = b"PK\x06\x07" + struct.pack("<LQL", 1, 0, 2)  # disk 1 of 2
+    path = tmp_path / "multi.ckpt"
+    path.write_bytes(b"x" * 8 + locator + b"PK\x05\x06" + bytes(18))  # + an empty end-of-archive record
+    assert checkpoint_problem(path).startswith("damaged (BadZipFile")
+    with pytest.raises(CheckpointError, match="multi.ckpt"):
+        read_state_dict(path)
 
 
 @FAST
