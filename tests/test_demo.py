@@ -94,7 +94,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     """A miniature `taming demo --quick` (a few steps per stage): the whole pipeline and its report."""
     out = tmp_path / "demo"
     assert main(["demo", "--quick", "--steps", "0.05", "--tokenize-limit", "8", "--samples", "2",
-                 "--panorama-width", "64", "--precision", "fp32", "--out", str(out)]) == 0
+                 "--panorama-width", "64", "--panoramas", "2", "--precision", "fp32", "--out", str(out)]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stages"]["vqgan"]["steps"] == 6 and summary["stages"]["transformer"]["steps"] == 4
     assert summary["temperature"] == 0.7 and summary["top_k"] == 20  # the sampling defaults measured in BENCHMARKS.md
@@ -108,8 +108,10 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert all(0 <= v <= 1 for v in summary["map_codes"].values())
     agreement = summary["map_agreement"]
     assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
-    assert all(0 <= v <= 1 for v in agreement.values()) and agreement["real"] > 0.5
-    sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 3 * 130 + 2),
+    each = agreement.pop("each_panorama")
+    assert len(each) == 2 and agreement["panorama"] == pytest.approx(sum(each) / 2)  # the mean over the panoramas
+    assert all(0 <= v <= 1 for v in [*agreement.values(), *each]) and agreement["real"] > 0.5
+    sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 2 * 3 * 130 + 2),  # 2 x (map, sample, real)
              "inputs_and_reconstructions": (4 * 130 + 2, 4 * 130 + 2)}  # 8 held-out images, each with its reconstruction
     for name, size in sizes.items():
         assert Image.open(summary["images"][name]).size == size, name  # 64 px scenes shown x2, 2 px padding
