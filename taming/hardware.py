@@ -19,7 +19,7 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 | GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                    | channels_last fp32           | 32          |
 
-* with a bf16 prefill and a bf16 key/value cache (`decode_plan`, below).
+* with a bf16 prefill and an int8 key/value cache, a float32 scale per vector (`decode_plan`, below).
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
 bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows

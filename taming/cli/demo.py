@@ -228,12 +228,13 @@ def run_demo(args: argparse.Namespace) -> dict:
     samples = sample_maps(gpt_model, c[:n], args.top_k, args.seed, args.precision, args.stride, args.temperature)
     pano_x, pano_c = scenes("test", args.panoramas or (1 if args.quick else 4), *panorama_size, seed=args.seed)
     pano = sample_maps(gpt_model, pano_c, args.top_k, args.seed, args.precision, args.stride, args.temperature)
+    each_panorama = map_agreement(stats, pano, pano_c)  # (P,): one panorama is one draw of a palette
     agreement = {"real": map_agreement(stats, x, c).mean().item(),
                  "reconstructions": map_agreement(stats, xrec, c).mean().item(),
                  "samples": map_agreement(stats, samples, c[:n]).mean().item(),
-                 "panorama": map_agreement(stats, pano, pano_c).mean().item(),
+                 "panorama": each_panorama.mean().item(),
                  "real_panorama": map_agreement(stats, pano_x, pano_c).mean().item(),
-                 "each_panorama": map_agreement(stats, pano, pano_c).tolist()}
+                 "each_panorama": each_panorama.tolist()}
     quality = {"psnr": psnr(x, xrec).mean().item(), "ssim": ssim(x, xrec).mean().item(), "codes_in_use": codes_used,
                "codebook_size": int(vqgan.quantize.n_e),
                "kd_randconv_samples": kd_randconv(samples, x[n:]),
