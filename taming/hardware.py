@@ -36,7 +36,7 @@ the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
   closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, float32 elsewhere;
 - the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
   the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
-  for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a compiled kernel that
+  for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a kernel that
   widens the stored numbers to float32 as it loads (taming/transformer/cpu_attention.py) reads
   only their bytes: over a bf16 cache 1.6-3.6x faster than float32 SDPA at batch 32-64 (one
   layer alone), as fast at batch 4; over an int8 cache with a float32 scale per key or value

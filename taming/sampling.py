@@ -27,8 +27,9 @@ under `torch.inference_mode()`. `precision`:
   with a float32 scale per vector (attention still computed in float32), else both stay float32.
   The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
 taming.hardware's `decode_plan` holds these per-phase choices and the measurements behind them.
-On the CPU, one-query attention over a bf16 or int8 cache runs a compiled kernel
-(taming/transformer/cpu_attention.py): the first such call in a process compiles it (seconds).
+On the CPU, the one-code attention over a bf16 or int8 cache runs a C kernel built for the CPU at
+hand (taming/transformer/cpu_attention.py, taming/native.py): the first use on a machine compiles
+it (~1 s with gcc), later ones load it from the kernel cache.
 """
 from __future__ import annotations
 
@@ -39,6 +40,7 @@ import torch
 
 from taming.hardware import decode_plan, decode_precision
 from taming.transformer.decoding import PRECISIONS
+from taming.transformer.cpu_step import native_step
 from taming.transformer.gpt import GPT, KVCache
 from taming.transformer.static_decode import decode_step
 
@@ -144,10 +146,14 @@ STATIC_DEVICES = ("cuda",)  # where generate decodes with a static cache and a C
 
 def _decoder(gpt: GPT, cache: KVCache, rows: int) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """step(token (rows,), pos) -> logits (rows, V): a replayed CUDA graph over a static cache on a
-    GPU (taming/transformer/static_decode.py), the plain cached forward elsewhere."""
+    GPU (taming/transformer/static_decode.py); on the CPU with an int8 cache, one native call per
+    step where it is built (taming/transformer/cpu_step.py); the plain cached forward elsewhere."""
     device = cache.k[0].device.type
     if device in STATIC_DEVICES:
         return decode_step(gpt, cache, rows, graph=device == "cuda")
+    native = native_step(gpt, cache, rows) if device == "cpu" and cache.quantized else None
+    if native is not None:
+        return native
     return lambda token, pos: decode_one(gpt, token, cache, pos)
 
 

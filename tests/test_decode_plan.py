@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from taming import hardware
+from taming import hardware, native
 from taming.hardware import DecodePlan, Hardware, decode_plan, detect_cpu
 from taming.sampling import generate, prefill
 from taming.transformer import cpu_attention
@@ -67,26 +67,68 @@ def model(seed: int = 0) -> GPT:
     return gpt
 
 
-def test_compiled_one_query_attention_equals_float32_sdpa():
-    torch.manual_seed(0)
-    q = torch.randn(3, 2, 1, 8)
-    k, v = torch.randn(3, 2, 21, 8).to(BF16), torch.randn(3, 2, 21, 8).to(BF16)
-    want = F.scaled_dot_product_attention(q, k.float(), v.float())  # the same bf16 values, in float32
-    for length in (21, 13):  # one kernel for every length (dynamic shapes), and cache slices
-        got = cpu_attention.attend_one_query(q, k[:, :, :length], v[:, :, :length])
-        ref = want if length == 21 else F.scaled_dot_product_attention(q, k[:, :, :length].float(),
-                                                                      v[:, :, :length].float())
-        torch.testing.assert_close(got, ref, rtol=1e-5, atol=1e-5)
-    assert not cpu_attention._failed  # it compiled here (the machines of this project have gcc)
+def step_inputs(dtype: torch.dtype, B: int = 3, nh: int = 2, hd: int = 8, max_len: int = 21, seed: int = 0):
+    """A random fused q|k|v (B, 1, 3C) and a cache of max_len positions holding random earlier ones."""
+    g = torch.Generator().manual_seed(seed)
+    qkv = torch.randn(B, 1, 3 * nh * hd, generator=g)
+    if dtype == INT8:
+        k, v = (torch.randint(-127, 128, (B, nh, max_len, hd), dtype=INT8, generator=g) for _ in range(2))
+        scales = [torch.rand(B, nh, max_len, 1, generator=g) / 100 for _ in range(2)]
+        return qkv, k, v, scales
+    return qkv, torch.randn(B, nh, max_len, hd, generator=g).to(dtype), torch.randn(B, nh, max_len, hd, generator=g).to(dtype), []
 
 
-def test_compiled_int8_attention_equals_float32_sdpa_of_the_dequantized_cache():
-    torch.manual_seed(0)
-    q = torch.randn(3, 2, 1, 8)
-    k, v = torch.randint(-127, 128, (3, 2, 21, 8), dtype=INT8), torch.randint(-127, 128, (3, 2, 21, 8), dtype=INT8)
-    ks, vs = torch.rand(3, 2, 21, 1) / 100, torch.rand(3, 2, 21, 1) / 100
-    want = F.scaled_dot_product_attention(q, k.float() * ks, v.float() * vs)
-    torch.testing.assert_close(cpu_attention.attend_one_query(q, k, v, ks, vs), want, rtol=1e-5, atol=1e-5)
+def reference_step(qkv, k, v, scales, pos):
+    """Eager reference: the new key/value as KVCache.write stores them, then float32 SDPA over the
+    dequantized cache [0, pos] -> (B, 1, C), and the written cache."""
+    k, v, scales = k.clone(), v.clone(), [s.clone() for s in scales]
+    B, nh, _, hd = k.shape
+    q, new_k, new_v = qkv.view(B, 3, nh, 1, hd).unbind(1)
+    for i, (x, store) in enumerate(((new_k, k), (new_v, v))):
+        if scales:
+            x, scales[i][:, :, pos:pos + 1] = cpu_attention.quantize_vectors(x)
+        store[:, :, pos:pos + 1] = x.to(store.dtype)
+    kf, vf = k[:, :, :pos + 1].float(), v[:, :, :pos + 1].float()
+    if scales:
+        kf, vf = kf * scales[0][:, :, :pos + 1], vf * scales[1][:, :, :pos + 1]
+    y = F.scaled_dot_product_attention(q, kf, vf)  # (B, nh, 1, hd)
+    return y.transpose(1, 2).reshape(B, 1, nh * hd), k, v, scales
+
+
+@pytest.mark.parametrize("dtype", [BF16, INT8])
+def test_native_step_writes_the_cache_and_equals_float32_sdpa(dtype):
+    qkv, k, v, scales = step_inputs(dtype)
+    for pos in (12, 13, 20, 0, 5):
+        want, wk, wv, wscales = reference_step(qkv, k, v, scales, pos)
+        got = cpu_attention.attend_step(qkv, k, v, pos, *scales)
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+        assert torch.equal(k, wk) and torch.equal(v, wv)  # the same numbers KVCache.write stores
+        for s, ws in zip(scales, wscales):
+            torch.testing.assert_close(s, ws, rtol=1e-6, atol=0)
+    assert cpu_attention.library() is not None  # it was built here (the machines of this project have gcc)
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_native_step_at_any_thread_count_and_head_size(threads):
+    old = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for hd in (5, 16, 64, 96):
+            qkv, k, v, scales = step_inputs(INT8, B=2, nh=3, hd=hd, max_len=9, seed=hd)
+            want, wk, _, _ = reference_step(qkv, k, v, scales, 8)
+            torch.testing.assert_close(cpu_attention.attend_step(qkv, k, v, 8, *scales), want, rtol=1e-5, atol=1e-5)
+            assert torch.equal(k, wk)
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_native_step_takes_layouts_it_cannot_read_the_slow_way():
+    qkv, k, v, scales = step_inputs(BF16)
+    want, *_ = reference_step(qkv, k, v, scales, 7)
+    wide = torch.cat([qkv, qkv], dim=-1)[..., :qkv.shape[-1]]  # not contiguous
+    torch.testing.assert_close(cpu_attention.attend_step(wide, k, v, 7), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="position 21 outside a cache of 21"):
+        cpu_attention.attend_step(qkv, k, v, 21)
 
 
 def test_int8_cache_round_trip():
@@ -101,16 +143,42 @@ def test_int8_cache_round_trip():
         assert ((got - want).abs() <= step / 2 + 1e-6).all()
 
 
-def test_attention_falls_back_to_the_eager_formula(monkeypatch):
-    def broken(fn):
-        raise RuntimeError("no compiler")
-    monkeypatch.setattr(cpu_attention, "_compiled", {})
+@pytest.mark.parametrize("dtype", [BF16, INT8])
+def test_attention_step_falls_back_to_pytorch_ops(monkeypatch, dtype):
+    def broken(source):
+        raise native.NativeUnavailable("no C compiler found (install gcc, or set CC)")
     monkeypatch.setattr(cpu_attention, "_failed", False)
-    monkeypatch.setattr(cpu_attention, "_compile", broken)
-    q, k, v = torch.randn(2, 2, 1, 8), torch.randn(2, 2, 5, 8).to(BF16), torch.randn(2, 2, 5, 8).to(BF16)
-    with pytest.warns(RuntimeWarning, match="running it eagerly"):
-        got = cpu_attention.attend_one_query(q, k, v)
-    torch.testing.assert_close(got, F.scaled_dot_product_attention(q, k.float(), v.float()), rtol=1e-5, atol=1e-5)
+    monkeypatch.setattr(native, "load", broken)
+    qkv, k, v, scales = step_inputs(dtype, seed=1)
+    want, wk, wv, _ = reference_step(qkv, k, v, scales, 9)
+    with pytest.warns(RuntimeWarning, match="kernels are unavailable .no C compiler found.*PyTorch ops"):
+        got = cpu_attention.attend_step(qkv, k, v, 9, *scales)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(k, wk) and torch.equal(v, wv)
+
+
+@pytest.mark.parametrize("precision", ["int8", "bf16"])
+def test_decoding_runs_query_key_value_as_one_copy(precision):
+    gpt = model()
+    attn = gpt.blocks[1].attn
+    x = torch.randn(5, 1, 32)
+    with gpt.decoding(precision, 5), torch.inference_mode():
+        assert attn._fused is not None
+        fused = attn._qkv(x)
+        parts = torch.cat([attn.query(x), attn.key(x), attn.value(x)], dim=-1)  # each through its own copy
+    # int8: the same per-row weight scales and one activation scale, so the same integers
+    torch.testing.assert_close(fused, parts, rtol=0, atol=1e-6 if precision == "int8" else 1e-2)
+    exact = torch.cat([attn.query(x), attn.key(x), attn.value(x)], dim=-1)
+    assert (fused - exact).abs().max() < 0.05 * exact.abs().max()  # a reduced copy of these weights
+    assert attn._fused is None  # removed with the context
+    with gpt.decoding(precision, 5):  # kept while the weights are unchanged, rebuilt when they change
+        first = attn._fused
+    with gpt.decoding(precision, 5):
+        assert attn._fused is first
+    with torch.no_grad():
+        attn.value.weight.mul_(2)
+    with gpt.decoding(precision, 5):
+        assert attn._fused is not first
 
 
 def logits_per_phase(gpt: GPT, precision: str, cond: torch.Tensor, steps: int) -> torch.Tensor:

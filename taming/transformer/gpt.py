@@ -12,12 +12,14 @@ Two ways to run it:
 """
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from taming.optim import fused
-from taming.transformer.cpu_attention import attend_one_query
+from taming.transformer.cpu_attention import attend_step, quantize_vectors
 from taming.transformer.decoding import Linear, decoding_weights
 
 
@@ -55,9 +57,7 @@ class KVCache:
         end = start + k.shape[2]
         for x, store, scale in ((k, self.k, self.k_scale), (v, self.v, self.v_scale)):
             if self.quantized:
-                s = x.abs().amax(dim=-1, keepdim=True).float().clamp_min(1e-30) / 127.0  # (B, nh, T, 1)
-                scale[layer][:, :, start:end] = s
-                x = (x / s).round_()
+                x, scale[layer][:, :, start:end] = quantize_vectors(x)  # scale (B, nh, T, 1)
             store[layer][:, :, start:end] = x
 
     def read(self, layer: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
@@ -69,6 +69,12 @@ class KVCache:
 
 
 class CausalSelfAttention(nn.Module):
+    # while decoding (decoding.py): query, key and value as one reduced-precision GEMM for inputs of
+    # up to _fused_rows rows (one call instead of three: at batch 4 a call costs more than its bytes)
+    DECODE_FUSED = ("query", "key", "value")
+    _fused: Callable[[torch.Tensor], torch.Tensor] | None = None
+    _fused_rows = 0
+
     def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float,
                  resid_pdrop: float, n_unmasked: int):
         super().__init__()
@@ -99,28 +105,34 @@ class CausalSelfAttention(nn.Module):
         """x (B, T, C) at positions [start_pos, start_pos + T) -> (B, T - queries_from, C): the outputs
         of positions from `queries_from` on (keys and values still come from all of x)."""
         B, T, C = x.shape  # (B, T, C)
+        dropout = self.attn_pdrop if self.training else 0.0
+        if cache is not None and T == 1 and not isinstance(start_pos, torch.Tensor) and start_pos > 0 \
+                and start_pos >= self.n_unmasked and x.device.type == "cpu" and cache.k[layer].dtype != x.dtype \
+                and not dropout:
+            # one code over a bf16 or int8 cache on the CPU: one native call writes its key and
+            # value and reads the cache at its own size (cpu_attention.py)
+            scales = (cache.k_scale[layer], cache.v_scale[layer]) if cache.quantized else ()
+            y = attend_step(self._qkv(x), cache.k[layer], cache.v[layer], start_pos, *scales)  # (B, 1, C)
+            return self.resid_drop(self.proj(y.to(x.dtype)))
         q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
         k, v = self._heads(x, self.key), self._heads(x, self.value)  # (B, nh, T, hd)
         out_dtype = q.dtype
         if isinstance(start_pos, torch.Tensor):  # fixed shapes for CUDA graphs (static_decode.py)
             return self.resid_drop(self.proj(self._static_step(q, k, v, cache, layer, start_pos).to(out_dtype)))
         end = start_pos + T
-        dropout = self.attn_pdrop if self.training else 0.0
         if cache is not None:
             cache.write(layer, start_pos, k, v)
-            if start_pos > 0 and T == 1 and start_pos >= self.n_unmasked and q.device.type == "cpu" \
-                    and cache.k[layer].dtype != q.dtype and not dropout:
-                # one query over a bf16 or int8 cache on the CPU: the cache read at its own size
-                # (PyTorch's bf16 kernels run slower than float32 here; cpu_attention.py)
-                scales = (cache.k_scale[layer][:, :, :end], cache.v_scale[layer][:, :, :end]) if cache.quantized else ()
-                y = attend_one_query(q, cache.k[layer][:, :, :end], cache.v[layer][:, :, :end], *scales)
-                y = y.transpose(1, 2).reshape(B, 1, C).to(out_dtype)  # (B, 1, C)
-                return self.resid_drop(self.proj(y))
             if start_pos > 0:  # earlier positions from the cache (from 0, k and v hold them all, unrounded)
                 k, v = cache.read(layer, end, q.dtype)  # (B, nh, end, hd)
         y = self._attend(q, k, v, start_pos, queries_from, dropout)  # (B, nh, Tq, hd)
         y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
         return self.resid_drop(self.proj(y))
+
+    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
+        """x (B, T, C) -> [query | key | value] (B, T, 3C): the fused decoding copy where it serves x."""
+        if self._fused is not None and not torch.is_grad_enabled() and x.shape[:-1].numel() <= self._fused_rows:
+            return self._fused(x)
+        return torch.cat([self.query(x), self.key(x), self.value(x)], dim=-1)
 
     def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int, queries_from: int,
                 dropout: float) -> torch.Tensor:

@@ -1,0 +1,157 @@
+"""A whole one-code decoding step of the GPT as one native call on the CPU (int8 weights, int8 cache).
+
+At batch 4 a one-code step of the 26.5M GPT reads ~25 MB of int8 weights and ~13 MB of cache, a
+millisecond of memory traffic, but through PyTorch it is ~70 ops a layer (FBGEMM's int8 linears,
+layer norms, GELU, residual adds, the attention call), each costing microseconds of dispatch and,
+for the linears, ~20 us of fixed cost: ~4 ms a step (BENCHMARKS.md). `taming_int8_step` in
+cpu_decode.c runs the same step in one call with VNNI int8 dot products (see its comment).
+
+`native_step(gpt, cache, rows)` returns step(token (rows,), pos) -> logits (rows, V), or None where
+it does not apply: not the CPU, a cache that is not int8 (decode_plan chooses int8 only on CPUs
+where bf16 GEMMs are fast and bf16 attention is not), no VNNI in this build, widths that are not
+multiples of 16, a bidirectional prefix (n_unmasked), or the kernels not built. Callers then run
+the PyTorch step. The weights are packed once per model and kept while they are unchanged.
+
+Numbers: the same int8 weights (one scale per output row) as the FBGEMM copies of decoding.py;
+activations are quantized per row to 8 bits (FBGEMM: per call, 7 bits), so the step is at least
+as close to float32 as the PyTorch int8 step (tests/test_cpu_step.py; validation NLL in
+BENCHMARKS.md).
+"""
+from __future__ import annotations
+
+import ctypes
+from typing import Callable
+
+import torch
+from torch import nn
+
+from taming.transformer.cpu_attention import library
+from taming.transformer.decoding import kept_copy
+from taming.transformer.gpt import GPT, KVCache
+
+Step = Callable[[torch.Tensor, int], torch.Tensor]
+_P, _I = ctypes.c_void_p, ctypes.c_int64
+
+
+class _PackedLinear(ctypes.Structure):
+    _fields_ = [("w", _P), ("scale", _P), ("colsum", _P), ("bias", _P), ("n", _I), ("k", _I), ("kp", _I)]
+
+
+class _Layer(ctypes.Structure):
+    _fields_ = [("ln1_w", _P), ("ln1_b", _P), ("ln2_w", _P), ("ln2_b", _P), ("qkv", _PackedLinear),
+                ("proj", _PackedLinear), ("fc1", _PackedLinear), ("fc2", _PackedLinear), ("k_cache", _P),
+                ("v_cache", _P), ("k_scale", _P), ("v_scale", _P)]
+
+
+class _Model(ctypes.Structure):
+    _fields_ = [("n_layer", _I), ("n_head", _I), ("n_embd", _I), ("vocab", _I), ("max_len", _I),
+                ("eps", ctypes.c_float), ("tok_emb", _P), ("pos_emb", _P), ("layers", ctypes.POINTER(_Layer)),
+                ("lnf_w", _P), ("lnf_b", _P), ("head", _PackedLinear)]
+
+
+class _Scratch(ctypes.Structure):
+    _fields_ = [("x", _P), ("xn", _P), ("xq", _P), ("sx", _P), ("qkv", _P), ("att", _P), ("work", _P)]
+
+
+def pack_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor]:
+    """weight (N, K) float -> the kernel's int8 layout: w (N/16, Kp/4, 16, 4) (Kp: K padded to a
+    multiple of 4 with zeros), scale (N,) = max|row| / 127, colsum (N,) int32, bias (N,) float32."""
+    w = weight.detach().float()
+    N, K = w.shape
+    scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)  # as decoding.py's FBGEMM copies
+    q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
+    Kp = -(-K // 4) * 4
+    if Kp != K:
+        q = torch.cat([q, q.new_zeros(N, Kp - K)], dim=1)
+    packed = q.view(N // 16, 16, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
+    b = torch.zeros(N) if bias is None else bias.detach().float().contiguous()
+    return {"w": packed, "scale": scale.contiguous(), "colsum": q.sum(dim=1, dtype=torch.int32), "bias": b}
+
+
+def _linear_struct(p: dict[str, torch.Tensor], k: int) -> _PackedLinear:
+    n = p["scale"].shape[0]
+    return _PackedLinear(p["w"].data_ptr(), p["scale"].data_ptr(), p["colsum"].data_ptr(), p["bias"].data_ptr(),
+                         n, k, p["w"].shape[1] * 4)
+
+
+def _packed(owner: nn.Module, parts: list[nn.Linear]) -> dict[str, torch.Tensor]:
+    """The packed int8 copy of the Linears `parts` side by side (kept on owner while unchanged)."""
+    sources = [t for p in parts for t in (p.weight, p.bias)]
+
+    def make():
+        weight = torch.cat([p.weight.detach() for p in parts])
+        biases = [p.bias for p in parts]
+        bias = None if all(b is None for b in biases) else torch.cat(
+            [b.detach() if b is not None else torch.zeros(p.out_features) for p, b in zip(parts, biases)])
+        return pack_int8(weight, bias)
+    return kept_copy(owner, ("native int8",), sources, make)
+
+
+def applies(gpt: GPT, cache: KVCache) -> bool:
+    """Whether the native step can run this model and cache (see the module docstring)."""
+    C, V = gpt.n_embd, gpt.vocab_size
+    ref = gpt.head.weight
+    return (ref.device.type == "cpu" and ref.dtype == torch.float32 and cache.quantized
+            and cache.k[0].device.type == "cpu" and C % 16 == 0 and V % 16 == 0 and C % gpt.n_head == 0
+            and gpt.n_unmasked == 0 and not gpt.training and len(gpt.blocks) > 0
+            and all(isinstance(b.mlp[1], nn.GELU) and b.mlp[1].approximate == "none" for b in gpt.blocks))
+
+
+def native_step(gpt: GPT, cache: KVCache, rows: int) -> Step | None:
+    """step(token (rows,), pos) -> logits (rows, V) writing position pos of `cache` in one native
+    call, or None where it does not apply or is not built here."""
+    if not applies(gpt, cache):
+        return None
+    lib = library()
+    if lib is None or not lib.taming_step_available():
+        return None
+    C, nh, V, max_len = gpt.n_embd, gpt.n_head, gpt.vocab_size, cache.max_len
+    keep: list[torch.Tensor] = []  # every tensor a pointer refers to stays alive with the step
+
+    def ptr(t: torch.Tensor) -> int:
+        t = t.detach().contiguous()
+        keep.append(t)
+        return t.data_ptr()
+
+    layers = (_Layer * len(gpt.blocks))()
+    for i, block in enumerate(gpt.blocks):
+        attn, (fc1, _, fc2, _) = block.attn, block.mlp
+        packs = {"qkv": _packed(attn, [attn.query, attn.key, attn.value]), "proj": _packed(attn.proj, [attn.proj]),
+                 "fc1": _packed(fc1, [fc1]), "fc2": _packed(fc2, [fc2])}
+        for p in packs.values():
+            keep.extend(p.values())
+        layers[i] = _Layer(ptr(block.ln1.weight), ptr(block.ln1.bias), ptr(block.ln2.weight), ptr(block.ln2.bias),
+                           _linear_struct(packs["qkv"], C), _linear_struct(packs["proj"], C),
+                           _linear_struct(packs["fc1"], C), _linear_struct(packs["fc2"], 4 * C),
+                           ptr(cache.k[i]), ptr(cache.v[i]), ptr(cache.k_scale[i]), ptr(cache.v_scale[i]))
+    head = _packed(gpt.head, [gpt.head])
+    keep.extend(head.values())
+    eps = gpt.blocks[0].ln1.eps
+    model = _Model(len(gpt.blocks), nh, C, V, max_len, eps, ptr(gpt.tok_emb.weight), ptr(gpt.pos_emb[0]),
+                   layers, ptr(gpt.ln_f.weight), ptr(gpt.ln_f.bias), _linear_struct(head, C))
+    mp = -(-rows // 4) * 4
+    scratch_tensors = [torch.empty(rows, C), torch.empty(rows, 4 * C), torch.empty(mp, 4 * C, dtype=torch.uint8),
+                       torch.empty(mp), torch.empty(rows, 3 * C), torch.empty(rows, C), torch.empty(rows, nh, max_len)]
+    scratch = _Scratch(*[ptr(t) for t in scratch_tensors])
+    model_ref, scratch_ref = ctypes.byref(model), ctypes.byref(scratch)
+
+    def step(token: torch.Tensor, pos: int) -> torch.Tensor:
+        if not 0 <= pos < max_len or pos >= gpt.block_size:
+            raise ValueError(f"GPT: position {pos} outside a cache of {max_len} (block_size {gpt.block_size})")
+        tokens = token.to(torch.int64).contiguous()
+        if tokens.shape != (rows,):
+            raise ValueError(f"GPT: the native step takes {rows} codes, got shape {tuple(token.shape)}")
+        logits = torch.empty(rows, V)
+        status = lib.taming_int8_step(model_ref, scratch_ref, tokens.data_ptr(), logits.data_ptr(), rows, pos,
+                                      torch.get_num_threads())
+        if status == -2:
+            raise ValueError(f"GPT: codes must be in [0, {V}), got {tokens.tolist()}")
+        if status:
+            raise RuntimeError("the native int8 step is not built for this CPU")
+        return logits
+
+    step._keep = (keep, layers, model, scratch)  # the structures and tensors the kernel reads
+    return step
+
+
+__all__ = ["applies", "native_step", "pack_int8"]

@@ -1,0 +1,165 @@
+"""The native one-code step (taming/transformer/cpu_step.py, cpu_decode.c): its weight layout, its
+logits against float32 and against PyTorch's int8 step, what it refuses, and `generate` through it."""
+import pytest
+import torch
+
+from taming import hardware
+from taming.sampling import _decoder, generate, prefill
+from taming.transformer import cpu_attention, cpu_step
+from taming.transformer.gpt import GPT
+from test_decode_plan import AMD, fake, rel_err
+
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
+
+INT8 = torch.int8
+lib = cpu_attention.library()
+BUILT = lib is not None and bool(lib.taming_step_available())  # VNNI CPUs: this project's machines
+
+
+def model(seed: int = 0, **kw) -> GPT:
+    torch.manual_seed(seed)
+    dims = dict(vocab_size=32, block_size=40, n_layer=2, n_head=2, n_embd=32) | kw
+    gpt = GPT(**dims).eval()
+    with torch.no_grad():
+        for p in gpt.parameters():
+            p.add_(torch.randn_like(p) * 0.1)
+    return gpt
+
+
+def test_pack_int8_layout():
+    w = torch.randn(32, 10)
+    p = cpu_step.pack_int8(w, None)
+    scale = w.abs().amax(1) / 127
+    q = (w / scale[:, None]).round().to(INT8)
+    assert p["w"].shape == (2, 3, 16, 4)  # 10 inputs padded to 12
+    for n in (0, 17, 31):
+        for k in (0, 5, 9):
+            assert p["w"][n // 16, k // 4, n % 16, k % 4] == q[n, k]
+        assert (p["w"][n // 16, 2, n % 16, 2:] == 0).all()  # the padding
+    torch.testing.assert_close(p["scale"], scale)
+    assert torch.equal(p["colsum"], q.sum(1, dtype=torch.int32))
+    assert torch.equal(p["bias"], torch.zeros(32))
+    # dequantized, within half a step of each row's scale
+    back = p["w"].permute(0, 2, 1, 3).reshape(32, 12)[:, :10].float() * scale[:, None]
+    assert ((back - w).abs() <= scale[:, None] / 2 + 1e-7).all()
+
+
+def steps_logits(gpt: GPT, cond: torch.Tensor, steps: int, how: str) -> torch.Tensor:
+    """Logits (B, steps, V) of one-code steps after a prefill of cond: "fp32" (exact), "int8"
+    (PyTorch's int8 step) or "native"."""
+    B, L = cond.shape
+    precision = "fp32" if how == "fp32" else "int8"
+    with gpt.decoding(precision, B), torch.inference_mode():
+        cache = gpt.new_cache(B, L + steps, dtype=torch.float32 if how == "fp32" else INT8)
+        prefill(gpt, cond, cache)
+        native = cpu_step.native_step(gpt, cache, B) if how == "native" else None
+        assert (native is not None) == (how == "native")
+        out = []
+        for k in range(steps):
+            token = (cond[:, k] * 7 + k) % gpt.vocab_size
+            out.append(native(token, L + k) if native else gpt.forward_with_cache(token[:, None], cache, L + k,
+                                                                                  last_only=True))
+    return torch.stack(out, 1)
+
+
+pytest_native = pytest.mark.skipif(not BUILT, reason="no AVX512-VNNI on this CPU: native_step is None there "
+                                   "(test_native_step_is_none_without_vnni checks that)")
+
+
+@pytest_native
+@pytest.mark.parametrize("batch", [1, 4, 5, 9])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_step_is_as_close_to_float32_as_the_pytorch_int8_step(monkeypatch, batch, threads):
+    fake(monkeypatch, AMD)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # what the step hands the kernel
+    gpt = model()
+    cond = torch.randint(0, 32, (batch, 12), generator=torch.Generator().manual_seed(batch))
+    exact = steps_logits(gpt, cond, 10, "fp32")
+    native = steps_logits(gpt, cond, 10, "native")
+    pytorch_int8 = steps_logits(gpt, cond, 10, "int8")
+    err, ref = rel_err(native, exact), rel_err(pytorch_int8, exact)
+    assert err.max() < 5e-2 and err.mean() < 1.2 * ref.mean(), (err, ref)  # measured: 0.64-0.86x the PyTorch error
+    assert err.min() > 0  # int8, not float32
+
+
+@pytest_native
+def test_a_wrong_weight_is_far_outside_the_tolerance(monkeypatch):
+    fake(monkeypatch, AMD)
+    gpt = model()
+    cond = torch.randint(0, 32, (4, 12), generator=torch.Generator().manual_seed(0))
+    exact = steps_logits(gpt, cond, 4, "fp32")
+    real = cpu_step.pack_int8
+
+    def swapped(weight, bias):  # query and key exchanged in the fused copy
+        if weight.shape[0] == 96:
+            weight = torch.cat([weight[32:64], weight[:32], weight[64:]])
+        return real(weight, bias)
+    monkeypatch.setattr(cpu_step, "pack_int8", swapped)
+    for block in gpt.blocks:  # the kept copies are rebuilt with the swap
+        block.attn.__dict__.pop("_reduced", None)
+    assert rel_err(steps_logits(gpt, cond, 4, "native"), exact).min() > 0.1
+
+
+@pytest_native
+def test_generate_goes_through_the_native_step(monkeypatch):
+    fake(monkeypatch, AMD)
+    gpt = model()
+    cond = torch.randint(0, 32, (6, 10), generator=torch.Generator().manual_seed(2))
+    calls = []
+    real = cpu_step.native_step
+
+    def counted(*args):
+        step = real(*args)
+        calls.append(step is not None)
+        return step
+    monkeypatch.setattr("taming.sampling.native_step", counted)
+
+    def run(seed):
+        return generate(gpt, cond, 12, top_k=10, generator=torch.Generator().manual_seed(seed), precision="auto")
+    first = run(3)
+    assert calls == [True]
+    assert torch.equal(first, run(3)) and not torch.equal(first, run(4))
+    exact = generate(gpt, cond, 12, greedy=True)
+    assert (generate(gpt, cond, 12, greedy=True, precision="auto") == exact).float().mean() > 0.8
+
+
+@pytest_native
+def test_native_step_refuses_bad_codes_and_positions(monkeypatch):
+    fake(monkeypatch, AMD)
+    gpt = model()
+    with gpt.decoding("int8", 2), torch.inference_mode():
+        cache = gpt.new_cache(2, 20, dtype=INT8)
+        step = cpu_step.native_step(gpt, cache, 2)
+        with pytest.raises(ValueError, match=r"codes must be in \[0, 32\), got \[3, 32\]"):
+            step(torch.tensor([3, 32]), 5)
+        with pytest.raises(ValueError, match="takes 2 codes, got shape .3,."):
+            step(torch.tensor([1, 2, 3]), 5)
+        with pytest.raises(ValueError, match="position 20 outside a cache of 20"):
+            step(torch.tensor([1, 2]), 20)
+
+
+def test_native_step_applies_only_where_it_computes_the_model(monkeypatch):
+    fake(monkeypatch, AMD)
+    with torch.inference_mode():
+        gpt = model()
+        assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=torch.float32))  # a float cache
+        assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=torch.bfloat16))
+        assert cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=INT8))
+        for other in (model(n_embd=24, n_head=2), model(vocab_size=30), model(n_unmasked=4)):
+            assert not cpu_step.applies(other, other.new_cache(2, 20, dtype=INT8))
+        gpt.train()
+        assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=INT8))
+
+
+def test_native_step_is_none_without_vnni_or_kernels(monkeypatch):
+    class NoVNNI:
+        def taming_step_available(self):
+            return 0
+    gpt = model()
+    with torch.inference_mode():
+        cache = gpt.new_cache(2, 20, dtype=INT8)
+        monkeypatch.setattr(cpu_step, "library", lambda: NoVNNI())
+        assert cpu_step.native_step(gpt, cache, 2) is None
+        assert _decoder(gpt, cache, 2) is not None  # the PyTorch step instead
+        monkeypatch.setattr(cpu_step, "library", lambda: None)  # no C compiler
+        assert cpu_step.native_step(gpt, cache, 2) is None
