@@ -13,6 +13,9 @@
    Built with reassociation allowed (-fassociative-math): dot products are summed as vector trees. */
 #include <math.h>
 #include <stdint.h>
+#ifdef _OPENMP
+#include <omp.h>
+#endif
 
 /* exp(x) for x <= 0, vectorizable: x = n ln2 + r with |r| <= ln2 / 2, a degree-6 polynomial in r
    (Cephes' expf coefficients), 2^n from the exponent bits. Relative error ~1e-7. */
@@ -192,14 +195,15 @@ typedef struct {
     PackedLinear head;
 } StepModel;
 
-typedef struct {             /* scratch, rows padded to a multiple of 4 (mp) */
+typedef struct {             /* scratch; rows padded to a multiple of 4 (mp) */
     float* x;                /* (m, C) the residual stream */
-    float* xn;               /* (m, 4C) normed / GELU activations (float) */
-    uint8_t* xq;             /* (mp, 4C) their 8-bit version */
-    float* sx;               /* (mp,) their scales */
+    float* h;                /* (m, 4C) GELU(fc1) */
     float* qkv;              /* (m, 3C) */
     float* att;              /* (m, C) */
     float* work;             /* (m, n_head, max_len) attention scores */
+    float* ln;               /* per thread (threads, m, C) layer norm output */
+    uint8_t* xq;             /* per thread (threads, mp, 4C) 8-bit activations */
+    float* sx;               /* per thread (threads, mp) their scales */
 } StepScratch;
 
 int taming_step_available(void) {
@@ -336,36 +340,36 @@ int taming_int8_step(const StepModel* M, const StepScratch* S, const int64_t* to
     for (int64_t r = 0; r < m; ++r)
         for (int64_t i = 0; i < C; ++i)
             S->x[r * C + i] = M->tok_emb[tokens[r] * C + i] + M->pos_emb[pos * C + i];
+    /* The small row-wise work (layer norms, quantizing activations) is done by every thread for
+       itself, into its own buffers: no thread waits while another does it alone, and the only
+       synchronization is the barrier ending each shared loop (the Linears, the attention). */
     #pragma omp parallel num_threads(threads)
     {
+#ifdef _OPENMP
+        const int64_t t = omp_get_thread_num();
+#else
+        const int64_t t = 0;
+#endif
+        float* ln = S->ln + t * m * C;
+        uint8_t* xq = S->xq + t * mp * 4 * C;
+        float* sx = S->sx + t * mp;
         for (int64_t l = 0; l < M->n_layer; ++l) {
             const StepLayer* L = M->layers + l;
-            #pragma omp single
-            {
-                layer_norm_rows(S->x, m, C, L->ln1_w, L->ln1_b, M->eps, S->xn);
-                quantize_rows(S->xn, m, mp, C, L->qkv.kp, S->xq, S->sx);
-            }
-            linear_int8(&L->qkv, S->xq, S->sx, m, mp, S->qkv, 3 * C, STORE);
+            layer_norm_rows(S->x, m, C, L->ln1_w, L->ln1_b, M->eps, ln);
+            quantize_rows(ln, m, mp, C, L->qkv.kp, xq, sx);
+            linear_int8(&L->qkv, xq, sx, m, mp, S->qkv, 3 * C, STORE);
             attention_rows(L, M, S->qkv, S->att, S->work, m, pos);
-            #pragma omp single
-            quantize_rows(S->att, m, mp, C, L->proj.kp, S->xq, S->sx);
-            linear_int8(&L->proj, S->xq, S->sx, m, mp, S->x, C, ADD);
-            #pragma omp single
-            {
-                layer_norm_rows(S->x, m, C, L->ln2_w, L->ln2_b, M->eps, S->xn);
-                quantize_rows(S->xn, m, mp, C, L->fc1.kp, S->xq, S->sx);
-            }
-            linear_int8(&L->fc1, S->xq, S->sx, m, mp, S->xn, L->fc1.n, GELU);
-            #pragma omp single
-            quantize_rows(S->xn, m, mp, L->fc1.n, L->fc2.kp, S->xq, S->sx);
-            linear_int8(&L->fc2, S->xq, S->sx, m, mp, S->x, C, ADD);
+            quantize_rows(S->att, m, mp, C, L->proj.kp, xq, sx);
+            linear_int8(&L->proj, xq, sx, m, mp, S->x, C, ADD);
+            layer_norm_rows(S->x, m, C, L->ln2_w, L->ln2_b, M->eps, ln);
+            quantize_rows(ln, m, mp, C, L->fc1.kp, xq, sx);
+            linear_int8(&L->fc1, xq, sx, m, mp, S->h, L->fc1.n, GELU);
+            quantize_rows(S->h, m, mp, L->fc1.n, L->fc2.kp, xq, sx);
+            linear_int8(&L->fc2, xq, sx, m, mp, S->x, C, ADD);
         }
-        #pragma omp single
-        {
-            layer_norm_rows(S->x, m, C, M->lnf_w, M->lnf_b, M->eps, S->xn);
-            quantize_rows(S->xn, m, mp, C, M->head.kp, S->xq, S->sx);
-        }
-        linear_int8(&M->head, S->xq, S->sx, m, mp, logits, M->vocab, STORE);
+        layer_norm_rows(S->x, m, C, M->lnf_w, M->lnf_b, M->eps, ln);
+        quantize_rows(ln, m, mp, C, M->head.kp, xq, sx);
+        linear_int8(&M->head, xq, sx, m, mp, logits, M->vocab, STORE);
     }
     return 0;
 #else

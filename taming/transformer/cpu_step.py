@@ -50,7 +50,7 @@ class _Model(ctypes.Structure):
 
 
 class _Scratch(ctypes.Structure):
-    _fields_ = [("x", _P), ("xn", _P), ("xq", _P), ("sx", _P), ("qkv", _P), ("att", _P), ("work", _P)]
+    _fields_ = [("x", _P), ("h", _P), ("qkv", _P), ("att", _P), ("work", _P), ("ln", _P), ("xq", _P), ("sx", _P)]
 
 
 def pack_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor]:
@@ -129,10 +129,11 @@ def native_step(gpt: GPT, cache: KVCache, rows: int) -> Step | None:
     eps = gpt.blocks[0].ln1.eps
     model = _Model(len(gpt.blocks), nh, C, V, max_len, eps, ptr(gpt.tok_emb.weight), ptr(gpt.pos_emb[0]),
                    layers, ptr(gpt.ln_f.weight), ptr(gpt.ln_f.bias), _linear_struct(head, C))
-    mp = -(-rows // 4) * 4
-    scratch_tensors = [torch.empty(rows, C), torch.empty(rows, 4 * C), torch.empty(mp, 4 * C, dtype=torch.uint8),
-                       torch.empty(mp), torch.empty(rows, 3 * C), torch.empty(rows, C), torch.empty(rows, nh, max_len)]
-    scratch = _Scratch(*[ptr(t) for t in scratch_tensors])
+    mp, threads = -(-rows // 4) * 4, torch.get_num_threads()  # per-thread buffers for this many threads
+    scratch = _Scratch(*[ptr(t) for t in (
+        torch.empty(rows, C), torch.empty(rows, 4 * C), torch.empty(rows, 3 * C), torch.empty(rows, C),
+        torch.empty(rows, nh, max_len), torch.empty(threads, rows, C),
+        torch.empty(threads, mp, 4 * C, dtype=torch.uint8), torch.empty(threads, mp))])
     model_ref, scratch_ref = ctypes.byref(model), ctypes.byref(scratch)
 
     def step(token: torch.Tensor, pos: int) -> torch.Tensor:
@@ -143,7 +144,7 @@ def native_step(gpt: GPT, cache: KVCache, rows: int) -> Step | None:
             raise ValueError(f"GPT: the native step takes {rows} codes, got shape {tuple(token.shape)}")
         logits = torch.empty(rows, V)
         status = lib.taming_int8_step(model_ref, scratch_ref, tokens.data_ptr(), logits.data_ptr(), rows, pos,
-                                      torch.get_num_threads())
+                                      threads)
         if status == -2:
             raise ValueError(f"GPT: codes must be in [0, {V}), got {tokens.tolist()}")
         if status:
