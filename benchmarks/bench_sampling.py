@@ -31,6 +31,7 @@ window <= 110 s, fast window <= 16.5 s, train step <= 1.3 s.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import time
 from pathlib import Path
 import sys
@@ -40,7 +41,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from taming.hardware import decode_plan, summary  # noqa: E402
-from taming.sampling import generate, sample_logits, sample_window, window_nll  # noqa: E402
+from taming import sampling  # noqa: E402
+from taming.sampling import generate, sample_logits, sample_window, sequence_nll, window_nll  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
 ORIGINAL = {"cached": 4.5, "full": 142.0, "window": 330.0, "train": 2.6}
@@ -122,6 +124,18 @@ def bench_full(gpt, peak32, full: bool):
 
 class _Stop(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _native_steps(enabled: bool):
+    """generate with (True) or without (False: PyTorch's int8 step) the native one-code step."""
+    real = sampling.native_step
+    if not enabled:
+        sampling.native_step = lambda *args: None
+    try:
+        yield
+    finally:
+        sampling.native_step = real
 
 
 def bench_window(gpt, peak32, quick: bool, runs):
@@ -224,6 +238,16 @@ def bench_quality(smoke: bool):
     for precision in ("bf16", "int8", "auto"):  # the reduced-precision decoding of `generate` and the window
         nll = window_nll(gpt, vcond, vcodes, window=(win, win), precision=precision).mean().item()
         print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}  ({decode_plan(precision, 'cpu', 8).describe()})")
+    # generate's own steps (the native one-code step where it applies), teacher-forced on held-out
+    # window-sized crops: conditioning map then codes, as the model was trained
+    wcond, wcodes = synthetic_grids(256, win, win, vocab, seed=2)
+    wcond, wcodes = wcond.reshape(len(wcond), -1), wcodes.reshape(len(wcodes), -1)
+    print(f"{'generate steps':28} {'val NLL (nats/code)':>20}")
+    for label, precision, native in (("fp32", "fp32", True), ("bf16", "bf16", True),
+                                     ("int8, PyTorch step", "int8", False), ("int8, native step", "int8", True)):
+        with _native_steps(native):
+            nll = sequence_nll(gpt, wcond, wcodes, precision=precision).mean().item()
+        print(f"{label:28} {nll:20.4f}  ({decode_plan(precision, 'cpu', len(wcond)).describe()})")
     for stride in (1, 4):
         got = sample_window(gpt, vcond, window=(win, win), stride=stride, generator=torch.Generator().manual_seed(0))
         nll = window_nll(gpt, vcond, got, window=(win, win)).mean().item()

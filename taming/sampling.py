@@ -5,6 +5,8 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
 - `sample_logits(logits (B, V)) -> (B,)`: temperature, top-k, top-p (nucleus), argmax.
 - `prefill(gpt, tokens (B, L), cache) -> logits (B, V)` of the last position.
 - `decode_one(gpt, token (B,), cache, pos) -> logits (B, V)`: one more position.
+- `sequence_nll(gpt, cond_codes (B, L), codes (B, S)) -> (B, S)`: teacher-forced NLL computed the
+  way `generate` computes its logits (the quality cost of a sampling precision).
 - `generate(gpt, cond_codes (B, L), steps) -> codes (B, steps)`: prefill the conditioning once,
   then one cached position per sampled code. In argmax mode it gives the same codes as the
   original full-recompute sampler. Optional classifier-free guidance batches the conditional and
@@ -217,6 +219,29 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
     return out
 
 
+def sequence_nll(gpt: GPT, cond_codes: torch.Tensor, codes: torch.Tensor, precision: str = "fp32") -> torch.Tensor:
+    """Negative log-likelihood (nats) of codes (B, S) after cond_codes (B, L) -> (B, S), with logits
+    computed as `generate` computes them at this precision (prefill, then one cached step per
+    code through the same step): the validation NLL that measures a sampling precision's cost."""
+    if cond_codes.dim() != 2 or codes.dim() != 2 or codes.shape[0] != cond_codes.shape[0] or codes.shape[1] < 1:
+        raise ValueError(f"sequence_nll: cond_codes (B, L) and codes (B, S >= 1), got {tuple(cond_codes.shape)} "
+                         f"and {tuple(codes.shape)}")
+    (B, L), S = cond_codes.shape, codes.shape[1]
+    if L + S - 1 > gpt.block_size:
+        raise ValueError(f"sequence_nll: {L} + {S} codes exceed the GPT's block_size {gpt.block_size}")
+    precision = resolve_precision(gpt, precision)
+    nll = torch.empty(B, S, device=codes.device)
+    with _sampling_mode(gpt, precision, B):
+        cache = gpt.new_cache(B, L + S - 1, dtype=_cache_dtype(gpt, precision, B))
+        step = _decoder(gpt, cache, B)
+        logits = prefill(gpt, cond_codes, cache)  # (B, V) predicting codes[:, 0]
+        for k in range(S):
+            nll[:, k] = -logits.float().log_softmax(-1).gather(-1, codes[:, k:k + 1])[:, 0]
+            if k + 1 < S:
+                logits = step(codes[:, k], L + k)
+    return nll
+
+
 def window_origin(i: int, size: int, window: int, stride: int = 1) -> int:
     """First row (or column) of the window used to sample row (or column) i of a grid of `size`.
 
@@ -396,4 +421,5 @@ def window_nll(gpt: GPT, cond_grid: torch.Tensor | None, code_grid: torch.Tensor
     return nll
 
 
-__all__ = ["sample_logits", "prefill", "decode_one", "generate", "window_origin", "sample_window", "window_nll"]
+__all__ = ["sample_logits", "prefill", "decode_one", "generate", "sequence_nll", "window_origin", "sample_window",
+           "window_nll"]

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from taming import hardware
-from taming.sampling import _decoder, generate, prefill
+from taming.sampling import _decoder, generate, prefill, sequence_nll
 from taming.transformer import cpu_attention, cpu_step
 from taming.transformer.gpt import GPT
 from test_decode_plan import AMD, fake, rel_err
@@ -38,10 +38,15 @@ def test_pack_int8_layout():
         assert (p["w"][n // 16, 2, n % 16, 2:] == 0).all()  # the padding
     torch.testing.assert_close(p["scale"], scale)
     assert torch.equal(p["colsum"], q.sum(1, dtype=torch.int32))
-    assert torch.equal(p["bias"], torch.zeros(32))
+    assert torch.equal(p["bias"], torch.zeros(32)) and int(p["n"]) == 32
     # dequantized, within half a step of each row's scale
     back = p["w"].permute(0, 2, 1, 3).reshape(32, 12)[:, :10].float() * scale[:, None]
     assert ((back - w).abs() <= scale[:, None] / 2 + 1e-7).all()
+    # 20 outputs: padded to 32 with zero rows, zero bias, unit scales; n says 20
+    b = torch.randn(20)
+    p = cpu_step.pack_int8(w[:20], b)
+    assert p["w"].shape == (2, 3, 16, 4) and int(p["n"]) == 20
+    assert (p["w"][1, :, 4:] == 0).all() and torch.equal(p["bias"][:20], b) and (p["bias"][20:] == 0).all()
 
 
 def steps_logits(gpt: GPT, cond: torch.Tensor, steps: int, how: str) -> torch.Tensor:
@@ -69,11 +74,12 @@ pytest_native = pytest.mark.skipif(not BUILT, reason="no AVX512-VNNI on this CPU
 @pytest_native
 @pytest.mark.parametrize("batch", [1, 4, 5, 9])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_native_step_is_as_close_to_float32_as_the_pytorch_int8_step(monkeypatch, batch, threads):
+@pytest.mark.parametrize("dims", [{}, dict(vocab_size=20, n_embd=24, n_head=3)])  # widths off the 16-blocks
+def test_native_step_is_as_close_to_float32_as_the_pytorch_int8_step(monkeypatch, batch, threads, dims):
     fake(monkeypatch, AMD)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)  # what the step hands the kernel
-    gpt = model()
-    cond = torch.randint(0, 32, (batch, 12), generator=torch.Generator().manual_seed(batch))
+    gpt = model(**dims)
+    cond = torch.randint(0, gpt.vocab_size, (batch, 12), generator=torch.Generator().manual_seed(batch))
     exact = steps_logits(gpt, cond, 10, "fp32")
     native = steps_logits(gpt, cond, 10, "native")
     pytorch_int8 = steps_logits(gpt, cond, 10, "int8")
@@ -145,8 +151,8 @@ def test_native_step_applies_only_where_it_computes_the_model(monkeypatch):
         assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=torch.float32))  # a float cache
         assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=torch.bfloat16))
         assert cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=INT8))
-        for other in (model(n_embd=24, n_head=2), model(vocab_size=30), model(n_unmasked=4)):
-            assert not cpu_step.applies(other, other.new_cache(2, 20, dtype=INT8))
+        other = model(n_unmasked=4)  # a bidirectional prefix: positions need masks the step does not take
+        assert not cpu_step.applies(other, other.new_cache(2, 20, dtype=INT8))
         gpt.train()
         assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=INT8))
 
@@ -163,3 +169,28 @@ def test_native_step_is_none_without_vnni_or_kernels(monkeypatch):
         assert _decoder(gpt, cache, 2) is not None  # the PyTorch step instead
         monkeypatch.setattr(cpu_step, "library", lambda: None)  # no C compiler
         assert cpu_step.native_step(gpt, cache, 2) is None
+
+
+def test_sequence_nll_in_float32_is_the_teacher_forced_cross_entropy():
+    gpt = model()
+    cond = torch.randint(0, 32, (3, 7), generator=torch.Generator().manual_seed(4))
+    codes = torch.randint(0, 32, (3, 9), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        logits, _ = gpt(torch.cat([cond, codes[:, :-1]], dim=1))
+    want = torch.nn.functional.cross_entropy(logits[:, 6:].transpose(1, 2), codes, reduction="none")
+    torch.testing.assert_close(sequence_nll(gpt, cond, codes), want, rtol=1e-5, atol=1e-5)
+    with pytest.raises(ValueError, match="exceed the GPT's block_size 40"):
+        sequence_nll(gpt, cond, torch.zeros(3, 40, dtype=torch.long))
+    with pytest.raises(ValueError, match=r"codes \(B, S >= 1\), got \(3, 7\) and \(2, 9\)"):
+        sequence_nll(gpt, cond, codes[:2])
+
+
+@pytest_native
+def test_sequence_nll_of_the_native_step_is_close_to_float32(monkeypatch):
+    fake(monkeypatch, AMD)
+    gpt = model()
+    cond = torch.randint(0, 32, (4, 12), generator=torch.Generator().manual_seed(6))
+    codes = torch.randint(0, 32, (4, 20), generator=torch.Generator().manual_seed(7))
+    exact = sequence_nll(gpt, cond, codes)
+    native = sequence_nll(gpt, cond, codes, precision="auto")
+    assert 0 < (native - exact).abs().mean() < 0.01 * exact.mean()  # reduced, and close

@@ -171,11 +171,12 @@ void taming_attend(const float* qkv, void* k_cache, void* v_cache, float* k_scal
    targets AVX512-VNNI (taming_step_available() says so); elsewhere the PyTorch path runs. */
 
 typedef struct {
-    const int8_t* w;         /* (n / 16, kp / 4, 16, 4): 16 output rows x 4 inputs per 64 bytes */
-    const float* scale;      /* (n,) */
-    const int32_t* colsum;   /* (n,) sum over k of w[n][k] */
-    const float* bias;       /* (n,) or NULL */
-    int64_t n, k, kp;        /* outputs, inputs, inputs padded to a multiple of 4 */
+    const int8_t* w;         /* (np / 16, kp / 4, 16, 4): 16 output rows x 4 inputs per 64 bytes */
+    const float* scale;      /* (np,) */
+    const int32_t* colsum;   /* (np,) sum over k of w[n][k] */
+    const float* bias;       /* (np,) */
+    int64_t n, k, kp;        /* outputs, inputs, inputs padded to a multiple of 4 (np: n padded to 16,
+                                the padding rows zero) */
 } PackedLinear;
 
 typedef struct {
@@ -269,14 +270,16 @@ enum { STORE = 0, ADD = 1, GELU = 2 };
    parallel region, which share the output blocks of 16 */
 static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* sx, int64_t m, int64_t mp,
                         float* y, int64_t ldy, int mode) {
-    const int64_t blocks = L->n / 16, groups = L->kp / 4;
+    const int64_t blocks = (L->n + 15) / 16, groups = L->kp / 4;
     #pragma omp for schedule(static)
     for (int64_t nb = 0; nb < blocks; ++nb) {
         const int8_t* wb = L->w + nb * groups * 64;
         const int64_t n0 = nb * 16;
         const __m512 ws = _mm512_loadu_ps(L->scale + n0);
         const __m512i zero_fix = _mm512_mullo_epi32(_mm512_loadu_si512(L->colsum + n0), _mm512_set1_epi32(128));
-        const __m512 bias = L->bias ? _mm512_loadu_ps(L->bias + n0) : _mm512_setzero_ps();
+        const __m512 bias = _mm512_loadu_ps(L->bias + n0);
+        const int64_t count = L->n - n0 < 16 ? L->n - n0 : 16;  /* outputs of this block to write */
+        const __mmask16 keep = (__mmask16)((1u << count) - 1u);
         for (int64_t r0 = 0; r0 < mp; r0 += 4) {
             const uint8_t* x0 = xq + r0 * L->kp;
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
@@ -299,12 +302,13 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
                     _mm512_mul_ps(ws, _mm512_set1_ps(sx[r0 + i])), bias);
                 float* out = y + (r0 + i) * ldy + n0;
                 if (mode == ADD) {
-                    _mm512_storeu_ps(out, _mm512_add_ps(_mm512_loadu_ps(out), v));
+                    _mm512_mask_storeu_ps(out, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, out), v));
                 } else {
-                    _mm512_storeu_ps(out, v);
+                    _mm512_mask_storeu_ps(out, keep, v);
                     if (mode == GELU) {
                         #pragma omp simd
-                        for (int j = 0; j < 16; ++j) out[j] = 0.5f * out[j] * (1.0f + erf_approx(out[j] * 0.70710678118654752f));
+                        for (int64_t j = 0; j < count; ++j)
+                            out[j] = 0.5f * out[j] * (1.0f + erf_approx(out[j] * 0.70710678118654752f));
                     }
                 }
             }

@@ -8,8 +8,8 @@ cpu_decode.c runs the same step in one call with VNNI int8 dot products (see its
 
 `native_step(gpt, cache, rows)` returns step(token (rows,), pos) -> logits (rows, V), or None where
 it does not apply: not the CPU, a cache that is not int8 (decode_plan chooses int8 only on CPUs
-where bf16 GEMMs are fast and bf16 attention is not), no VNNI in this build, widths that are not
-multiples of 16, a bidirectional prefix (n_unmasked), or the kernels not built. Callers then run
+where bf16 GEMMs are fast and bf16 attention is not), no VNNI in this build, a bidirectional prefix
+(n_unmasked), or the kernels not built. Callers then run
 the PyTorch step. The weights are packed once per model and kept while they are unchanged.
 
 Numbers: the same int8 weights (one scale per output row) as the FBGEMM copies of decoding.py;
@@ -54,24 +54,25 @@ class _Scratch(ctypes.Structure):
 
 
 def pack_int8(weight: torch.Tensor, bias: torch.Tensor | None) -> dict[str, torch.Tensor]:
-    """weight (N, K) float -> the kernel's int8 layout: w (N/16, Kp/4, 16, 4) (Kp: K padded to a
-    multiple of 4 with zeros), scale (N,) = max|row| / 127, colsum (N,) int32, bias (N,) float32."""
+    """weight (N, K) float -> the kernel's int8 layout, N padded to Np (a multiple of 16) and K to Kp
+    (a multiple of 4) with zeros: w (Np/16, Kp/4, 16, 4), scale (Np,) = max|row| / 127, colsum (Np,)
+    int32, bias (Np,) float32; n (N,) the real output count."""
     w = weight.detach().float()
     N, K = w.shape
     scale = (w.abs().amax(dim=1) / 127.0).clamp_min(1e-12)  # as decoding.py's FBGEMM copies
     q = (w / scale[:, None]).round().clamp(-127, 127).to(torch.int8)
-    Kp = -(-K // 4) * 4
-    if Kp != K:
-        q = torch.cat([q, q.new_zeros(N, Kp - K)], dim=1)
-    packed = q.view(N // 16, 16, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
-    b = torch.zeros(N) if bias is None else bias.detach().float().contiguous()
-    return {"w": packed, "scale": scale.contiguous(), "colsum": q.sum(dim=1, dtype=torch.int32), "bias": b}
+    b = torch.zeros(N) if bias is None else bias.detach().float()
+    Np, Kp = -(-N // 16) * 16, -(-K // 4) * 4
+    q = torch.nn.functional.pad(q, (0, Kp - K, 0, Np - N))
+    scale, b = torch.nn.functional.pad(scale, (0, Np - N), value=1.0), torch.nn.functional.pad(b, (0, Np - N))
+    packed = q.view(Np // 16, 16, Kp // 4, 4).permute(0, 2, 1, 3).contiguous()
+    return {"w": packed, "scale": scale.contiguous(), "colsum": q.sum(dim=1, dtype=torch.int32),
+            "bias": b.contiguous(), "n": torch.tensor([N])}
 
 
 def _linear_struct(p: dict[str, torch.Tensor], k: int) -> _PackedLinear:
-    n = p["scale"].shape[0]
     return _PackedLinear(p["w"].data_ptr(), p["scale"].data_ptr(), p["colsum"].data_ptr(), p["bias"].data_ptr(),
-                         n, k, p["w"].shape[1] * 4)
+                         int(p["n"]), k, p["w"].shape[1] * 4)
 
 
 def _packed(owner: nn.Module, parts: list[nn.Linear]) -> dict[str, torch.Tensor]:
@@ -89,11 +90,9 @@ def _packed(owner: nn.Module, parts: list[nn.Linear]) -> dict[str, torch.Tensor]
 
 def applies(gpt: GPT, cache: KVCache) -> bool:
     """Whether the native step can run this model and cache (see the module docstring)."""
-    C, V = gpt.n_embd, gpt.vocab_size
     ref = gpt.head.weight
     return (ref.device.type == "cpu" and ref.dtype == torch.float32 and cache.quantized
-            and cache.k[0].device.type == "cpu" and C % 16 == 0 and V % 16 == 0 and C % gpt.n_head == 0
-            and gpt.n_unmasked == 0 and not gpt.training and len(gpt.blocks) > 0
+            and cache.k[0].device.type == "cpu" and gpt.n_unmasked == 0 and not gpt.training and len(gpt.blocks) > 0
             and all(isinstance(b.mlp[1], nn.GELU) and b.mlp[1].approximate == "none" for b in gpt.blocks))
 
 
