@@ -13,7 +13,8 @@ it the original's column holds the numbers recorded in RECORDED below, and the t
 
 Also printed: what was detected and chosen, the fp32 / bf16 matmul peak, this machine's streaming
 bandwidth, and for cached sampling the time as a multiple of its memory-bound limit (every
-one-code step reads every weight and the key/value cache written so far once).
+one-code step reads every weight and the key/value cache written so far once), and of that limit
+plus the prefill at its precision's matmul peak (the prefill of the conditioning is compute-bound).
 
     python benchmarks/bench_vs_original.py [--cases encode,decode,cached,throughput,vqgan_train,gpt_train]
         [--device cpu|cuda] [--repeats 3] [--train-repeats 2] [--batches 16,32,64] [--original-batches 4,8]
@@ -145,6 +146,20 @@ def cached_bytes(batch: int, precision: str, device: str) -> float:
     return (STEPS - 1) * linear * w_bytes + cache
 
 
+def prefill_gflop(batch: int) -> float:
+    """Matmul FLOPs of the prefill of `batch` rows of conditioning (compute-bound, unlike the steps)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from taming.sampling import prefill
+    from taming.transformer.gpt import GPT
+    from workloads import cond_codes
+
+    gpt = GPT(**GPT_DIMS).eval()
+    with torch.inference_mode(), FlopCounterMode(display=False) as counter:
+        prefill(gpt, cond_codes(batch, "cpu"), gpt.new_cache(batch, COND))
+    return counter.get_total_flops() / 1e9
+
+
 def gflop_per_image() -> float:
     """Matmul FLOPs of sampling one image (prefill of the conditioning + 255 one-code steps +
     attention), counted on the CPU with torch's flop counter."""
@@ -271,8 +286,14 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         orig, measured, _ = ORIG_RESULT.get(r["case"], (float("nan"), False, 4))
         note = f"{r['precision']}" + (f" -> {r['plan']}" if r["case"] == "cached" else "")
         if r["case"] == "cached":
+            from taming.hardware import decode_plan
+
             limit = cached_bytes(4, r["decode"], hw.device) / (bandwidth * 1e9)
             note += f"; {r['s'] / limit:.1f}x the memory-bound limit ({limit:.2f} s at {bandwidth:.0f} GB/s)"
+            # the prefill is compute-bound: at best the matmul peak of its precision
+            bf16 = decode_plan(r["precision"], hw.device, 4).prefill == "bf16"
+            floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
+            note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
         tag = "" if measured else " (recorded)"
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
               f"{orig / r['s']:>6.2f}x {targets[r['case']]:>6.1f}x  {note}")

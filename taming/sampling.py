@@ -64,7 +64,7 @@ def sample_logits(logits: torch.Tensor, temperature: float = 1.0, top_k: int | N
         return logits.argmax(dim=-1)
     if temperature <= 0:
         raise ValueError(f"sample_logits: temperature must be > 0, got {temperature} (use greedy=True for argmax)")
-    logits = logits.float() / temperature
+    logits = logits.float() if temperature == 1.0 else logits.float() / temperature  # x / 1 == x: one op less
     vocab = logits.shape[-1]
     if top_k is not None:
         if top_k < 1:
@@ -100,9 +100,13 @@ def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     cdf = probs.cumsum(dim=-1)  # (B, V)
     u = _uniform(probs.shape[0], generator, probs.device, cdf.dtype)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # first code with cdf > u * total
-    # u * total can round up to total: then take the last code of nonzero probability
+    # u * total can round up to total: then take the last code of nonzero probability (on the CPU
+    # only looked for when it happened: three ops of a few microseconds each per sampled code)
+    over = idx >= probs.shape[-1]
+    if probs.device.type == "cpu" and not bool(over.any()):
+        return idx
     last = (probs > 0).cumsum(dim=-1).argmax(dim=-1)
-    return torch.where(idx >= probs.shape[-1], last, idx)
+    return torch.where(over, last, idx)
 
 
 def prefill(gpt: GPT, tokens: torch.Tensor, cache: KVCache, start_pos: int = 0) -> torch.Tensor:
