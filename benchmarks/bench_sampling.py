@@ -13,6 +13,8 @@ random weights: speed does not depend on their values); 2 CPU threads.
   codes: exact mode (the original's algorithm and codes) and fast mode (stride 8 and 4, fp32/bf16).
   --quick times 96 codes of the middle rows (the most expensive: every code opens a new window)
   and reports 1536x their mean as an upper estimate instead of the full run;
+- phases (not in the default cases): where a `generate` call with precision auto goes at batch 4
+  and 32: the prefill, the 255 one-code steps, sampling the codes;
 - train: one step of the transformer stage on 4x511 codes (256 conditioning + 255 image codes in,
   cross-entropy on the 256 image codes): forward, backward, fused AdamW step; float32 and bf16 autocast.
 
@@ -22,7 +24,7 @@ the same call) and the fraction of this CPU's measured matmul peak (2048x2048, f
 validation NLL under the exact window context and under the fast (strided) context.
 
     python benchmarks/bench_sampling.py [--threads 2] [--quick] [--full] [--quality]
-        [--cases cached,full,window,fast,train]
+        [--cases cached,full,window,fast,train,phases]
 
 The original code on this machine kind: cached 4.5 s, full recompute 142 s, sliding window
 0.215 s per code (about 330 s for 32x48), train step 2.6 s. Targets: cached <= 1.5 s, exact
@@ -98,6 +100,41 @@ def bench_cached(gpt, peak32):
         best = min(_timed(lambda: run(precision)) for _ in range(2))
         report("cached", f"generate {precision}", best, 4 * 256, "codes/s", gf, peak32,
                f"original {ORIGINAL['cached']} s")
+
+
+def bench_phases(gpt, batches=(4, 32)):
+    """Where a `generate` call (precision auto) goes: the prefill, the one-code steps, sampling the
+    codes; each phase timed in place (the functions generate calls, wrapped), best of 3 calls."""
+    print(f"phases of generate (auto: {decode_plan('auto', 'cpu', 4).describe()})")
+    print(f"{'batch':>5} {'total':>7} {'prefill':>8} {'steps':>7} {'per step':>9} {'sampling':>9}")
+    real = {name: getattr(sampling, name) for name in ("prefill", "sample_logits", "_decoder")}
+    spent: dict[str, float] = {}
+
+    def timed(name, fn):
+        def run(*args, **kw):
+            t = time.perf_counter()
+            out = fn(*args, **kw)
+            spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
+            return out
+        return run
+    sampling.prefill = timed("prefill", real["prefill"])
+    sampling.sample_logits = timed("sampling", real["sample_logits"])
+    sampling._decoder = lambda *args: timed("steps", real["_decoder"](*args))
+    try:
+        for batch in batches:
+            cond = torch.randint(0, 1024, (batch, 256), generator=torch.Generator().manual_seed(0))
+            runs = []
+            for _ in range(4):  # the first call packs the weights and builds the kernels
+                spent.clear()
+                t = time.perf_counter()
+                generate(gpt, cond, 256, top_k=100, generator=torch.Generator().manual_seed(1), precision="auto")
+                runs.append((time.perf_counter() - t, dict(spent)))
+            total, phase = min(runs[1:], key=lambda r: r[0])
+            print(f"{batch:5} {total:7.3f} {phase['prefill']:8.3f} {phase['steps']:7.3f} "
+                  f"{1e3 * phase['steps'] / 255:7.2f}ms {phase['sampling']:9.3f}")
+    finally:
+        for name, fn in real.items():
+            setattr(sampling, name, fn)
 
 
 def bench_full(gpt, peak32, full: bool):
@@ -276,6 +313,8 @@ def main() -> None:
     header()
     if "cached" in cases:
         bench_cached(gpt, peak32)
+    if "phases" in cases:
+        bench_phases(gpt)
     if "full" in cases:
         bench_full(gpt, peak32, args.full)
     runs = ([(1, "fp32")] if "window" in cases else []) + (
