@@ -14,9 +14,12 @@ reshaping) cost as much as the attention itself, a few microseconds of dispatch 
 So `attend_step` runs one C function (cpu_decode.c, built by taming.native for this CPU): per
 row and head it writes the new key and value into the cache (quantized exactly as KVCache.write
 does) and attends with the stored numbers widened to float32 as they are loaded, one pass over the
-keys and one over the values. Measured on the AMD CPU, 2 threads, batch 4 x 8 heads x 64 at 383
-positions, int8 cache: ~70 us a layer, against ~140 us for the same formula compiled by Inductor
-(torch.compile, which also took 5-10 s to compile per process) plus ~80 us of eager writes before.
+keys and one over the values. Measured on the AMD CPU, 2 threads, batch 4 x 8 heads x 64, int8
+cache, inside `generate` (the cache read from memory): ~125 us a layer, against ~175 us for the
+same formula compiled by Inductor (torch.compile, which also took 5-20 s to compile per process)
+plus ~80 us of eager writes before. Where the cache is int8 and the CPU has VNNI, `generate` runs
+the whole step natively instead (cpu_step.py); this call serves the other one-code steps (the
+sliding window, a bf16 cache).
 
 `step_formula` / `step_int8_formula` are the same computation in PyTorch: the reference of the
 tests and the fallback where no C compiler works (a warning says so once; correct, slower).

@@ -146,7 +146,7 @@ def _reduced_copy(linear: "Linear", precision: str, rows: int) -> Packed:
     """The reduced-precision copy of `linear` (kept while its weights are unchanged)."""
     rows = rows if precision == "bf16" else 0  # int8 copies do not depend on the row count
     return kept_copy(linear, (precision, rows), [linear.weight, linear.bias],
-                 lambda: _FEW_ROWS[precision](linear, rows))
+                     lambda: _FEW_ROWS[precision](linear, rows))
 
 
 def _parts(module: nn.Module) -> list[nn.Linear]:
@@ -169,7 +169,7 @@ def _fused_copy(module: nn.Module, precision: str, rows: int) -> Packed:
     rows = rows if precision == "bf16" else 0
     sources = [t for p in parts for t in (p.weight, p.bias)]
     return kept_copy(module, ("fused", precision, rows), sources,
-                 lambda: _FEW_ROWS[precision](_concatenated(parts), rows))
+                     lambda: _FEW_ROWS[precision](_concatenated(parts), rows))
 
 
 @contextlib.contextmanager
