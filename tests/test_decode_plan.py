@@ -129,6 +129,12 @@ def test_native_step_takes_layouts_it_cannot_read_the_slow_way():
     torch.testing.assert_close(cpu_attention.attend_step(wide, k, v, 7), want, rtol=1e-5, atol=1e-5)
     with pytest.raises(ValueError, match="position 21 outside a cache of 21"):
         cpu_attention.attend_step(qkv, k, v, 21)
+    # sizes that do not match the cache never reach the kernel (it would read past them)
+    with pytest.raises(RuntimeError):
+        cpu_attention.attend_step(qkv[..., :-8], k, v, 7)
+    int8_qkv, ik, iv, (ks, vs) = step_inputs(INT8)
+    with pytest.raises(RuntimeError):
+        cpu_attention.attend_step(int8_qkv, ik, iv, 7, ks[:, :, :5], vs)
 
 
 def test_int8_cache_round_trip():

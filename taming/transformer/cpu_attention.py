@@ -121,6 +121,10 @@ def _native_fits(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor
         return False
     if (k_cache.dtype == torch.int8) != bool(scales):  # int8 comes with its scales, bf16 without
         return False
+    B, nh, max_len, hd = k_cache.shape  # the kernel trusts these sizes: every tensor must match them
+    if qkv.shape != (B, 1, 3 * nh * hd) or v_cache.shape != k_cache.shape \
+            or any(s.shape != (B, nh, max_len, 1) for s in scales):
+        return False
     if qkv.dtype != torch.float32 or any(s.dtype != torch.float32 for s in scales):
         return False
     return all(t.device.type == "cpu" and t.is_contiguous() for t in tensors)
