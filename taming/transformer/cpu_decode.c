@@ -48,6 +48,11 @@ static inline uint16_t float_to_bf16(float x) {
     return (uint16_t)((v.u + 0x7fffu + ((v.u >> 16) & 1u)) >> 16);
 }
 
+/* Cache rows requested ahead of the int8 attention's two passes: with the cache in memory (inside a
+   step the weights have pushed it out of the caches) the hardware prefetcher alone kept ~13 GB/s
+   of the ~27 the machine streams; 32-64 rows (2-4 KB) ahead measured 15-25% faster per layer. */
+#define PREFETCH_ROWS 48
+
 /* a > b ? a : b: one instruction (fmaxf is a libm call when NaNs must be honoured) */
 static inline float max_of(float a, float b) { return a > b ? a : b; }
 
@@ -86,6 +91,7 @@ static inline __attribute__((always_inline)) void int8_head(
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
     for (int64_t l = 0; l < end; ++l) {
         const int8_t* kl = K + l * hd;
+        if (l + PREFETCH_ROWS < end) __builtin_prefetch(kl + PREFETCH_ROWS * hd, 0, 0);
         float acc = 0.0f;
         #pragma omp simd reduction(+:acc)
         for (int64_t d = 0; d < hd; ++d) acc += q[d] * (float)kl[d];
@@ -97,6 +103,7 @@ static inline __attribute__((always_inline)) void int8_head(
     for (int64_t l = 0; l < end; ++l) {
         const float p = s[l] * VS[l];
         const int8_t* vl = V + l * hd;
+        if (l + PREFETCH_ROWS < end) __builtin_prefetch(vl + PREFETCH_ROWS * hd, 0, 0);
         #pragma omp simd
         for (int64_t d = 0; d < hd; ++d) o[d] += p * (float)vl[d];
     }
