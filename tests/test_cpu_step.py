@@ -142,6 +142,8 @@ def test_native_step_refuses_bad_codes_and_positions(monkeypatch):
             step(torch.tensor([1, 2, 3]), 5)
         with pytest.raises(ValueError, match="position 20 outside a cache of 20"):
             step(torch.tensor([1, 2]), 20)
+        with pytest.raises(ValueError, match="a cache of 2 rows and 2 layers for 3 rows of a 2-layer GPT"):
+            cpu_step.native_step(gpt, cache, 3)
 
 
 def test_native_step_applies_only_where_it_computes_the_model(monkeypatch):

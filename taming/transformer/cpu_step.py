@@ -101,6 +101,9 @@ def native_step(gpt: GPT, cache: KVCache, rows: int) -> Step | None:
     call, or None where it does not apply or is not built here."""
     if not applies(gpt, cache):
         return None
+    if cache.batch != rows or len(cache.k) != len(gpt.blocks):
+        raise ValueError(f"native_step: a cache of {cache.batch} rows and {len(cache.k)} layers for {rows} rows "
+                         f"of a {len(gpt.blocks)}-layer GPT")
     lib = library()
     if lib is None or not lib.taming_step_available():
         return None
