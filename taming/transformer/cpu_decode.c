@@ -1,6 +1,8 @@
-/* One-code attention over a reduced key/value cache on the CPU (see cpu_attention.py).
+/* Sampling's one-code steps on the CPU, built by taming.native for the CPU at hand:
+   - taming_attend: the attention over a reduced key/value cache (cpu_attention.py);
+   - taming_int8_step: the whole step over int8 weights and an int8 cache (cpu_step.py; below).
 
-   For every row b and head h, one call:
+   The attention, for every row b and head h, in one call:
    1. writes the step's key and value (from the fused q|k|v row) at position `pos` of the cache,
       int8 with one float scale per vector (largest magnitude / 127, round half to even: the numbers
       KVCache.write stores) or bf16 (round to nearest even, as torch converts);
