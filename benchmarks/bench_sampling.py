@@ -13,6 +13,7 @@ random weights: speed does not depend on their values); 2 CPU threads.
   codes: exact mode (the original's algorithm and codes) and fast mode (stride 8 and 4, fp32/bf16).
   --quick times 96 codes of the middle rows (the most expensive: every code opens a new window)
   and reports 1536x their mean as an upper estimate instead of the full run;
+- attention (not in the default cases): the one-code attention call alone, int8 and bf16 caches;
 - phases (not in the default cases): where a `generate` call with precision auto goes at batch 4
   and 32: the prefill, the 255 one-code steps, sampling the codes;
 - train: one step of the transformer stage on 4x511 codes (256 conditioning + 255 image codes in,
@@ -24,7 +25,7 @@ the same call) and the fraction of this CPU's measured matmul peak (2048x2048, f
 validation NLL under the exact window context and under the fast (strided) context.
 
     python benchmarks/bench_sampling.py [--threads 2] [--quick] [--full] [--quality]
-        [--cases cached,full,window,fast,train,phases]
+        [--cases cached,full,window,fast,train,phases,attention]
 
 The original code on this machine kind: cached 4.5 s, full recompute 142 s, sliding window
 0.215 s per code (about 330 s for 32x48), train step 2.6 s. Targets: cached <= 1.5 s, exact
@@ -45,6 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from taming.hardware import decode_plan, summary  # noqa: E402
 from taming import sampling  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, sequence_nll, window_nll  # noqa: E402
+from taming.transformer.cpu_attention import library  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
 ORIGINAL = {"cached": 4.5, "full": 142.0, "window": 330.0, "train": 2.6}
@@ -135,6 +137,29 @@ def bench_phases(gpt, batches=(4, 32)):
     finally:
         for name, fn in real.items():
             setattr(sampling, name, fn)
+
+
+def bench_attention(batches=(4, 32), positions=(256, 383, 510)):
+    """The one-code attention alone (`attend_step`: write the step's key and value, attend over the
+    cache), 8 heads x 64, a 511-position cache, int8 and bf16; microseconds per call, best of 3 x 200
+    calls. The cache stays in the CPU caches here: inside `generate` the weights push it out."""
+    from taming.transformer.cpu_attention import attend_step
+
+    print(f"one-code attention (attend_step), native kernel {'built' if library() else 'NOT built'}")
+    print(f"{'batch':>5} {'position':>8} {'int8 us':>8} {'bf16 us':>8}")
+    g = torch.Generator().manual_seed(0)
+    for batch in batches:
+        qkv = torch.randn(batch, 1, 3 * 512, generator=g)
+        k8, v8 = (torch.randint(-127, 128, (batch, 8, 511, 64), dtype=torch.int8, generator=g) for _ in range(2))
+        ks, vs = (torch.rand(batch, 8, 511, 1, generator=g) / 50 for _ in range(2))
+        kb, vb = (torch.randn(batch, 8, 511, 64, generator=g).bfloat16() for _ in range(2))
+        for pos in positions:
+            def per_call(fn):
+                fn()
+                return min(_timed(lambda: [fn() for _ in range(200)]) for _ in range(3)) / 200 * 1e6
+            int8 = per_call(lambda: attend_step(qkv, k8, v8, pos, ks, vs))
+            bf16 = per_call(lambda: attend_step(qkv, kb, vb, pos))
+            print(f"{batch:5} {pos:8} {int8:8.1f} {bf16:8.1f}")
 
 
 def bench_full(gpt, peak32, full: bool):
@@ -315,6 +340,8 @@ def main() -> None:
         bench_cached(gpt, peak32)
     if "phases" in cases:
         bench_phases(gpt)
+    if "attention" in cases:
+        bench_attention()
     if "full" in cases:
         bench_full(gpt, peak32, args.full)
     runs = ([(1, "fp32")] if "window" in cases else []) + (
