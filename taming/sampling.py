@@ -163,6 +163,15 @@ def _decoder(gpt: GPT, cache: KVCache, rows: int) -> Callable[[torch.Tensor, int
     return lambda token, pos: decode_one(gpt, token, cache, pos)
 
 
+@contextlib.contextmanager
+def _stepping(gpt: GPT, precision: str, rows: int, length: int) -> Iterator[tuple[KVCache, Callable]]:
+    """The sampling mode of `precision` (already resolved) with a cache of `length` positions for
+    `rows` rows and its one-code step: what generate and sequence_nll run on."""
+    with _sampling_mode(gpt, precision, rows):
+        cache = gpt.new_cache(rows, length, dtype=_cache_dtype(gpt, precision, rows))
+        yield cache, _decoder(gpt, cache, rows)  # before prefill: a graph capture clears the cache
+
+
 def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float = 1.0,
              top_k: int | None = None, top_p: float | None = None, greedy: bool = False,
              generator: Generators = None, cfg_scale: float | None = None,
@@ -205,9 +214,7 @@ def generate(gpt: GPT, cond_codes: torch.Tensor, steps: int, temperature: float 
         rows = torch.cat([cond_codes, uncond_codes])  # (2B, L)
     precision = resolve_precision(gpt, precision)
     out = torch.empty(B, steps, dtype=torch.long, device=cond_codes.device)
-    with _sampling_mode(gpt, precision, rows.shape[0]):
-        cache = gpt.new_cache(rows.shape[0], L + steps - 1, dtype=_cache_dtype(gpt, precision, rows.shape[0]))
-        step = _decoder(gpt, cache, rows.shape[0])  # before prefill: a graph capture clears the cache
+    with _stepping(gpt, precision, rows.shape[0], L + steps - 1) as (cache, step):
         logits = prefill(gpt, rows, cache)  # (B or 2B, V)
         for k in range(steps):
             if cfg_scale is not None:
@@ -235,9 +242,7 @@ def sequence_nll(gpt: GPT, cond_codes: torch.Tensor, codes: torch.Tensor, precis
         raise ValueError(f"sequence_nll: {L} + {S} codes exceed the GPT's block_size {gpt.block_size}")
     precision = resolve_precision(gpt, precision)
     nll = torch.empty(B, S, device=codes.device)
-    with _sampling_mode(gpt, precision, B):
-        cache = gpt.new_cache(B, L + S - 1, dtype=_cache_dtype(gpt, precision, B))
-        step = _decoder(gpt, cache, B)
+    with _stepping(gpt, precision, B, L + S - 1) as (cache, step):
         logits = prefill(gpt, cond_codes, cache)  # (B, V) predicting codes[:, 0]
         for k in range(S):
             nll[:, k] = -logits.float().log_softmax(-1).gather(-1, codes[:, k:k + 1])[:, 0]

@@ -196,3 +196,14 @@ def test_sequence_nll_of_the_native_step_is_close_to_float32(monkeypatch):
     exact = sequence_nll(gpt, cond, codes)
     native = sequence_nll(gpt, cond, codes, precision="auto")
     assert 0 < (native - exact).abs().mean() < 0.01 * exact.mean()  # reduced, and close
+
+
+def test_concatenated_linears_compute_the_parts_side_by_side():
+    from taming.transformer.decoding import concatenated
+
+    torch.manual_seed(0)
+    parts = [torch.nn.Linear(6, 4), torch.nn.Linear(6, 3, bias=False), torch.nn.Linear(6, 2)]
+    x = torch.randn(5, 6)
+    with torch.no_grad():
+        torch.testing.assert_close(concatenated(parts)(x), torch.cat([p(x) for p in parts], dim=-1))
+        assert concatenated(parts[1:2]).bias is None

@@ -9,8 +9,8 @@ cpu_decode.c runs the same step in one call with VNNI int8 dot products (see its
 `native_step(gpt, cache, rows)` returns step(token (rows,), pos) -> logits (rows, V), or None where
 it does not apply: not the CPU, a cache that is not int8 (decode_plan chooses int8 only on CPUs
 where bf16 GEMMs are fast and bf16 attention is not), no VNNI in this build, a bidirectional prefix
-(n_unmasked), or the kernels not built. Callers then run
-the PyTorch step. The weights are packed once per model and kept while they are unchanged.
+(n_unmasked), or the kernels not built. Callers then run the PyTorch step. The weights are packed
+once per model and kept while they are unchanged.
 
 Numbers: the same int8 weights (one scale per output row) as the FBGEMM copies of decoding.py;
 activations are quantized per row to 8 bits (FBGEMM: per call, 7 bits), so the step is at least
@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from taming.transformer.cpu_attention import library
-from taming.transformer.decoding import kept_copy
+from taming.transformer.decoding import concatenated, kept_copy
 from taming.transformer.gpt import GPT, KVCache
 
 Step = Callable[[torch.Tensor, int], torch.Tensor]
@@ -80,11 +80,8 @@ def _packed(owner: nn.Module, parts: list[nn.Linear]) -> dict[str, torch.Tensor]
     sources = [t for p in parts for t in (p.weight, p.bias)]
 
     def make():
-        weight = torch.cat([p.weight.detach() for p in parts])
-        biases = [p.bias for p in parts]
-        bias = None if all(b is None for b in biases) else torch.cat(
-            [b.detach() if b is not None else torch.zeros(p.out_features) for p, b in zip(parts, biases)])
-        return pack_int8(weight, bias)
+        whole = concatenated(parts)
+        return pack_int8(whole.weight, whole.bias)
     return kept_copy(owner, ("native int8",), sources, make)
 
 

@@ -153,13 +153,15 @@ def _parts(module: nn.Module) -> list[nn.Linear]:
     return [getattr(module, name) for name in module.DECODE_FUSED]
 
 
-def _concatenated(parts: list[nn.Linear]) -> nn.Linear:
-    """One Linear computing [part_0(x) | part_1(x) | ...] (same input, outputs side by side)."""
-    has_bias = parts[0].bias is not None
+def concatenated(parts: list[nn.Linear]) -> nn.Linear:
+    """One Linear computing [part_0(x) | part_1(x) | ...] (same input, outputs side by side); a part
+    without a bias contributes zeros where another has one."""
+    has_bias = any(p.bias is not None for p in parts)
     out = nn.Linear(parts[0].in_features, sum(p.out_features for p in parts), bias=has_bias, device="meta")
     out.weight = nn.Parameter(torch.cat([p.weight.detach() for p in parts]), requires_grad=False)
     if has_bias:
-        out.bias = nn.Parameter(torch.cat([p.bias.detach() for p in parts]), requires_grad=False)
+        out.bias = nn.Parameter(torch.cat([p.bias.detach() if p.bias is not None else p.weight.new_zeros(p.out_features)
+                                           for p in parts]), requires_grad=False)
     return out
 
 
@@ -169,7 +171,7 @@ def _fused_copy(module: nn.Module, precision: str, rows: int) -> Packed:
     rows = rows if precision == "bf16" else 0
     sources = [t for p in parts for t in (p.weight, p.bias)]
     return kept_copy(module, ("fused", precision, rows), sources,
-                     lambda: _FEW_ROWS[precision](_concatenated(parts), rows))
+                     lambda: _FEW_ROWS[precision](concatenated(parts), rows))
 
 
 @contextlib.contextmanager
