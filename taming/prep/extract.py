@@ -109,7 +109,7 @@ def extract(maker: MapMaker, items: Sequence[Item], out: str | Path, batch_size:
             report.unreadable.append(problem)
             bar.update(1)
             continue
-        pixels = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(maker.device)
+        pixels = torch.from_numpy(np.array(image)).permute(2, 0, 1)[None].to(maker.device)
         x = maker.prepare(pixels)
         buckets[tuple(x.shape)].append((todo[index], tuple(image.shape[:2]), x))
         if len(buckets[tuple(x.shape)]) >= batch_size:

@@ -109,9 +109,7 @@ class DepthMaker(MapMaker):
         return midas.to_image_size(output[None], size)[0].cpu().numpy()  # (H, W) float32
 
     def write(self, array: np.ndarray, path: Path) -> None:
-        from taming.data.imageio import depth_to_rgba
-
-        super().write(depth_to_rgba(array), path)
+        save_depth(array, path)
 
 
 class SegmentationMaker(MapMaker):
@@ -127,6 +125,14 @@ class SegmentationMaker(MapMaker):
 
     def finish(self, output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         return deeplab.labels(output[None], size)[0].cpu().numpy()  # (H, W) uint8
+
+
+def save_depth(depth: np.ndarray, path: Path) -> None:
+    """(H, W) float32 -> RGBA PNG of its little-endian bytes (what taming.data.imageio.read_depth reads)."""
+    from taming.data.imageio import depth_to_rgba
+    from taming.generation.files import save_png
+
+    save_png(depth_to_rgba(depth), path)
 
 
 MAKERS: dict[str, Any] = {"depth": DepthMaker, "segmentation": SegmentationMaker}

@@ -55,9 +55,11 @@ class FeatureFusionBlock(nn.Module):
 
 
 class MidasNet(nn.Module):
-    def __init__(self, features: int = FEATURES):
+    """`blocks` (per encoder stage, default ResNeXt-101's 3, 4, 23, 3) and `features` only change for tests."""
+
+    def __init__(self, features: int = FEATURES, blocks: tuple[int, ...] = resnext.BLOCKS):
         super().__init__()
-        stages = resnext.stages()
+        stages = resnext.stages(blocks=blocks)
         self.pretrained = nn.Module()
         self.pretrained.layer1 = nn.Sequential(*resnext.stem(), stages[0])
         self.pretrained.layer2, self.pretrained.layer3, self.pretrained.layer4 = stages[1:]
@@ -90,8 +92,9 @@ def _multiple(x: float, limit: int) -> int:
     return max(int(y), MULTIPLE)  # MiDaS would give 0 for a side under 16 px; one block is the least that runs
 
 
-def net_size(height: int, width: int, side: int = NET_SIDE) -> tuple[int, int]:
-    """(h, w) the network sees: the longer side `side`, both multiples of 32, aspect kept."""
+def net_size(height: int, width: int, side: int | None = None) -> tuple[int, int]:
+    """(h, w) the network sees: the longer side `side` (default NET_SIDE), both multiples of 32, aspect kept."""
+    side = side or NET_SIDE
     scale = min(side / height, side / width)
     return _multiple(scale * height, side), _multiple(scale * width, side)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 STAGES = ((64, 3, 1), (128, 4, 2), (256, 23, 2), (512, 3, 2))  # (planes, blocks, stride) of ResNeXt-101
+BLOCKS = tuple(b for _, b, _ in STAGES)
 GROUPS, WIDTH_PER_GROUP, EXPANSION = 32, 8, 4
 
 
@@ -42,13 +43,14 @@ def stem() -> list[nn.Module]:
             nn.MaxPool2d(3, 2, padding=1)]
 
 
-def stages(groups: int = GROUPS, width_per_group: int = WIDTH_PER_GROUP) -> list[nn.Sequential]:
-    """layer1..layer4: strides 4, 8, 16, 32 overall; channels 256, 512, 1024, 2048."""
+def stages(groups: int = GROUPS, width_per_group: int = WIDTH_PER_GROUP,
+           blocks: tuple[int, ...] = BLOCKS) -> list[nn.Sequential]:
+    """layer1..layer4: strides 4, 8, 16, 32 overall; channels 256, 512, 1024, 2048; `blocks` per stage."""
     out, c_in = [], 64
-    for planes, blocks, stride in STAGES:
+    for (planes, _, stride), n in zip(STAGES, blocks):
         width = planes * width_per_group // 64 * groups
         c_out = planes * EXPANSION
         out.append(nn.Sequential(*[Bottleneck(c_in if i == 0 else c_out, width, c_out, stride if i == 0 else 1, groups)
-                                   for i in range(blocks)]))
+                                   for i in range(n)]))
         c_in = c_out
     return out
