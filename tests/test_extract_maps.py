@@ -138,3 +138,29 @@ def test_depth_png_encoding_is_the_datasets(shared_dir, tmp_path):
     save_depth(depth, tmp_path / "again.png")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "again.png")), np.asarray(Image.open(png)))
     np.testing.assert_array_equal(depth_to_rgba(depth), np.asarray(Image.open(png)))
+
+
+def test_what_to_extract_from_a_folder_a_list_or_a_config_split(tmp_path, shared_dir):
+    from taming.data.errors import DataError
+    from taming.prep.inputs import Item, collect
+
+    images = shared_dir / "data" / "sflckr" / "images"
+    rel = (shared_dir / "data" / "sflckr" / "examples.txt").read_text().split()
+    folder = collect(str(images))
+    assert len(folder) == 25 and Item(str(images / rel[0]), rel[0][:-4] + ".png") in folder
+    (tmp_path / "list.txt").write_text("\n".join(rel[:2]) + "\n")
+    assert collect(str(tmp_path / "list.txt"), root=str(images)) == [Item(str(images / r), r[:-4] + ".png")
+                                                                       for r in rel[:2]]
+    config = tmp_path / "data.yaml"
+    config.write_text("data:\n  params:\n    validation:\n      target: taming.data.imagenet.ImageNetValidation\n"
+                      "      params: {root: set/on/the/command/line}\n")
+    (tmp_path / "imagenet").mkdir()
+    os.symlink(shared_dir / "data" / "drin" / "images", tmp_path / "imagenet" / "val")
+    items = collect(str(config), split="validation", overrides=[f"data.params.validation.params.root={tmp_path / 'imagenet'}"])
+    drin = (shared_dir / "data" / "drin" / "examples.txt").read_text().split()
+    assert sorted(i.out for i in items) == sorted(r[:-5] + ".png" for r in drin)  # <wnid>/<name>.png, its relpath
+    (tmp_path / "clash").mkdir()
+    for name in ("a.jpg", "a.png"):
+        Image.new("RGB", (4, 4)).save(tmp_path / "clash" / name)
+    with pytest.raises(DataError, match="would both write a.png"):
+        collect(str(tmp_path / "clash"))
