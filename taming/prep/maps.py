@@ -43,6 +43,22 @@ def load_published(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     return net.eval().requires_grad_(False)
 
 
+def fold_batchnorm(net: nn.Module) -> nn.Module:
+    """Fold every BatchNorm into the convolution just before it (in eval mode BN is a per-channel
+    affine map): one pass over each activation instead of two. Both networks register a conv and
+    its BN in that order wherever the forward applies them so (resnext.py, deeplab.py, the stems)."""
+    from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+    for parent in list(net.modules()):
+        names = list(parent._modules)
+        for conv_name, bn_name in zip(names, names[1:]):
+            conv, bn = parent._modules[conv_name], parent._modules[bn_name]
+            if isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d):
+                parent._modules[conv_name] = fuse_conv_bn_eval(conv.eval(), bn.eval())
+                parent._modules[bn_name] = nn.Identity()
+    return net
+
+
 def autocast(device: torch.device, dtype: torch.dtype):
     if dtype == torch.float32:
         return contextlib.nullcontext()
@@ -57,7 +73,7 @@ class MapMaker:
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.device, self.dtype = torch.device(device), dtype
-        self.net = net.to(self.device).to(memory_format=torch.channels_last).eval()
+        self.net = fold_batchnorm(net.eval()).to(self.device).to(memory_format=torch.channels_last)
 
     @classmethod
     def build(cls) -> nn.Module:
