@@ -41,7 +41,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(summary("cpu"))
     print(f"threads {torch.get_num_threads()}, batch 1, {args.repeat} images after one warm-up")
-    print(f"{'network':<24} {'photo':<10} {'network sees':<13} {'precision':<9} {'wall s/img':>10} {'CPU s/img':>10}")
+    print(f"{'network':<24} {'photo':<10} {'network sees':<13} {'precision':<16} {'wall s/img':>10} {'CPU s/img':>10}")
     for maker_cls, build, size, _ in CASES:
         net = build().eval()
         for precision in args.precision:
@@ -58,7 +58,8 @@ def main() -> None:
             cpu = (time.process_time() - cpu) / args.repeat
             name = "MiDaS v2.1" if maker_cls is DepthMaker else "DeepLab v2 MSC"
             label = f"{precision}" + (f" ({str(dtype).replace('torch.', '')})" if precision == "auto" else "")
-            print(f"{name:<24} {size[1]}x{size[0]:<6} {seen[1]}x{seen[0]:<8} {label:<9} "
+            photo, sees = f"{size[1]}x{size[0]}", f"{seen[1]}x{seen[0]}"
+            print(f"{name:<24} {photo:<10} {sees:<13} {label:<16} "
                   f"{float(np.median(walls)):>10.2f} {cpu:>10.2f}", flush=True)
 
 

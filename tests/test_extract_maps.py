@@ -164,3 +164,17 @@ def test_what_to_extract_from_a_folder_a_list_or_a_config_split(tmp_path, shared
         Image.new("RGB", (4, 4)).save(tmp_path / "clash" / name)
     with pytest.raises(DataError, match="would both write a.png"):
         collect(str(tmp_path / "clash"))
+
+
+def test_user_errors_are_one_line(tmp_path, shared_dir, capsys, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv("TAMING_DEEPLAB", raising=False)
+    images = str(shared_dir / "data" / "sflckr" / "images")
+    for argv, needle in (
+            ([images, "-o", str(tmp_path / "o")], "Fetch it with `taming weights fetch deeplab`"),
+            ([images, "-o", str(tmp_path / "o"), "--precision", "int4"], "invalid choice: 'int4'"),
+            ([str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")], "no such image folder, image list or config"),
+            ([images, "-o", str(tmp_path / "o"), "data.params.x=1"], "go with a config .yaml only")):
+        assert taming(["extract-segmentation", *argv]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and err[0].startswith("taming extract-segmentation: error: ") and needle in err[0], err

@@ -49,9 +49,9 @@ OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)+=")  # data.params.train.pa
 def run(kind: str, argv: list[str]) -> int:
     flags = [a for i, a in enumerate(argv) if not (OVERRIDE.match(a) and not (i and argv[i - 1].startswith("-")))]
     overrides = [a for a in argv if a not in flags]
-    args = build_parser(kind).parse_args(flags)
 
     def go() -> int:
+        args = build_parser(kind).parse_args(flags)
         from taming.prep.extract import compute_dtype, extract, resolve_device
         from taming.prep.inputs import collect
         from taming.prep.maps import MAKERS
