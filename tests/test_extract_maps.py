@@ -174,7 +174,8 @@ def test_user_errors_are_one_line(tmp_path, shared_dir, capsys, monkeypatch):
             ([images, "-o", str(tmp_path / "o")], "Fetch it with `taming weights fetch deeplab`"),
             ([images, "-o", str(tmp_path / "o"), "--precision", "int4"], "invalid choice: 'int4'"),
             ([str(tmp_path / "nowhere"), "-o", str(tmp_path / "o")], "no such image folder, image list or config"),
-            ([images, "-o", str(tmp_path / "o"), "data.params.x=1"], "go with a config .yaml only")):
+            ([images, "-o", str(tmp_path / "o"), "data.params.x=1"], "go with a config .yaml only"),
+            ([images, "-o", str(tmp_path / "o"), "--device", "cuda:7"], "--device cuda:7: no such GPU here")):
         assert taming(["extract-segmentation", *argv]) == 2
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and err[0].startswith("taming extract-segmentation: error: ") and needle in err[0], err

@@ -62,10 +62,10 @@ def run(kind: str, argv: list[str]) -> int:
         if overrides and not args.images.endswith((".yaml", ".yml")):
             raise ConfigError(f"key=value overrides ({overrides[0]}) go with a config .yaml only")
         items = collect(args.images, root=args.root, split=args.split, overrides=overrides)
-        device = resolve_device(args.device)
-        if device.type == "cuda" and not torch_cuda_has(device):
-            raise ConfigError(f"--device {args.device}: no such GPU here (torch sees "
-                              f"{__import__('torch').cuda.device_count()}); use --device cpu")
+        try:
+            device = resolve_device(args.device)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         dtype = compute_dtype(args.precision, device)
         try:
             maker = MAKERS[kind].from_weights(args.weights, fetch=True if args.fetch_weights else None,
@@ -81,8 +81,3 @@ def run(kind: str, argv: list[str]) -> int:
 
     return run_reporting_errors(f"extract-{kind}", go)
 
-
-def torch_cuda_has(device) -> bool:
-    import torch
-
-    return torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()

@@ -37,9 +37,17 @@ def compute_dtype(precision: str, device: torch.device | str) -> torch.dtype:
 
 
 def resolve_device(device: str) -> torch.device:
+    """"auto" (the first GPU if there is one), "cpu", "cuda", "cuda:1", ...; ValueError for one not here."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"--device {device}: not a device (auto, cpu, cuda, cuda:1, ...)") from None
+    if resolved.type == "cuda" and (resolved.index or 0) >= torch.cuda.device_count():
+        raise ValueError(f"--device {device}: no such GPU here (torch sees {torch.cuda.device_count()}); "
+                         "use --device cpu")
+    return resolved
 
 
 @dataclass
