@@ -79,3 +79,17 @@ def test_the_seed_readme_commands_train_faceshq(faces_checkout, capsys, one_thre
     runs = sorted(p.name for p in (faces_checkout / "logs").iterdir())
     assert len(runs) == 2 and runs[1].endswith("_faceshq_transformer"), runs
     assert "data train: FacesHQTrain, 6" in out.out + out.err  # 3 CelebA-HQ + 3 FFHQ, via the shipped lists
+
+
+def test_data_nodes_for_celebahq_ffhq_and_ade20k_replace_the_recipe_data():
+    from taming.config import load_configs
+
+    for recipe, data, target in (("faceshq_vqgan", "data_celebahq", "taming.data.faceshq.CelebAHQTrain"),
+                                 ("faceshq_vqgan", "data_ffhq", "taming.data.faceshq.FFHQTrain"),
+                                 ("sflckr_cond_stage", "data_ade20k", "taming.data.ade20k.ADE20kTrain")):
+        config = load_configs([str(ROOT / "configs" / f"{recipe}.yaml"), str(ROOT / "configs" / f"{data}.yaml")])
+        assert config.data.params.train.target == target
+        assert "crop_size" not in config.data.params.train.params or data == "data_ade20k"  # FacesHQ's is gone
+        assert config.data.params.batch_size == load_configs([str(ROOT / "configs" / f"{recipe}.yaml")]).data.params.batch_size
+    assert config.model.params.n_labels == 151 and config.model.params.ddconfig.in_channels == 151
+    assert config.model.params.ddconfig.ch == 128  # the recipe's other settings stay
