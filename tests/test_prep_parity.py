@@ -19,7 +19,7 @@ KEYS = json.loads((FIXTURES / "keys.json").read_text())
 
 
 def photo(name: str) -> torch.Tensor:
-    return torch.from_numpy(np.asarray(Image.open(FIXTURES / name).convert("RGB"))).permute(2, 0, 1)[None]
+    return torch.from_numpy(np.array(Image.open(FIXTURES / name).convert("RGB"))).permute(2, 0, 1)[None]
 
 
 def seeded(net: torch.nn.Module) -> torch.nn.Module:
