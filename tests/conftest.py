@@ -34,3 +34,10 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 def device(request) -> str:
     """Every device present: a GPU machine runs these tests on CUDA too (benchmarks/gpu_check.sh)."""
     return request.param
+
+
+@pytest.fixture(autouse=True)
+def _no_weight_downloads(tmp_path_factory, monkeypatch):
+    """Every test sees an empty `taming weights` cache (not the user's) and no opt-in to downloads."""
+    monkeypatch.setenv("TAMING_WEIGHTS_DIR", str(tmp_path_factory.getbasetemp() / "empty-weights-cache"))
+    monkeypatch.delenv("TAMING_FETCH_WEIGHTS", raising=False)

@@ -29,7 +29,7 @@ from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
 from taming.training.determinism import RandomState
-from taming.training.lightning_settings import is_distributed, trainer_kwargs
+from taming.training.lightning_settings import is_distributed, require_gpus, trainer_kwargs
 from taming.training.options import TrainOptions
 from taming.training.resume import pick_resume_checkpoint
 from taming.training.run_folder import RunPaths, resolve_paths
@@ -169,6 +169,7 @@ def build_job(opts: TrainOptions) -> Job:
         if key not in config:
             raise ConfigError(f"config {' + '.join(paths.configs)}: missing top-level '{key}:' section")
     kw = trainer_kwargs(lightning_config, opts)
+    require_gpus(kw, opts)
     legacy_resume = kw.pop("resume_from_checkpoint", None)
     if legacy_resume and paths.resume_ckpt is None:
         paths.resume_ckpt = pick_resume_checkpoint(legacy_resume)
