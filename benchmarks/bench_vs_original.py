@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from workloads import CASES, COND, GPT_DIMS, STEPS, TOP_K, emit, timed  # noqa: E402
+from workloads import CASES, COND, GPT_DIMS, SMOKE, STEPS, TOP_K, emit, timed  # noqa: E402
 
 # The original on this project's CPU kind (2 cores, AVX-512 + AVX512-BF16, no AMX), measured
 # 2026-11-29 by this script with the original's environment present (see BENCHMARKS.md).
@@ -117,15 +117,16 @@ def worker(args) -> None:
 
 # ---- machine limits ------------------------------------------------------------------------------
 def matmul_peak(dtype: torch.dtype, device: str) -> float:
-    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5."""
-    n = 4096 if device.startswith("cuda") else 2048
+    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5. The smoke run (gpu_check.sh --dry-run)
+    takes 256: a CPU without native bf16 (AVX2) multiplies bf16 some 50x slower than fp32."""
+    n = 4096 if device.startswith("cuda") else 256 if SMOKE else 2048
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     return 2 * n ** 3 / timed(lambda: a @ b, device, 5, warmup=2)["s"] / 1e9
 
 
 def stream_bandwidth(device: str) -> float:
-    """GB/s of reading a 256 MB float32 tensor once (a sum), best of 5: the streaming limit."""
-    x = torch.ones(64 * 2 ** 20, device=device)
+    """GB/s of reading a 256 MB float32 tensor once (8 MB in the smoke run), best of 5: the streaming limit."""
+    x = torch.ones((2 if SMOKE else 64) * 2 ** 20, device=device)
     return x.numel() * 4 / timed(lambda: x.sum(), device, 5, warmup=2)["s"] / 1e9
 
 
