@@ -229,12 +229,16 @@ def main() -> None:
     print(f"{args.threads} threads; matmul peak fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; "
           f"streaming read {bandwidth:.1f} GB/s")
     orig_py = original_python(args.original_venv)
-    print("original: " + (f"run now from {orig_py}" if orig_py else
-                          "NO environment found: its column holds RECORDED numbers, not measured in this run"))
-    env_ours = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads),
+    print("original: " + (f"run now from {orig_py}" if orig_py else "NO environment found: " + (
+        "its column holds RECORDED numbers, not measured in this run" if args.device == "cpu" else
+        "NOT RUN, its column is empty (numbers are recorded for the CPU only)")))
+    # a PYTHONPATH given (gpu_check.sh's carried packages) reaches both sides; this checkout only ours
+    given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    env_ours = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *given]), "OMP_NUM_THREADS": str(args.threads),
                 "TAMING_BENCH_CLOCK": args.clock}
     print(f"clock: {'CPU seconds of each worker process' if args.clock == 'cpu' else 'wall seconds'}")
-    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"}
+    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"} | (
+        {"PYTHONPATH": os.pathsep.join(given)} if given else {})
     scratch = tempfile.mkdtemp(prefix="taming-orig-")  # a folder with no `taming` package in it
     precisions = ["auto"] + (["fp32"] if args.exact else [])
     rows = []
@@ -295,7 +299,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
             bf16 = decode_plan(r["precision"], hw.device, 4).prefill == "bf16"
             floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
             note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
               f"{orig / r['s']:>6.2f}x {targets[r['case']]:>6.1f}x  {note}")
     for precision, r in best_tp.items():
@@ -303,7 +307,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         rate = r["batch"] / r["s"]
         ref_peak = peak16 if r["decode"] == "bf16" and hw.bf16_fast else peak32
         frac = 100 * rate * flop_img / ref_peak
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{'throughput':12} {rate:>8.2f} img/s (batch {r['batch']:3}) {orig:>6.2f} img/s{tag:>11} "
               f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['plan']}; "
               f"{frac:.0f}% of the {'bf16' if ref_peak == peak16 else 'fp32'} matmul peak "
