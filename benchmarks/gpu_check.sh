@@ -41,7 +41,8 @@ case "$PY" in /*) ;; *) PY=$PWD/$PY ;; esac  # as given, not resolved: a venv's 
 DRY=0
 [ "${1:-}" = "--dry-run" ] && DRY=1
 export PYTHONUNBUFFERED=1
-SITE=$(mktemp -d "${TMPDIR:-/tmp}/taming-gpu-check-XXXXXX")
+SITE=$(mktemp -d "${TMPDIR:-/tmp}/taming-gpu-check-XXXXXX")  # the carried packages, for this run only
+trap 'rm -rf "$SITE"' EXIT
 export PYTHONPATH=$SITE:$PWD${PYTHONPATH:+:$PYTHONPATH}
 [ -d .gpu/shared ] && export TAMING_SHARED=$PWD/.gpu/shared
 failed=0
@@ -99,7 +100,7 @@ if [ -z "${TAMING_ORIGINAL_VENV:-}" ] && [ ! -x ../oracle-venv/bin/python ]; the
 fi
 
 # ---- 1. tests -----------------------------------------------------------------------------------
-step "tests on $DEVICE" 150 "$PY" -m pytest -q -p no:warnings -p no:cacheprovider "${TEST_ARGS[@]}"
+step "tests on $DEVICE" 150 "$PY" -m pytest -p no:warnings -p no:cacheprovider "${TEST_ARGS[@]}"
 
 # ---- 2. ours against the original ---------------------------------------------------------------
 step "ours against the original on $DEVICE" 240 "$PY" benchmarks/bench_vs_original.py --device "$DEVICE" \
@@ -113,7 +114,7 @@ if [ "$gpus" -lt 2 ]; then
 elif [ -z "$multi" ]; then
   echo "== multi-GPU tests: none marked multigpu in tests/ yet"
 else
-  step "multi-GPU tests ($multi)" 45 "$PY" -m pytest -q -p no:warnings -p no:cacheprovider -m multigpu $multi
+  step "multi-GPU tests ($multi)" 45 "$PY" -m pytest -p no:warnings -p no:cacheprovider -m multigpu $multi
 fi
 
 echo "== gpu_check: $failed step(s) failed, ${SECONDS} s in all"
