@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from workloads import CASES, COND, GPT_DIMS, STEPS, TOP_K, emit, timed  # noqa: E402
+from workloads import CASES, COND, GPT_DIMS, SMOKE, STEPS, TOP_K, emit, timed  # noqa: E402
 
 # The original on this project's CPU kind (2 cores, AVX-512 + AVX512-BF16, no AMX), measured
 # 2026-11-29 by this script with the original's environment present (see BENCHMARKS.md).
@@ -117,15 +117,16 @@ def worker(args) -> None:
 
 # ---- machine limits ------------------------------------------------------------------------------
 def matmul_peak(dtype: torch.dtype, device: str) -> float:
-    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5."""
-    n = 4096 if device.startswith("cuda") else 2048
+    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5. The smoke run (gpu_check.sh --dry-run)
+    takes 256: a CPU without native bf16 (AVX2) multiplies bf16 some 50x slower than fp32."""
+    n = 4096 if device.startswith("cuda") else 256 if SMOKE else 2048
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     return 2 * n ** 3 / timed(lambda: a @ b, device, 5, warmup=2)["s"] / 1e9
 
 
 def stream_bandwidth(device: str) -> float:
-    """GB/s of reading a 256 MB float32 tensor once (a sum), best of 5: the streaming limit."""
-    x = torch.ones(64 * 2 ** 20, device=device)
+    """GB/s of reading a 256 MB float32 tensor once (8 MB in the smoke run), best of 5: the streaming limit."""
+    x = torch.ones((2 if SMOKE else 64) * 2 ** 20, device=device)
     return x.numel() * 4 / timed(lambda: x.sum(), device, 5, warmup=2)["s"] / 1e9
 
 
@@ -228,12 +229,16 @@ def main() -> None:
     print(f"{args.threads} threads; matmul peak fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; "
           f"streaming read {bandwidth:.1f} GB/s")
     orig_py = original_python(args.original_venv)
-    print("original: " + (f"run now from {orig_py}" if orig_py else
-                          "NO environment found: its column holds RECORDED numbers, not measured in this run"))
-    env_ours = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads),
+    print("original: " + (f"run now from {orig_py}" if orig_py else "NO environment found: " + (
+        "its column holds RECORDED numbers, not measured in this run" if args.device == "cpu" else
+        "NOT RUN, its column is empty (numbers are recorded for the CPU only)")))
+    # a PYTHONPATH given (gpu_check.sh's carried packages) reaches both sides; this checkout only ours
+    given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    env_ours = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *given]), "OMP_NUM_THREADS": str(args.threads),
                 "TAMING_BENCH_CLOCK": args.clock}
     print(f"clock: {'CPU seconds of each worker process' if args.clock == 'cpu' else 'wall seconds'}")
-    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"}
+    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"} | (
+        {"PYTHONPATH": os.pathsep.join(given)} if given else {})
     scratch = tempfile.mkdtemp(prefix="taming-orig-")  # a folder with no `taming` package in it
     precisions = ["auto"] + (["fp32"] if args.exact else [])
     rows = []
@@ -294,7 +299,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
             bf16 = decode_plan(r["precision"], hw.device, 4).prefill == "bf16"
             floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
             note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
               f"{orig / r['s']:>6.2f}x {targets[r['case']]:>6.1f}x  {note}")
     for precision, r in best_tp.items():
@@ -302,7 +307,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         rate = r["batch"] / r["s"]
         ref_peak = peak16 if r["decode"] == "bf16" and hw.bf16_fast else peak32
         frac = 100 * rate * flop_img / ref_peak
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{'throughput':12} {rate:>8.2f} img/s (batch {r['batch']:3}) {orig:>6.2f} img/s{tag:>11} "
               f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['plan']}; "
               f"{frac:.0f}% of the {'bf16' if ref_peak == peak16 else 'fp32'} matmul peak "

@@ -6,7 +6,7 @@ downloads the PNG and checks its size, and checks that no exception text is on t
 `kill PID` must stop the server (the command execs Streamlit, so no child keeps the port).
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages chromium, chromium-driver, which
-.ci/run installs): without them this test FAILS, it is not skipped. The screenshot is written to
+`./run.sh test` installs): without them this test FAILS, it is not skipped. The screenshot is written to
 outputs/test-artifacts/app_browser.png (printed; under the repository root).
 """
 from __future__ import annotations
