@@ -22,6 +22,7 @@ from taming.generation import conditioning as cond
 from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
                                 size_warning)
 from taming.app.launch import USER_ERRORS, build_parser, one_line
+from taming.config import fix_allow_list
 from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
 from taming.generation.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
                                  shown_factor, to_pixels)
@@ -54,6 +55,7 @@ def cached_examples(_run: LoadedRun, source: RunSource, modified: float) -> Sequ
 def choose_run() -> LoadedRun:
     try:
         args = build_parser().parse_args(sys.argv[1:])
+        fix_allow_list(args.allow_import)  # what the command line allows, for every session of this server
     except USER_ERRORS as exc:
         stop_with(exc)
     runs = find_runs()

@@ -28,7 +28,7 @@ import torch
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
-from taming.config import ConfigError, allow_imports
+from taming.config import ConfigError, fix_allow_list
 from taming.eval.runs import PRECISIONS
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
@@ -132,7 +132,7 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
-    allow_imports(args.allow_import)
+    fix_allow_list(args.allow_import)
     model, config, ckpt = load_evaluated(args.run, args.config)
     model = model.to(args.device)
     first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
@@ -166,7 +166,7 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
 
-    allow_imports(args.allow_import)
+    fix_allow_list(args.allow_import)
     model, config, _ = load_evaluated(args.run, args.config)
     if not hasattr(model, "transformer"):
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "

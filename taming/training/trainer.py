@@ -24,7 +24,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.config import ConfigError, allow_imports, check_keys, instantiate_from_config, load_configs, to_plain
+from taming.config import ConfigError, check_keys, fix_allow_list, instantiate_from_config, load_configs, to_plain
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
@@ -160,7 +160,7 @@ class Job:
 
 
 def build_job(opts: TrainOptions) -> Job:
-    allow_imports(opts.allow_import)
+    fix_allow_list(opts.allow_import)
     paths = resolve_paths(opts)
     L.seed_everything(opts.seed, workers=True, verbose=False)
     config = load_configs(paths.configs, opts.overrides)
