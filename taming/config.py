@@ -357,9 +357,26 @@ def validate_params(obj: Any, params: Mapping[str, Any], where: str) -> None:
     check_types(obj, params, where)
 
 
+def constructor_hints(obj: Any) -> dict[str, Any]:
+    """Type hints of a callable's parameters; for a class, its __init__'s, and where that passes
+    **kwargs on, its bases' for the keys it does not name itself (VQSegmentationModel -> VQModel)."""
+    if not inspect.isclass(obj):
+        return type_hints(obj)
+    hints: dict[str, Any] = {}
+    for cls in obj.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        for key, hint in type_hints(init).items():
+            hints.setdefault(key, hint)
+        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+            break
+    return hints
+
+
 def check_types(obj: Any, params: Mapping[str, Any], where: str) -> None:
     """Values that do not fit the type hints of the callable (or class constructor) they feed."""
-    hints = type_hints(obj.__init__ if inspect.isclass(obj) else obj)
+    hints = constructor_hints(obj)
     for key, value in params.items():
         if key in hints:
             check_value(value, hints[key], f"{where}.{key}")
