@@ -15,7 +15,6 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 import streamlit as st
 import torch
-from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from taming.app import layouts
 from taming.generation import conditioning as cond
@@ -34,6 +33,7 @@ ROOT = Path.cwd()  # the folder the app was started in: typed paths must lie und
 MAX_GROWTH = 8  # the largest output, in training windows per side
 UPLOAD = "upload a file"
 SAMPLE, COMPLETE = "sample", "complete an image"
+RUNNING = "sampling"  # session key: the progress of the sampling run in flight
 
 
 def stop_with(message: str | BaseException) -> NoReturn:
@@ -159,7 +159,10 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
     stop = slot.empty()  # any click reruns the page, which stops this run (and says so)
     stop.button("Stop sampling", key="stop_button")
     bar, preview_slot = slot.progress(0.0, text="sampling codes"), slot.empty()
-    state = {"done": 0.0, "preview": None}
+    # Stored now and updated in place: a stopped run may no longer write the session state (Streamlit
+    # raises at that write), and the rerun that shows "stopped at N%" starts before this run ends.
+    state = {"done": 0.0, "preview": None, "key": key}
+    st.session_state[RUNNING] = state
     start = time.perf_counter()
 
     def progress(done: float) -> None:
@@ -178,12 +181,11 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
             given = image_codes(run, cond.fit_condition(example.image, tuple(x * run.factor for x in settings.size), False))
         codes = sample_codes(run, cond.encode_condition(run, example), settings, progress, preview, given)
         pixels = to_pixels(decode_codes(run, codes))
-    except ScriptControlException:  # Stop, or a widget changed: say so on the next run, keep the preview
-        st.session_state["interrupted"] = {"done": state["done"], "preview": state["preview"], "key": key}
-        raise
     except USER_ERRORS as exc:
+        st.session_state.pop(RUNNING, None)
         bar.empty()
         stop_with(exc)
+    st.session_state.pop(RUNNING, None)  # finished: nothing was stopped
     for placeholder in (stop, bar, preview_slot):
         placeholder.empty()
     h, w = settings.size
@@ -197,7 +199,8 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
 
 
 def show_interrupted(slot: Any, factor: int) -> None:
-    stopped = st.session_state.pop("interrupted", None)
+    """What a run stopped by Stop (or by a changed setting) had sampled: it left its progress behind."""
+    stopped = st.session_state.pop(RUNNING, None)
     if stopped is None:
         return
     slot.warning(f"Sampling stopped at {stopped['done']:.0%} (Stop pressed or a setting changed while it ran): "
