@@ -65,7 +65,9 @@ def choose_run() -> LoadedRun:
     configs = st.sidebar.text_input("Extra config files (merged over the run's; space-separated)",
                                     value=" ".join(args.config), key="configs").split()
     try:
-        check_allowed([p for p in (target, *configs) if p], ROOT, [p for p in (args.logdir, *args.config) if p])
+        given = [p for p in (args.logdir, *args.config) if p]
+        check_allowed([target] if target else [], ROOT, given, "--logdir")
+        check_allowed(configs, ROOT, given, "--config")
         source = resolve_run(target or None, configs)
         run = cached_run(source, source.modified())
     except USER_ERRORS as exc:
@@ -108,9 +110,16 @@ def upload_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.
         return None
     data = file.getvalue()
     if mode == COMPLETE:
-        example = cond.landscape_example(run, 0, size_px) if kind == cond.SEGMENTATION else None
         image = image_upload(data, file.name, size_px)
-        return cond.Example(image, example.condition if example else None, f"upload {file.name}")
+        if kind == "image":  # conditioned on the image itself: the upload is both
+            return cond.Example(image, image, f"upload {file.name} (also its conditioning)")
+        if kind != cond.SEGMENTATION or not cond.landscapes_fit(run.model):  # nothing to offer: said at sampling
+            return cond.Example(image, None, f"upload {file.name}")
+        # The upload is the image to complete; the map the GPT reads is a landscape's, chosen and named here.
+        scene = int(st.number_input("segmentation map: procedural landscape", 0, cond.LANDSCAPE_SCENES - 1, 0,
+                                    key="complete_map"))
+        example = cond.landscape_example(run, scene, size_px)
+        return cond.Example(image, example.condition, f"upload {file.name} under the map of landscape {scene}")
     if kind == cond.SEGMENTATION:
         n_labels = run.model.cond_stage_model.encoder.in_channels
         return cond.Example(None, segmentation_upload(data, file.name, n_labels, size_px), f"upload {file.name}")

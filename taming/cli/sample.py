@@ -62,7 +62,7 @@ def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.n_samples < 1 or args.batch_size < 1:
         raise ConfigError("-n and --batch-size must be >= 1")
-    loaded = transformer_run(args.run, args.config, args.device)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
     precision = resolve_precision(args.precision, loaded.device)
     settings = sample_settings(args, precision)
