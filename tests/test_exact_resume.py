@@ -44,7 +44,9 @@ class JitteredLandscapes(LandscapesTrain):
 
 
 def config(tmp_path, workers: int):
-    cfg = vqgan_config(train_len=6, callbacks={"image_logger": {"params": {"batch_frequency": 2, "max_images": 1}}})
+    ema = {"target": "lightning.pytorch.callbacks.EMAWeightAveraging", "params": {"decay": 0.9}}  # averaged weights too
+    cfg = vqgan_config(train_len=6, callbacks={"image_logger": {"params": {"batch_frequency": 2, "max_images": 1}},
+                                               "ema": ema})
     cfg["model"]["params"]["ddconfig"]["dropout"] = 0.3  # the model draws too
     cfg["data"]["params"]["num_workers"] = workers
     cfg["data"]["params"]["train"]["target"] = "test_exact_resume.JitteredLandscapes"
@@ -61,9 +63,10 @@ def last(run) -> dict:
 
 def assert_same(a: dict, b: dict) -> None:
     assert a["global_step"] == b["global_step"]
-    assert a["state_dict"].keys() == b["state_dict"].keys()
-    for key, value in a["state_dict"].items():
-        torch.testing.assert_close(b["state_dict"][key], value, rtol=0, atol=0, msg=key)
+    for weights in ("state_dict", "current_model_state"):  # the second: the raw weights beside an EMA's average
+        assert a.get(weights, {}).keys() == b.get(weights, {}).keys()
+        for key, value in a.get(weights, {}).items():
+            torch.testing.assert_close(b[weights][key], value, rtol=0, atol=0, msg=key)
     assert len(a["optimizer_states"]) == len(b["optimizer_states"])
     for opt_a, opt_b in zip(a["optimizer_states"], b["optimizer_states"]):
         assert opt_a["state"].keys() == opt_b["state"].keys()
@@ -78,7 +81,7 @@ def test_stop_mid_epoch_and_resume_equals_a_straight_run(tmp_path):
     assert train("-b", str(cfg), "-t", "-s", "7", "--max_steps", "8", "-l", str(tmp_path / "straight")) == 0
     assert train("-b", str(cfg), "-t", "-s", "7", "--max_steps", "4", "-l", str(tmp_path / "part")) == 0
     part = only_run(tmp_path / "part")
-    assert last(part)["global_step"] == 4
+    assert last(part)["global_step"] == 4 and "current_model_state" in last(part)
     assert train("-r", str(part), "-t", "-s", "7", "--max_steps", "8") == 0
     assert_same(last(only_run(tmp_path / "straight")), last(part))
 
