@@ -369,7 +369,11 @@ def constructor_hints(obj: Any) -> dict[str, Any]:
             continue
         for key, hint in type_hints(init).items():
             hints.setdefault(key, hint)
-        if not any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values()):
+        try:
+            forwards = any(p.kind is p.VAR_KEYWORD for p in inspect.signature(init).parameters.values())
+        except (TypeError, ValueError):  # a constructor written in C: no signature to follow
+            break
+        if not forwards:
             break
     return hints
 

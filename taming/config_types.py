@@ -63,7 +63,11 @@ def type_hints(fn: Callable) -> dict[str, Any]:
         pass
     hints = {}
     namespace = getattr(fn, "__globals__", {})
-    for name, p in inspect.signature(fn).parameters.items():
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # written in C: nothing to check against
+        return {}
+    for name, p in parameters.items():
         ann = p.annotation
         if isinstance(ann, str):
             try:

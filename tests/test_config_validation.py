@@ -95,4 +95,14 @@ def test_a_target_that_builds_the_wrong_thing_is_one_line(tmp_path, capsys, sect
                  "-l", str(tmp_path / "logs")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     where = "lightning.callbacks.nothing" if section == "callbacks" else section
-    assert len(err) == 1 and f"{where}.target built NoneType None, not a" in err[0], err
+    assert len(err) == 1 and f"{where}.target built None, not a" in err[0], err
+
+
+def test_a_model_target_of_the_wrong_kind_is_one_line(tmp_path, capsys):
+    cfg = vqgan_config()
+    cfg["model"]["target"] = "taming.tokenizer.inference.VQModel"  # the inference core: no training shell
+    path = write_config(tmp_path / "c.yaml", cfg)
+    assert main(["train", "-b", str(path), "-t", "-l", str(tmp_path / "logs")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == ["taming train: error: model.target built a VQModel, not a LightningModule (a training shell such "
+                   "as taming.models.vqgan.VQModel)"], err

@@ -67,7 +67,7 @@ def expected_warnings_silenced() -> Iterator[None]:
 def built(obj: Any, kind: type, what: str, where: str) -> Any:
     """`obj` if it is a `kind`; a target of the user's own package may build anything, even None."""
     if not isinstance(obj, kind):
-        raise ConfigError(f"{where}.target built {type(obj).__name__} {obj!r:.60}, not {what}")
+        raise ConfigError(f"{where}.target built {'None' if obj is None else 'a ' + type(obj).__name__}, not {what}")
     return obj
 
 
