@@ -12,6 +12,17 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_allow_list(monkeypatch):
+    """Each test is a new command: its own $TAMING_ALLOW_IMPORTS (none unless it sets one), read afresh."""
+    from taming.config import reset_allow_list
+
+    monkeypatch.delenv("TAMING_ALLOW_IMPORTS", raising=False)
+    reset_allow_list()
+    yield
+    reset_allow_list()
+
+
 @pytest.fixture
 def one_thread():
     """Tiny models: one thread avoids OpenMP hand-offs that cost more than the work (and thrash on a busy machine)."""

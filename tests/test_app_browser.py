@@ -11,7 +11,9 @@ outputs/test-artifacts/app_browser.png (printed; under the repository root).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,11 +22,13 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
@@ -116,3 +120,51 @@ def test_sample_and_download_in_chromium(tmp_path):
                 app.kill()
     with socket.socket() as s:  # nothing serves the port any more: no Streamlit child was left behind
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.contextmanager
+def served(tmp_path: Path, run: Path) -> Iterator[tuple[webdriver.Chrome, WebDriverWait]]:
+    """`taming app --logdir RUN` on a free port, a browser on its page; both stopped afterwards."""
+    port = free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    app = subprocess.Popen([sys.executable, "-m", "taming.cli.main", "app", "--logdir", str(run), "--port", str(port)],
+                           cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    chrome = None
+    try:
+        wait_for_server(port, app)
+        (tmp_path / "downloads").mkdir(exist_ok=True)
+        chrome = browser(tmp_path / "downloads", tmp_path / "profile")
+        chrome.get(f"http://127.0.0.1:{port}/")
+        yield chrome, WebDriverWait(chrome, 60)
+    finally:
+        if chrome is not None:
+            chrome.quit()
+        app.send_signal(signal.SIGTERM)
+        try:
+            app.wait(timeout=20)
+        finally:
+            if app.poll() is None:
+                app.kill()
+
+
+def test_stop_says_where_it_stopped_and_keeps_the_preview(tmp_path):
+    """Issue 20: after Stop the page showed neither "stopped at N%" nor the rows sampled so far (a stopped
+    Streamlit run may not write the session state, and the rerun starts before the stopped run ends)."""
+    run = make_run(tmp_path, seg_transformer_config(None, None), "seg")
+    with served(tmp_path, run) as (chrome, wait):
+        for label in ("height (codes)", "width (codes)"):  # 64x64 codes: seconds of sampling, time to press Stop
+            field = wait.until(EC.presence_of_element_located((By.XPATH, f"//input[@aria-label='{label}']")))
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys("64", Keys.ENTER)
+            wait.until(lambda c: c.find_element(By.XPATH, f"//input[@aria-label='{label}']").get_attribute("value") == "64")
+        time.sleep(1)  # the rerun of the last change
+        wait.until(EC.element_to_be_clickable((By.XPATH, "//button[.//p[text()='Sample']]"))).click()
+        wait.until(EC.presence_of_element_located((By.XPATH, "//*[contains(text(), 'live preview')]")))
+        chrome.find_element(By.XPATH, "//button[.//p[text()='Stop sampling']]").click()
+        stopped = wait.until(EC.presence_of_element_located((By.XPATH, "//*[starts-with(text(), 'Sampling stopped at')]")))
+        percent = int(re.match(r"Sampling stopped at (\d+)%", stopped.text).group(1))
+        assert 0 < percent < 100, stopped.text
+        wait.until(EC.presence_of_element_located((By.XPATH, "//*[text()='what was sampled before it stopped']")))
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert not [t for t in EXCEPTION_TEXT if t in body], body
+        assert "Download PNG" not in body  # no finished sample

@@ -51,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"taming: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return 2
+    from taming.config import reset_allow_list
+
+    reset_allow_list()  # this command's own --allow-import and $TAMING_ALLOW_IMPORTS, fixed once they are read
     return importlib.import_module(COMMANDS[command]).main(rest)
 
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
+from taming.cli.numbers import NON_NEGATIVE, PROBABILITY
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
@@ -34,9 +35,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-samples", "--n_samples", type=int, required=True, help="images (per class for class-conditional models)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=25, help="images sampled together (default 25)")
     add_sampling_args(p)
-    p.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
+    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
     p.add_argument("--classes", default=None, help="'all' (default) or comma-separated class numbers")
-    p.add_argument("--accept-rate", type=float, default=None,
+    p.add_argument("--accept-rate", type=PROBABILITY, default=None,
                    help="rejection sampling: keep this fraction (0, 1] of candidates, the most likely for their class")
     p.add_argument("--classifier", default=None, help="TorchScript/.pt2 classifier (default: the Inception network)")
     p.add_argument("--class-map", default=None,
@@ -61,7 +62,7 @@ def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.n_samples < 1 or args.batch_size < 1:
         raise ConfigError("-n and --batch-size must be >= 1")
-    loaded = transformer_run(args.run, args.config, args.device)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
     precision = resolve_precision(args.precision, loaded.device)
     settings = sample_settings(args, precision)

@@ -35,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
-    loaded = transformer_run(args.run, args.config, args.device)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample-conditional`")
     settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
     prepare_first_stage(loaded.model.first_stage_model, settings.precision)
     out = Path(args.outdir)

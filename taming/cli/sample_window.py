@@ -38,7 +38,7 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         raise ConfigError(f"--frames {args.frames}: must be >= 1")
     if not Path(args.condition).is_file():
         raise FileNotFoundError(f"condition map not found: {args.condition}")
-    loaded = transformer_run(args.run, args.config, args.device)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample-window`")
     settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
     prepare_first_stage(loaded.model.first_stage_model, settings.precision)
     size = parse_size(args.size)

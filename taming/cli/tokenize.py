@@ -26,7 +26,7 @@ from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser, split_overrides
 from taming.checkpoint import load_model
-from taming.config import ConfigError, allow_imports, instantiate_from_config, load_config
+from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
 from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
 
 log = logging.getLogger(__name__)
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unrecognized argument {unknown[0]!r}")
         if args.shard_size < 1 or args.crops < 0:
             raise ConfigError("--shard-size must be >= 1 and --crops >= 0")
-        allow_imports(args.allow_import)
+        fix_allow_list(args.allow_import)
         run(args, overrides)
         return 0
 

@@ -55,9 +55,11 @@ def prepare_first_stage(model: torch.nn.Module, precision: str) -> torch.nn.Modu
     return model.prepare_fast(torch.bfloat16 if precision == "bf16" else None)
 
 
-def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None) -> LoadedRun:
-    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode."""
-    return load_run(resolve_run(target, configs), device_for(device))
+def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None,
+                    command: str = "this command") -> LoadedRun:
+    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode; `command` (e.g.
+    "`taming sample`") is named when the run is of another kind."""
+    return load_run(resolve_run(target, configs), device_for(device), command)
 
 
 def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None

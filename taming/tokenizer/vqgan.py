@@ -35,9 +35,10 @@ import torch
 from torch import nn
 
 from taming.config import ConfigError, accepted_params, to_plain
-from taming.config_types import check_value
+from taming.config_types import Width, check_value
 from taming.hardware import first_stage_dtype
 
+from .codebook import CodebookSize
 from .ddconfig import DDConfig
 from .decoder import Decoder
 from .ema import EMAVectorQuantizer
@@ -60,7 +61,7 @@ def _check_options(model: nn.Module, cls: type, options: Mapping[str, Any], fixe
 
 
 class VQGAN(nn.Module):
-    def __init__(self, ddconfig: DDConfig, n_embed: int, embed_dim: int, remap: str | None = None,
+    def __init__(self, ddconfig: DDConfig, n_embed: CodebookSize, embed_dim: Width, remap: str | None = None,
                  sane_index_shape: bool = False, **quantizer_options: Any):
         super().__init__()  # cooperative: reaches LightningModule in `class VQModel(VQGAN, L.LightningModule)`
         ddconfig = to_plain(ddconfig)
@@ -190,7 +191,7 @@ class GumbelVQGAN(VQGAN):
     """Codes from GumbelQuantize; quant_conv keeps z_channels because `quantize.proj` maps
     z_channels to the n_embed logits."""
 
-    def __init__(self, ddconfig: DDConfig, n_embed: int, embed_dim: int, remap: str | None = None,
+    def __init__(self, ddconfig: DDConfig, n_embed: CodebookSize, embed_dim: Width, remap: str | None = None,
                  kl_weight: float = 1e-8, **quantizer_options: Any):
         super().__init__(ddconfig, n_embed, embed_dim, remap=remap, kl_weight=kl_weight, **quantizer_options)
 
