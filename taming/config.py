@@ -261,7 +261,7 @@ def check_types(obj: Any, params: Mapping[str, Any], where: str) -> None:
     hints = type_hints(obj.__init__ if inspect.isclass(obj) else obj)
     for key, value in params.items():
         if key in hints:
-            check_value(value, hints[key], f"{where}.{key}")
+            check_value(value, hints[key], f"{where}.{key}", ConfigError)
 
 
 def instantiate_from_config(config: Any, where: str = "config", **extra: Any) -> Any:

@@ -66,7 +66,7 @@ class VQGAN(nn.Module):
         if not isinstance(ddconfig, Mapping) or "z_channels" not in ddconfig:
             raise ConfigError(f"ddconfig: expected a mapping with the encoder/decoder settings "
                               f"(ch, ch_mult, z_channels, ...), got {ddconfig!r}")
-        check_value(ddconfig, DDConfig, "ddconfig")  # built from a config, the path was checked already
+        check_value(ddconfig, DDConfig, "ddconfig", ConfigError)  # built from a config, the path was checked already
         self.n_embed, self.embed_dim = n_embed, embed_dim
         z_channels = ddconfig["z_channels"]
         self.encoder = Encoder(**ddconfig)
