@@ -9,17 +9,10 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
   wherever the window input is unchanged, and a faster strided mode; `window_nll` scores a grid
   under its context.
 
-`precision` (taming.precision.PRECISIONS):
-- "fp32" (default): float32 throughout; argmax gives the original's codes.
-- "auto": what taming.hardware chooses for the GPT's device (what the commands default to):
-  "int8" on CPUs without AMX, "bf16" on AMX CPUs and GPUs with bf16, else "fp32".
-- "bf16": the key/value cache in bf16 and, on the CPU, one-position steps through packed bf16
-  weight copies, the prefill in bf16 where bf16 GEMMs are fast; on a GPU, bf16 autocast.
-- "int8" (CPU): one-position steps on int8 weights (one scale per output row); where bf16 GEMMs are
-  fast a bf16 prefill and an int8 key/value cache read by native kernels. The least exact; its cost
-  in validation NLL is measured in BENCHMARKS.md.
-The per-phase choices are taming.precision's `DecodePlan`. The model itself is never changed:
-concurrent calls at different precisions each get what they get alone.
+`precision` is one of taming.precision.PRECISIONS: "fp32" (default) is float32 throughout, where
+argmax gives the original's codes; "bf16" and "int8" decode faster, not bit-exact (their cost in
+validation NLL: BENCHMARKS.md); "auto" is the hardware's choice (what the commands default to). The
+model itself is never changed: concurrent calls at different precisions each get what they get alone.
 """
 from __future__ import annotations
 

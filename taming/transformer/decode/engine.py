@@ -4,9 +4,9 @@ A `Decoder` is built per call for `rows` rows. It owns what it runs and changes 
 model (so calls in several threads at different precisions never meet): the weights (`Weights`:
 the model's own or copies, weights.py), the caches it makes (`new_cache`: the plan's dtype; int8 is
 a QuantizedCache), and the two ways it computes:
-- `forward(idx, cache, pos)`: positions [pos, pos + T) over a cache -> logits of the last, the GPT's
-  computation (tests check it equals `GPT.forward` bit for bit in float32), with the plan's weights;
-  one code over a reduced cache on the CPU attends through the native kernel (attention.py);
+- `forward(idx, cache, pos)`: positions [pos, pos + T) over a cache -> logits of the last: the GPT's
+  computation with the plan's weights (tests compare it with `GPT.forward`); one code over a reduced
+  cache on the CPU attends through the native kernel (attention.py);
 - `stepper(cache)`: `generate`'s one-code step by the plan's backend: "native" (the whole step in
   one C call, native.py), "cuda_graph" (a static cache and one CUDA graph per call, graph.py), or
   "pytorch" (`forward`), which also serves where the others do not apply.

@@ -9,9 +9,7 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
   unconditional rows in one forward.
 - `sequence_nll(gpt, cond_codes (B, L), codes (B, S)) -> (B, S)`: teacher-forced NLL computed the
   way `generate` computes its logits (the quality cost of a sampling precision).
-`precision` is one of taming.precision.PRECISIONS ("fp32" by default: the original's numbers); the
-engine (engine.py) runs its plan and never changes the model. taming/sampling.py builds the
-sliding-window sampler on these.
+`precision` is one of taming.precision.PRECISIONS ("fp32" by default: the original's numbers).
 """
 from __future__ import annotations
 

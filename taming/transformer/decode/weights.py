@@ -131,9 +131,8 @@ def _reduced(parts: list[nn.Linear], precision: str, rows: int) -> Fn | None:
     """The kept `precision` copy of the Linears `parts` side by side (bf16 copies: laid out for `rows`)."""
     rows = rows if precision == "bf16" else 0  # int8 copies do not depend on the row count
     sources = [t for p in parts for t in (p.weight, p.bias)]
-    make = (lambda: REDUCED[precision](parts[0], rows)) if len(parts) == 1 else \
-        (lambda: REDUCED[precision](concatenated(parts), rows))
-    return kept(f"{precision} {rows} {len(parts)}", sources, make)
+    return kept(f"{precision} {rows} {len(parts)}", sources,
+                lambda: REDUCED[precision](parts[0] if len(parts) == 1 else concatenated(parts), rows))
 
 
 class Weights:
