@@ -45,7 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from taming.precision import resolve, summary  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, sequence_nll, window_nll  # noqa: E402
-from taming.transformer.decode import engine, generate as generate_module  # noqa: E402
+from taming.transformer.decode import engine, loop  # noqa: E402
 from taming.transformer.decode.native import NativeStep, library  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
@@ -110,7 +110,7 @@ def bench_phases(gpt, batches=(4, 32)):
     print(f"phases of generate (auto: {resolve('auto', 'cpu').decode.describe()})")
     print(f"{'batch':>5} {'total':>7} {'prefill':>8} {'steps':>7} {'per step':>9} {'sampling':>9}")
     real = {"forward": engine.Decoder.forward, "stepper": engine.Decoder.stepper,
-            "sample_logits": generate_module.sample_logits}
+            "sample_logits": loop.sample_logits}
     spent: dict[str, float] = {}
 
     def timed(name, fn):
@@ -124,7 +124,7 @@ def bench_phases(gpt, batches=(4, 32)):
         return (timed("prefill", real["forward"]) if idx.shape[1] > 1 else real["forward"])(dec, idx, cache, pos)
     engine.Decoder.forward = forward
     engine.Decoder.stepper = lambda *args: timed("steps", real["stepper"](*args))
-    generate_module.sample_logits = timed("sampling", real["sample_logits"])
+    loop.sample_logits = timed("sampling", real["sample_logits"])
     try:
         for batch in batches:
             cond = torch.randint(0, 1024, (batch, 256), generator=torch.Generator().manual_seed(0))
@@ -139,7 +139,7 @@ def bench_phases(gpt, batches=(4, 32)):
                   f"{1e3 * phase['steps'] / 255:7.2f}ms {phase['sampling']:9.3f}")
     finally:
         engine.Decoder.forward, engine.Decoder.stepper = real["forward"], real["stepper"]
-        generate_module.sample_logits = real["sample_logits"]
+        loop.sample_logits = real["sample_logits"]
 
 
 def bench_attention(batches=(4, 32), positions=(256, 383, 510)):

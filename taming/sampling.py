@@ -3,7 +3,7 @@ taming/transformer/decode/ runs them).
 
 Shapes: B rows sampled together, V vocabulary, L conditioning length.
 
-- `sample_logits`, `generate`, `sequence_nll`: taming/transformer/decode/generate.py (re-exported).
+- `sample_logits`, `generate`, `sequence_nll`: taming/transformer/decode/loop.py (re-exported).
 - `sample_window(gpt, cond_grid (B, H, W), ...) -> codes (B, H, W)`: the original sliding-window
   sampler for grids larger than the training window (see its docstring), with caches reused
   wherever the window input is unchanged, and a faster strided mode; `window_nll` scores a grid
@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 import torch
 
 from taming.transformer.decode import Generators, decoder, generate, sample_logits, sequence_nll
-from taming.transformer.decode.generate import Callback
+from taming.transformer.decode.loop import Callback
 from taming.transformer.gpt import GPT
 
 

@@ -275,7 +275,7 @@ def test_original_module_level_samplers(seg):
 
 
 def test_draw_never_picks_a_code_without_probability(monkeypatch):
-    from taming.transformer.decode.generate import _draw
+    from taming.transformer.decode.loop import _draw
 
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).expand(5000, -1)
     codes = _draw(probs, torch.Generator().manual_seed(0))
