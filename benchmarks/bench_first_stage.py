@@ -197,7 +197,7 @@ def main() -> None:
                 continue
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-    from taming.hardware import summary
+    from taming.precision import summary
 
     print(f"\n{summary('cpu')}")
     print(f"faceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")

@@ -70,9 +70,10 @@ def first_stage_fn(case, device, precision, choice):
         from bench_first_stage import train_step_fn  # our G + D step (one autoencoder forward)
 
         return train_step_fn(x, "bf16" if bf16 else "cl")
+    from taming.precision import prepare_first_stage
     from taming.tokenizer.vqgan import VQGAN
 
-    model = VQGAN(p.ddconfig, p.n_embed, p.embed_dim).to(device).eval().prepare_fast(precision)
+    model = prepare_first_stage(VQGAN(p.ddconfig, p.n_embed, p.embed_dim).to(device).eval(), precision)
     with torch.no_grad():
         quant = model.encode(x)[0].contiguous(memory_format=torch.channels_last)
     if case == "encode":
@@ -104,15 +105,15 @@ def second_stage_fn(case, device, batch, precision, choice):
 
 
 def worker(args) -> None:
-    from taming.hardware import decode_plan, decode_precision
+    from taming.precision import resolve
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fn = ours_fn(args.worker, args.device, args.batch, args.precision)
     res = timed(fn, args.device, args.repeats)
     emit({"side": "ours", "case": args.worker, "batch": args.batch, "precision": args.precision,
-          "decode": decode_precision(args.precision, args.device),
-          "plan": decode_plan(args.precision, args.device, args.batch).describe(), **res})
+          "decode": resolve(args.precision, args.device).name,
+          "plan": resolve(args.precision, args.device).decode.describe(), **res})
 
 
 # ---- machine limits ------------------------------------------------------------------------------
@@ -135,11 +136,11 @@ def cached_bytes(batch: int, precision: str, device: str) -> float:
     Linear weight (at the decoding precision) and the key/value cache up to its position."""
     C, L = GPT_DIMS["n_embd"], GPT_DIMS["n_layer"]
     linear = L * 12 * C * C + C * GPT_DIMS["vocab_size"]
-    from taming.hardware import decode_plan
-    from taming.transformer.decoding import PACKED_MAX_ROWS
+    from taming.precision import resolve
+    from taming.transformer.decode.weights import FEW_ROWS
 
-    plan = decode_plan(precision, device, batch)
-    reduced = batch <= PACKED_MAX_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
+    plan = resolve(precision, device).decode
+    reduced = batch <= FEW_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
     w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[plan.step] if reduced else 4
     kv_bytes = plan.cache.itemsize + (4 / (C // GPT_DIMS["n_head"]) if plan.cache == torch.int8 else 0)  # + scales
     per_position = 2 * L * C * kv_bytes * batch  # keys and values of one position, all layers
@@ -151,13 +152,13 @@ def prefill_gflop(batch: int) -> float:
     """Matmul FLOPs of the prefill of `batch` rows of conditioning (compute-bound, unlike the steps)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from taming.sampling import prefill
+    from taming.transformer.decode import decoder
     from taming.transformer.gpt import GPT
     from workloads import cond_codes
 
-    gpt = GPT(**GPT_DIMS).eval()
+    dec = decoder(GPT(**GPT_DIMS), "fp32", batch)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        prefill(gpt, cond_codes(batch, "cpu"), gpt.new_cache(batch, COND))
+        dec.forward(cond_codes(batch, "cpu"), dec.new_cache(COND), 0)
     return counter.get_total_flops() / 1e9
 
 
@@ -216,7 +217,8 @@ def main() -> None:
         worker(args)
         return
 
-    from taming.hardware import choose, detect, summary
+    from taming.hardware import choose, detect
+    from taming.precision import summary
 
     torch.set_num_threads(args.threads)
     if args.clock == "cpu":  # the peaks on the same clock as the workers
@@ -291,12 +293,12 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         orig, measured, _ = ORIG_RESULT.get(r["case"], (float("nan"), False, 4))
         note = f"{r['precision']}" + (f" -> {r['plan']}" if r["case"] == "cached" else "")
         if r["case"] == "cached":
-            from taming.hardware import decode_plan
+            from taming.precision import resolve
 
             limit = cached_bytes(4, r["decode"], hw.device) / (bandwidth * 1e9)
             note += f"; {r['s'] / limit:.1f}x the memory-bound limit ({limit:.2f} s at {bandwidth:.0f} GB/s)"
             # the prefill is compute-bound: at best the matmul peak of its precision
-            bf16 = decode_plan(r["precision"], hw.device, 4).prefill == "bf16"
+            bf16 = resolve(r["precision"], hw.device).decode.prefill == "bf16"
             floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
             note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
         tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded

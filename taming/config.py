@@ -383,7 +383,7 @@ def check_types(obj: Any, params: Mapping[str, Any], where: str) -> None:
     hints = constructor_hints(obj)
     for key, value in params.items():
         if key in hints:
-            check_value(value, hints[key], f"{where}.{key}")
+            check_value(value, hints[key], f"{where}.{key}", ConfigError)
 
 
 def instantiate_from_config(config: Any, where: str = "config", **extra: Any) -> Any:

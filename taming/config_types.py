@@ -1,6 +1,6 @@
 """Config values checked against the type hints of the constructor they feed.
 
-`check_value(value, hint, where)` understands the hints our constructors use: int, float, bool,
+`check_value(value, hint, where, error)` understands the hints our constructors use: int, float, bool,
 str, paths, None, unions, Literal, sequences, tuples, mappings and TypedDicts (a nested settings
 dict that is not a `target:` node, e.g. `ddconfig`). A TypedDict may carry a `__check__(value,
 where)` function for rules across its keys. Hints it does not know (classes, callables) pass:
@@ -47,12 +47,6 @@ class Between:
 
 MAX_WIDTH = 8192  # channels of one layer: far above any trained model's, far below an allocation that fails
 Width = Annotated[int, Between(1, MAX_WIDTH)]
-
-
-def _error(message: str) -> Exception:
-    from taming.config import ConfigError  # config imports this module
-
-    return ConfigError(message)
 
 
 def type_hints(fn: Callable) -> dict[str, Any]:
@@ -105,11 +99,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_value(value: Any, hint: Any, where: str) -> None:
-    """Raise ConfigError if `value` cannot be what `hint` says; nested values are checked too."""
+def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> None:
+    """Raise `error` (taming.config.ConfigError; this module is below it) if `value` cannot be what
+    `hint` says; nested values are checked too."""
     problem = _mismatch(value, hint, where)
     if problem:
-        raise _error(problem)
+        raise error(problem)
 
 
 def _mismatch(value: Any, hint: Any, where: str) -> str | None:

@@ -26,7 +26,7 @@ from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_run
 from taming.generation.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
                                  shown_factor, to_pixels)
 from taming.app.uploads import image_upload, segmentation_upload
-from taming.transformer.decoding import PRECISIONS
+from taming.precision import PRECISIONS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ROOT = Path.cwd()  # the folder the app was started in: typed paths must lie under it

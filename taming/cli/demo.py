@@ -33,6 +33,7 @@ from taming.cli.errors import run_reporting_errors
 from taming.cli.numbers import POSITIVE
 from taming.cli.train import ArgumentParser
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes, colorize
+from taming.precision import add_flag
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_STEPS = {"vqgan": 1200, "segvq": 600, "transformer": 1500}
@@ -54,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--temperature", type=POSITIVE, default=0.7,
                    help="sampling temperature (default 0.7: on the default run's weights, map agreement of the "
                         "panorama 0.69 instead of 0.57 at 1.0, samples 0.525 instead of 0.509)")
-    p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
+    add_flag(p)
     p.add_argument("--stride", type=int, default=None,
                    help="sliding-window stride in codes (1: the exact window per code; default 2: 4x fewer "
                         "windows; 4 with --quick)")

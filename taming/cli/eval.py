@@ -29,7 +29,7 @@ from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError, fix_allow_list
-from taming.eval.runs import PRECISIONS
+from taming.precision import add_flag, prepare_first_stage
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
 
@@ -45,7 +45,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="validation", help="data split of the config (default validation)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--batch-size", type=int, default=None, help="default: the data config's")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="of the evaluated model")
+    add_flag(p)  # of the evaluated model
     add_allow_import(p)  # the run's config is built: its targets go through the allow-list
 
 
@@ -141,7 +141,7 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval import reconstruction as rec
-    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+    from taming.eval.runs import load_evaluated, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
     fix_allow_list(args.allow_import)
@@ -176,7 +176,7 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
 
 def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
-    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+    from taming.eval.runs import load_evaluated, split_batches
 
     fix_allow_list(args.allow_import)
     model, config, _ = load_evaluated(args.run, args.config)

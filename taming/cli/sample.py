@@ -25,7 +25,8 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
-from taming.generation.models import prepare_first_stage, checkpoint_info, resolve_precision, transformer_run
+from taming.generation.models import checkpoint_info, transformer_run
+from taming.precision import prepare_first_stage, resolve
 from taming.generation.samples import class_list, plan, write_samples
 
 
@@ -64,9 +65,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         raise ConfigError("-n and --batch-size must be >= 1")
     loaded = transformer_run(args.run, args.config, args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
-    precision = resolve_precision(args.precision, loaded.device)
-    settings = sample_settings(args, precision)
-    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
+    precision = resolve(args.precision, loaded.device)
+    settings = sample_settings(args, precision.name)
+    prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     remove_partial(out)
     items = plan(out, args.n_samples, labels)
@@ -109,7 +110,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                                **rejection.acceptance_summary(records)}
     save_json(report, out / "settings.json")
     line = (f"{len(items)} samples in {out / 'samples'} ({done} already there, {progress.made} made at "
-            f"{progress.rate:.2f} images/s, precision {precision})")
+            f"{progress.rate:.2f} images/s, precision {precision.name})")
     if classifier is not None:
         line += f"; acceptance rate {report['rejection']['acceptance_rate']:.4f}"
     print(line)

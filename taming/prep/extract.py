@@ -21,18 +21,17 @@ from taming.data.errors import UnreadableFile
 from taming.data.imageio import read_rgb
 from taming.prep.inputs import Item
 from taming.prep.maps import MapMaker
+from taming.precision import resolve
 
 PRECISIONS = ("auto", "fp32", "bf16")
 
 
 def compute_dtype(precision: str, device: torch.device | str) -> torch.dtype:
     """The one place the extraction's precision is decided. "auto" is the project's choice for
-    convolution networks on `device` (taming.hardware: bf16 where bf16 convolutions are fast, else
+    convolution networks on `device` (taming.precision: bf16 where bf16 convolutions are fast, else
     float32); "fp32" computes what the reference computes."""
     if precision == "auto":
-        from taming.hardware import first_stage_dtype
-
-        return first_stage_dtype(device) or torch.float32
+        return torch.bfloat16 if resolve("auto", device).first_stage == "bf16" else torch.float32
     return {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
 
 

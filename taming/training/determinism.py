@@ -24,9 +24,26 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
-from taming.training.datamodule import EpochSampler
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose epoch is the trainer's current epoch when iteration starts.
+
+    Lightning hands `set_epoch` a restarted run's epoch counter one too high when the checkpoint was
+    written at the end of an epoch, so a resumed run would shuffle differently from an
+    uninterrupted one; `trainer.current_epoch` is right in both cases.
+    """
+
+    def __init__(self, dataset: Any, get_epoch: Any = None, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.get_epoch = get_epoch
+
+    def __iter__(self):
+        epoch = self.get_epoch() if self.get_epoch is not None else None
+        if epoch is not None:
+            self.epoch = int(epoch)
+        return super().__iter__()
 
 
 def example_seed(*key: int) -> int:

@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from taming.config import ConfigError, check_keys, check_types, to_plain
-from taming.hardware import training_precision
+from taming.precision import resolve
 from taming.training.options import TrainOptions
 from taming.training.sharding import FSDPDataParallel
 
@@ -78,8 +78,9 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw[key] = value
     kw["devices"] = _parse_devices(kw.get("devices", 1))
     kw.setdefault("accelerator", "auto")
-    if str(kw.get("precision")) == "auto":  # bf16-mixed where bf16 is fast (taming/hardware.py), else 32
-        kw["precision"] = training_precision(kw["accelerator"])
+    if str(kw.get("precision")) == "auto":  # bf16-mixed where bf16 is fast (taming/precision.py), else 32
+        gpu = kw["accelerator"] != "cpu" and torch.cuda.is_available()
+        kw["precision"] = resolve("auto", "cuda" if gpu else "cpu").train
     if kw.get("strategy") == "fsdp":
         kw["strategy"] = FSDPDataParallel()  # FSDP2, on GPUs and CPUs (taming/training/sharding.py)
     return kw

@@ -16,7 +16,6 @@ import logging
 import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
@@ -131,7 +130,7 @@ def base_learning_rate(config: DictConfig) -> float:
     base_lr = config.model.get("base_learning_rate", None)
     if base_lr is None:
         raise ConfigError("model.base_learning_rate: missing (the learning rate is derived from it)")
-    check_value(base_lr, float, "model.base_learning_rate")
+    check_value(base_lr, float, "model.base_learning_rate", ConfigError)
     if not math.isfinite(base_lr) or base_lr < 0:
         raise ConfigError(f"model.base_learning_rate: must be a finite number >= 0, got {base_lr}")
     return float(base_lr)
