@@ -14,7 +14,7 @@ from PIL import Image
 
 from taming.cli.main import main
 from taming.generation.files import image_name
-from taming.generation.models import transformer_run
+from taming.generation.runs import transformer_run
 from taming.generation.samples import SampleSettings, image_seed, sample_images
 from taming.sampling import generate
 from helpers import FIXTURES, fixture_gpt, make_run, original_run, prefix_config

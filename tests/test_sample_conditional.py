@@ -14,7 +14,7 @@ from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
 from taming.data.landscapes import LandscapesValidation
 from taming.generation.files import image_name, to_uint8
-from taming.generation.models import transformer_run
+from taming.generation.runs import transformer_run
 from taming.generation.samples import image_seed
 from taming.sampling import generate, sample_window
 from helpers import make_run, seg_transformer_config

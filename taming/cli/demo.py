@@ -31,7 +31,7 @@ import torch
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.numbers import POSITIVE
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes, colorize
 from taming.precision import add_flag
 

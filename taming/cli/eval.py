@@ -27,7 +27,7 @@ import torch
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser
 from taming.config import ConfigError, fix_allow_list
 from taming.precision import add_flag, prepare_first_stage
 

@@ -21,11 +21,11 @@ from pathlib import Path
 from taming.cli.errors import run_reporting_errors
 from taming.cli.numbers import NON_NEGATIVE, PROBABILITY
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
-from taming.generation.models import checkpoint_info, transformer_run
+from taming.generation.runs import checkpoint_info, transformer_run
 from taming.precision import prepare_first_stage, resolve
 from taming.generation.samples import class_list, plan, write_samples
 
@@ -76,7 +76,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         if labels is None:
             raise ConfigError("--accept-rate: rejection sampling needs a class-conditional model")
         rejection.candidate_count(args.n_samples, args.accept_rate)  # checks the rate
-        classifier = rejection.load_classifier(args.classifier, args.class_map, loaded.device, args.inception_weights)
+        from taming.eval.classifier import load_classifier
+
+        classifier = load_classifier(args.classifier, args.class_map, loaded.device, args.inception_weights)
     done = sum(it.path.is_file() for it in items)
     records = []
     if classifier is None:

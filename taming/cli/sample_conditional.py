@@ -15,11 +15,11 @@ from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser
 from taming.config import ConfigError
 from taming.generation.conditional import sample_split
 from taming.generation.files import remove_partial, save_json
-from taming.generation.models import checkpoint_info, transformer_run
+from taming.generation.runs import checkpoint_info, transformer_run
 from taming.precision import prepare_first_stage, resolve
 
 

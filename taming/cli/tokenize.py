@@ -24,7 +24,8 @@ from omegaconf import OmegaConf
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
-from taming.cli.train import ArgumentParser, split_overrides
+from taming.cli.train import split_overrides
+from taming.flags import ArgumentParser
 from taming.checkpoint import load_model
 from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
 from taming.data.code_shards import CodeEncoder, data_config_for, encode_split

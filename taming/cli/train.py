@@ -16,14 +16,8 @@ import sys
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
+from taming.flags import ArgumentParser
 from taming.training.options import TrainOptions, add_arguments, value_flags
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line, exit 2 in main) instead of printing usage."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see taming {self.prog.split()[-1]} --help)")
 
 
 OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)*=")
