@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import dataclass
 import resource
 import sys
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.numbers import NON_NEGATIVE, PROBABILITY
-from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
-from taming.flags import ArgumentParser
+from taming.flags import NON_NEGATIVE, PROBABILITY
+from taming.cli.sampling_args import ModelOptions, Progress, SamplingOptions
+from taming.flags import ArgumentParser, add_arguments, flag, from_namespace
 from taming.config import ConfigError
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
@@ -30,24 +31,31 @@ from taming.precision import prepare_first_stage, resolve
 from taming.generation.samples import class_list, plan, write_samples
 
 
+@dataclass
+class SampleOptions(SamplingOptions, ModelOptions):
+    """What `taming sample` parsed."""
+    n_samples: int = flag("-n", "--n-samples", "--n_samples", type=int, required=True,
+                          help="images (per class for class-conditional models)")
+    batch_size: int = flag("--batch-size", "--batch_size", default=25, type=int,
+                           help="images sampled together (default 25)")
+    cfg_scale: float | None = flag("--cfg-scale", type=NON_NEGATIVE,
+                                   help="classifier-free guidance scale (models trained with cfg_dropout)")
+    classes: str | None = flag("--classes", help="'all' (default) or comma-separated class numbers")
+    accept_rate: float | None = flag("--accept-rate", type=PROBABILITY, help="rejection sampling: keep this "
+                                     "fraction (0, 1] of candidates, the most likely for their class")
+    classifier: str | None = flag("--classifier", help="TorchScript/.pt2 classifier (default: the Inception network)")
+    class_map: str | None = flag("--class-map", help="file of the classifier's logit index for each class (default "
+                                 "with the Inception network: the model's classes are ImageNet's class index, "
+                                 "n01440764 = 0, each read at the graph's logit for that synset)")
+    inception_weights: str | None = flag("--inception-weights",
+                                         help="the FID Inception weight file (default classifier)")
+    outdir: str = flag("-o", "--outdir", required=True, help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="taming sample", description="Sample images from a transformer into a folder.")
-    add_model_args(p)
-    p.add_argument("-n", "--n-samples", "--n_samples", type=int, required=True, help="images (per class for class-conditional models)")
-    p.add_argument("--batch-size", "--batch_size", type=int, default=25, help="images sampled together (default 25)")
-    add_sampling_args(p)
-    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
-    p.add_argument("--classes", default=None, help="'all' (default) or comma-separated class numbers")
-    p.add_argument("--accept-rate", type=PROBABILITY, default=None,
-                   help="rejection sampling: keep this fraction (0, 1] of candidates, the most likely for their class")
-    p.add_argument("--classifier", default=None, help="TorchScript/.pt2 classifier (default: the Inception network)")
-    p.add_argument("--class-map", default=None,
-                   help="file of the classifier's logit index for each class (default with the Inception network: "
-                        "the model's classes are ImageNet's class index, n01440764 = 0, each read at the graph's "
-                        "logit for that synset)")
-    p.add_argument("--inception-weights", default=None, help="the FID Inception weight file (default classifier)")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
-    return p
+    """Generated from the SampleOptions fields."""
+    return add_arguments(ArgumentParser(prog="taming sample", description="Sample images from a transformer "
+                                        "into a folder."), SampleOptions)
 
 
 def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
@@ -60,13 +68,13 @@ def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
     return [it.path for it in chosen if it.path.is_file()]
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict:
+def run(args: SampleOptions, argv: list[str]) -> dict:
     if args.n_samples < 1 or args.batch_size < 1:
         raise ConfigError("-n and --batch-size must be >= 1")
     loaded = transformer_run(args.run, args.config, args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
     precision = resolve(args.precision, loaded.device)
-    settings = sample_settings(args, precision.name)
+    settings = args.spec(precision.name, cfg_scale=args.cfg_scale)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     remove_partial(out)
@@ -121,4 +129,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("sample", lambda: run(build_parser().parse_args(argv), argv) and 0)
+    return run_reporting_errors("sample", lambda: run(from_namespace(SampleOptions, build_parser().parse_args(argv)), argv) and 0)

@@ -3,6 +3,7 @@ reconstruction and conditioning (the original scripts/make_samples.py).
 
     taming sample-conditional -r RUN [--config ...] [--split validation] [--limit N] -o OUTDIR
                               [--top-k K] [--top-p P] [--temperature T] [--seed S] [--precision P]
+                              [--keep-rows R]   (completion: the top R rows of each image's codes kept)
 
 Writes OUTDIR/{inputs,reconstructions,conditioning,samples}/000000.png ... (see
 taming/generation/conditional.py) and OUTDIR/settings.json; a stopped run continues.
@@ -29,6 +30,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", default="validation", help="the config's data.params.<split> (default validation)")
     p.add_argument("--limit", type=int, default=None, help="at most this many examples")
     add_sampling_args(p, top_k=100)
+    p.add_argument("--keep-rows", type=int, default=0,
+                   help="completion: keep the top rows of each example's image codes, sample the rest (default 0)")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
     return p
 
@@ -36,9 +39,11 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
+    if args.keep_rows < 0:
+        raise ConfigError(f"--keep-rows {args.keep_rows}: must be >= 0")
     loaded = transformer_run(args.run, args.config, args.device, "`taming sample-conditional`")
     precision = resolve(args.precision, loaded.device)
-    settings = sample_settings(args, precision.name)
+    settings = sample_settings(args, precision.name, keep_rows=args.keep_rows)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     remove_partial(out)

@@ -22,7 +22,7 @@ import torch
 from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.numbers import POSITIVE
+from taming.flags import POSITIVE
 from taming.flags import ArgumentParser
 from taming.config import ConfigError, add_allow_import
 from taming.precision import add_flag
@@ -59,6 +59,7 @@ def save(images: torch.Tensor, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
+    from taming.generation.drawing import SamplingSpec
     from taming.generation.runs import transformer_run
     from taming.scene import layout_dataset, layout_tokens, category_numbers, read_layout, sample_scenes
 
@@ -69,11 +70,10 @@ def run(args: argparse.Namespace) -> int:
     key = model.cond_stage_key
     dataset = layout_dataset(config, args.split, args.data_path)
     generator = torch.Generator(args.device).manual_seed(args.seed)
-    top_k = args.top_k or None
+    spec = SamplingSpec(top_k=args.top_k or None, temperature=args.temperature, precision=args.precision)
 
     def draw(tokens: torch.Tensor, stem: Path) -> None:
-        images = sample_scenes(model, tokens.expand(args.samples, -1), top_k, args.temperature, generator,
-                               args.precision)
+        images = sample_scenes(model, tokens.expand(args.samples, -1), spec, generator)
         side = images.shape[-1]
         layout = dataset.conditional_builders[key].plot(tokens, dataset.get_textual_label_for_category_no,
                                                         (side, images.shape[-2]))

@@ -41,15 +41,15 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         raise FileNotFoundError(f"condition map not found: {args.condition}")
     loaded = transformer_run(args.run, args.config, args.device, "`taming sample-window`")
     precision = resolve(args.precision, loaded.device)
-    settings = sample_settings(args, precision.name)
+    settings = sample_settings(args, precision.name, fast=args.fast)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     size = parse_size(args.size)
     f = loaded.factor
     total = (size[0] // f) * (size[1] // f) if size else None
     progress = Progress(total, 0, "sampling", unit="codes")
     try:
-        w, h = sample_map(loaded, args.condition, size, settings, args.seed, Path(args.out), args.fast,
-                          Path(args.animation) if args.animation else None, args.frames, progress)
+        w, h = sample_map(loaded, args.condition, size, settings, Path(args.out),
+                          Path(args.animation) if args.animation else None, args.frames, progress.fraction)
     finally:
         progress.close()
     print(f"{w}x{h} px ({w // f}x{h // f} codes, window {loaded.window[1]}x{loaded.window[0]}) written to {args.out}"

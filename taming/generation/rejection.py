@@ -35,7 +35,8 @@ from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.images import channels_first
 from taming.generation.files import image_name, save_json
-from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, batches, write_samples
+from taming.generation.drawing import SamplingSpec
+from taming.generation.samples import SAMPLES, Item, Written, batches, write_samples
 
 CANDIDATES, RECORDS = "candidates", "rejection"
 
@@ -72,7 +73,7 @@ def read_pixels(paths: Sequence[Path]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
-def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, settings: SampleSettings,
+def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, spec: SamplingSpec,
                  seed: int, batch_size: int, classifier: Classifier, written: Written | None = None) -> dict:
     """Rejection-sample n images of `label` into samples/<label>/ -> its record (scores, kept)."""
     final = out / SAMPLES / str(label)
@@ -84,7 +85,7 @@ def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, set
             return record  # done in an earlier run with these settings
     folder = out / CANDIDATES / str(label)
     items = [Item(label, j, folder / image_name(j)) for j in range(count)]
-    write_samples(run, items, settings, seed, batch_size, written)
+    write_samples(run, items, spec, seed, batch_size, written)
     scores: list[float] = []
     for batch in batches(items, batch_size):
         scores += classifier.log_probs(read_pixels([it.path for it in batch]), [label] * len(batch)).tolist()
