@@ -6,6 +6,7 @@ as run folders in tmp_path, the layout `taming train` makes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -320,6 +321,41 @@ def test_page_samples_a_chosen_class(class_run, monkeypatch):
     assert not at.exception and not at.error and len(at.image) == 1
     assert at.session_state["sample"]["pixels"].shape == (16, 16, 3)
     assert at.image[0].captions[0].startswith("class 2; 8x8 codes (16x16 px), top-k 16")
+
+
+@pytest.fixture(scope="module")
+def guided_run(tmp_path_factory):
+    """A class-conditional run trained for classifier-free guidance (null token 5)."""
+    labelator = {"target": "taming.modules.util.Labelator", "params": {"n_classes": 5}}
+    config = prefix_config(labelator, "class_label", cfg_dropout=0.1, cfg_null_token=5)
+    return load_run(resolve_run(str(make_run(tmp_path_factory.mktemp("cfg"), config, "cfg"))))
+
+
+def test_grid_sampler_guidance_and_top_p_are_generates(guided_run):
+    condition = cond.encode_condition(guided_run, cond.class_example(guided_run, 2))
+    spec = SamplingSpec((8, 8), top_k=None, top_p=0.9, cfg_scale=3.0, seed=4)
+    codes = sample_grid(guided_run, condition, spec)
+    direct = generate(guided_run.model.transformer, condition.codes, 64, top_p=0.9, cfg_scale=3.0,
+                      uncond_codes=torch.full_like(condition.codes, 5), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(codes.reshape(1, -1), direct)
+    assert not torch.equal(codes, sample_grid(guided_run, condition, dataclasses.replace(spec, cfg_scale=None)))
+    with pytest.raises(ValueError, match="guidance samples at the training size 8x8, without completion"):
+        sample_grid(guided_run, condition, dataclasses.replace(spec, size=(8, 16)))
+
+
+def test_page_samples_with_top_p_and_guidance(guided_run, monkeypatch):
+    at = page(monkeypatch, "--logdir", guided_run.source.name)
+    at.number_input(key="class").set_value(2)
+    at.slider(key="top_p").set_value(0.9)
+    at.number_input(key="cfg_scale").set_value(3.0)
+    at.run()
+    at.button(key="sample_button").click().run()
+    assert not at.exception and not at.error
+    assert "top-p 0.9, temperature 1, guidance 3, seed 0" in at.image[0].captions[0]
+    condition = cond.encode_condition(guided_run, cond.class_example(guided_run, 2))
+    codes = sample_grid(guided_run, condition, SamplingSpec((8, 8), top_k=16, top_p=0.9, cfg_scale=3.0,
+                                                            precision="auto"))
+    np.testing.assert_array_equal(at.session_state["sample"]["pixels"], to_pixels(decode_codes(guided_run, codes)))
 
 
 def test_page_opens_only_paths_under_its_folder(seg_run, tmp_path, monkeypatch):
