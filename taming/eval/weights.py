@@ -22,6 +22,7 @@ from torch import nn
 
 from taming.checkpoint import load_weights, read_state_dict
 from taming.weights import files, registry
+from taming.weights.locate import find
 
 
 class WeightsNotFound(registry.WeightsNotFound):
@@ -54,7 +55,7 @@ VGG16 = WeightFile(files.VGG16, VGG16WeightsNotFound)
 
 
 def find_weights(spec: WeightFile, path: str | os.PathLike | None = None) -> Path:
-    return registry.find(spec.spec, path, error=spec.error)
+    return find(spec.spec, path, error=spec.error)
 
 
 def find_inception_weights(path: str | os.PathLike | None = None) -> Path:

@@ -16,6 +16,7 @@ import os
 from pathlib import Path
 
 from taming.weights import files, registry
+from taming.weights.locate import find
 
 VGG16_FILE = files.VGG16.files[0]
 VGG16_ENV = files.VGG16.env
@@ -32,18 +33,14 @@ NO_LPIPS = "or train with perceptual_weight: 0 (no LPIPS)"
 
 def find_vgg16_file(path: str | os.PathLike | None = None) -> Path:
     """torchvision's ImageNet VGG16 weights."""
-    return registry.find(files.VGG16, path, defaults=registry.hub_checkpoints(), error=WeightsNotFound,
+    return find(files.VGG16, path, defaults=registry.hub_checkpoints(), error=WeightsNotFound,
                          hint=NO_LPIPS, flag=None)
 
 
-def lin_search_dirs() -> list[Path]:
-    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taming" / "lpips"
-    here = Path(__file__).resolve().parent / "weights"
-    legacy = Path.cwd() / "taming" / "modules" / "autoencoder" / "lpips"
-    return [cache, here, legacy]
+lin_search_dirs = files.lpips_places  # a name of this module, so that tests can point it elsewhere
 
 
 def find_lin_file(path: str | os.PathLike | None = None) -> Path:
     """The LPIPS v0.1 linear-layer weights for VGG."""
-    return registry.find(files.LPIPS, path, defaults=lin_search_dirs(), error=WeightsNotFound,
+    return find(files.LPIPS, path, defaults=lin_search_dirs(), error=WeightsNotFound,
                          hint=NO_LPIPS, flag=None)

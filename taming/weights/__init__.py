@@ -4,8 +4,9 @@
     path = find(MIDAS, args.weights)        # WeightsNotFound naming `taming weights fetch midas` if missing
 """
 from taming.weights.fetch import FetchError, fetch, verify
-from taming.weights.files import DEEPLAB, INCEPTION, LPIPS, MIDAS, REGISTRY, VGG16
-from taming.weights.registry import WeightFile, WeightsNotFound, cache_dir, find, lookup, places
+from taming.weights.files import DEEPLAB, INCEPTION, LPIPS, MIDAS, REGISTRY, VGG16, lookup
+from taming.weights.locate import find
+from taming.weights.registry import WeightFile, WeightsNotFound, cache_dir, places
 
 __all__ = ["FetchError", "fetch", "verify", "DEEPLAB", "INCEPTION", "LPIPS", "MIDAS", "REGISTRY", "VGG16",
            "WeightFile", "WeightsNotFound", "cache_dir", "find", "lookup", "places"]

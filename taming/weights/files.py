@@ -1,15 +1,20 @@
 """The weight files: names, published URLs, checksums, environment variables (see registry.py)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Iterable
 
 from taming.weights.registry import WeightFile, hub_checkpoints
 
 
-def _lpips_places() -> list[Path]:
-    from taming.losses.lpips_files import lin_search_dirs
-
-    return lin_search_dirs()
+def lpips_places() -> list[Path]:
+    """Where the original code and earlier versions put the LPIPS lin layers: the user cache, the
+    package's losses/weights/ folder, and the original's download folder under the working directory."""
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "taming" / "lpips"
+    here = Path(__file__).resolve().parents[1] / "losses" / "weights"
+    legacy = Path.cwd() / "taming" / "modules" / "autoencoder" / "lpips"
+    return [cache, here, legacy]
 
 
 def _deeplab_keys(state_dict: dict) -> str | None:
@@ -23,7 +28,7 @@ LPIPS = WeightFile(
     urls=("https://heibox.uni-heidelberg.de/f/607503859c864bc1b30b/?dl=1",  # the original code's download
           "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth"),
     env="TAMING_LPIPS", used_by="training with the perceptual loss (LPIPS), taming eval reconstruction",
-    md5="d507d7349b931f0638a25a48a722f98a", other_places=_lpips_places)
+    md5="d507d7349b931f0638a25a48a722f98a", other_places=lpips_places)
 
 VGG16 = WeightFile(
     name="vgg16", what="torchvision's ImageNet VGG16 weights", files=("vgg16-397923af.pth",),
@@ -56,3 +61,13 @@ DEEPLAB = WeightFile(
     other_places=hub_checkpoints)
 
 REGISTRY = {spec.name: spec for spec in (LPIPS, VGG16, INCEPTION, MIDAS, DEEPLAB)}
+
+
+def lookup(names: Iterable[str]) -> list[WeightFile]:
+    """Registry entries by name; ValueError naming the known ones for an unknown name."""
+    out = []
+    for name in names:
+        if name not in REGISTRY:
+            raise ValueError(f"unknown weight file {name!r}; known: {', '.join(REGISTRY)}")
+        out.append(REGISTRY[name])
+    return out

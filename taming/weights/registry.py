@@ -7,7 +7,7 @@ of `taming weights` ($TAMING_WEIGHTS_DIR, default $XDG_CACHE_HOME/taming/weights
 
 Nothing is downloaded unless asked: `taming weights fetch NAME` (taming/weights/fetch.py), a
 command's `--fetch-weights`, or TAMING_FETCH_WEIGHTS=1 in the environment. A missing file's error
-names every place looked at and the fetch command.
+names every place looked at and the fetch command (taming/weights/locate.py).
 
 Checksums: the publisher's MD5 for LPIPS; the SHA-256 prefix that torchvision-style names embed
 (`vgg16-397923af.pth`: SHA-256 starts 397923af) for VGG16, the FID Inception and MiDaS. DeepLab's
@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Sequence
 
 import torch
 
@@ -71,8 +71,9 @@ class WeightFile:
         return f"taming weights fetch {self.name}"
 
 
-def _candidates(spec: WeightFile, path: str | os.PathLike | None,
-                defaults: Sequence[Path] | None) -> list[tuple[Path, str]]:
+def places(spec: WeightFile, path: str | os.PathLike | None = None,
+           defaults: Sequence[Path] | None = None) -> list[tuple[Path, str]]:
+    """Where `spec` is looked for, in order, with why each place is looked at."""
     def expand(p: Path, why: str) -> list[tuple[Path, str]]:
         return [(p / name, why) for name in spec.files] if p.is_dir() else [(p, why)]
 
@@ -83,50 +84,3 @@ def _candidates(spec: WeightFile, path: str | os.PathLike | None,
     for folder in (spec.other_places() if defaults is None else defaults):
         found += [(Path(folder) / name, "default") for name in spec.files]
     return found
-
-
-def places(spec: WeightFile, path=None, defaults: Sequence[Path] | None = None) -> list[tuple[Path, str]]:
-    """Where `spec` is looked for, in order, with why each place is looked at."""
-    return _candidates(spec, path, defaults)
-
-
-def fetch_wanted(fetch: bool | None) -> bool:
-    if fetch is not None:
-        return fetch
-    return os.environ.get(FETCH_ENV, "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def find(spec: WeightFile, path: str | os.PathLike | None = None, *, defaults: Sequence[Path] | None = None,
-         error: type[WeightsNotFound] = WeightsNotFound, fetch: bool | None = None, hint: str = "",
-         flag: str | None = "") -> Path:
-    """The first place that holds `spec` (module docstring); fetched into the cache if asked (`fetch`,
-    or $TAMING_FETCH_WEIGHTS), else `error` naming every place, the fetch command and `hint`.
-    `defaults` replaces the spec's other places; `flag` its command-line flag in the message (None: none)."""
-    looked = []
-    for candidate, why in _candidates(spec, path, defaults):
-        if candidate.is_file():
-            return candidate
-        looked.append(f"{candidate} ({why})")
-    if not path and fetch_wanted(fetch):
-        from taming.weights.fetch import fetch as download
-
-        return download(spec)
-    flag = spec.flag if flag == "" else flag
-    how = f"pass {flag} FILE or set ${spec.env}" if flag else f"set ${spec.env} to it"
-    raise error(
-        f"{spec.what} '{spec.files[0]}' " + "".join(f"(or '{n}') " for n in spec.files[1:])
-        + "is not on disk. Looked in: " + "; ".join(looked)
-        + f". Fetch it with `{spec.fetch_command}` (from {' or '.join(spec.urls)}), or {how}"
-        + (f", {hint}" if hint else "") + ". Nothing is downloaded unless asked.")
-
-
-def lookup(names: Iterable[str]) -> list[WeightFile]:
-    """Registry entries by name; ValueError naming the known ones for an unknown name."""
-    from taming.weights.files import REGISTRY
-
-    out = []
-    for name in names:
-        if name not in REGISTRY:
-            raise ValueError(f"unknown weight file {name!r}; known: {', '.join(REGISTRY)}")
-        out.append(REGISTRY[name])
-    return out
