@@ -1,14 +1,15 @@
-"""The demo pipeline behind `taming demo` (taming/cli/demo.py parses DemoOptions and calls run_demo): both stages, end to end, on the built-in procedural landscapes (no files needed).
+"""The demo pipeline behind `taming demo` (taming/cli/demo.py parses DemoOptions, calls run_demo):
+both stages, end to end, on the built-in procedural landscapes (no files needed).
 
     1. train a VQGAN on 32x32 windows of 64x64 landscapes          (configs/landscapes_vqgan.yaml)
     2. train the cond stage: a VQ autoencoder of their segmentations (configs/landscapes_segvq.yaml); its
        pixel and mean class accuracy on held-out maps say how much of a map the GPT can see
-    3. tokenize whole 64x64 scenes once (16x16 image and map codes, with flips)
+    3. tokenize whole 64x64 scenes once (16x16 image and map codes, with flips; taming.data.code_shards)
     4. train a segmentation-conditioned GPT on 8x8 windows of those code grids (taming.data.code_crops),
        the windows the sliding-window sampler feeds                 (configs/landscapes_transformer.yaml)
-    5. sample 64x64 images for held-out maps and 64x256 panoramas with the sliding window
+    5. sample 64x64 images for held-out maps and 64x256 panoramas (the grid sampler, sliding window)
     6. measure: reconstruction PSNR/SSIM/codes in use, validation bits per dim against the uniform
-       code distribution, KD-randconv of samples to held-out images (taming.eval.random_features),
+       code distribution (taming.eval.likelihood), KD-randconv of samples to held-out images (taming.eval.random_features),
        map agreement of real images, reconstructions, samples and the panoramas (taming.eval.map_agreement)
     7. write outputs/demo/{index.html, summary.json, summary.md, samples/, curves.png} and print a table
 
@@ -104,7 +105,7 @@ def scenes(split: str, n: int, height: int = SCENE, width: int = SCENE, seed: in
     """Landscapes start..n-1: images (n - start, 3, H, W) in [-1, 1] and one-hot maps (n - start, 8, H, W)."""
     data = ProceduralLandscapes(height=height, width=width, length=n, seed=seed, split=split)
     items = [data[i] for i in range(start, n)]
-    return channels_first(np.stack([it["image"] for it in items])), channels_first(np.stack([it["segmentation"] for it in items]))
+    return tuple(channels_first(np.stack([it[key] for it in items])) for key in ("image", "segmentation"))
 
 
 @torch.no_grad()

@@ -10,7 +10,6 @@ Float flags are checked as they are parsed (`number_in`: finite, in the range th
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import math
 import re
 from dataclasses import MISSING, field, fields
@@ -145,7 +144,3 @@ def parse(cls: type[T], argv: Sequence[str], prog: str, description: str) -> T:
     """Parse `argv` with the flags of `cls` -> its options."""
     parser = add_arguments(ArgumentParser(prog=prog, description=description), cls)
     return from_namespace(cls, parser.parse_args(list(argv)))
-
-
-def as_dict(options: Any) -> dict[str, Any]:
-    return dataclasses.asdict(options)

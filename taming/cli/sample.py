@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
                                         "into a folder."), SampleOptions)
 
 
+def parse(argv: list[str]) -> SampleOptions:
+    return from_namespace(SampleOptions, build_parser().parse_args(argv))
+
+
 def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
     """The grid: the first 64 samples, or the first 8 of each of the first 8 classes."""
     if labels is None:
@@ -129,4 +133,4 @@ def run(args: SampleOptions, argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("sample", lambda: run(from_namespace(SampleOptions, build_parser().parse_args(argv)), argv) and 0)
+    return run_reporting_errors("sample", lambda: run(parse(argv), argv) and 0)

@@ -28,11 +28,16 @@ class ModelOptions:
     allow_import: list[str] = added(add_allow_import, factory=list)  # the run's config is built: its targets are checked
 
 
+def top_k_flag(default: int) -> int | None:
+    """The --top-k field, with a command's default."""
+    return flag("--top-k", "--top_k", "-k", default=default, type=int,
+                help="keep the k most likely codes (default %(default)s; 0: all)")
+
+
 @dataclass
 class SamplingOptions:
     """How to sample (taming.generation.drawing.SamplingSpec), as flags."""
-    top_k: int | None = flag("--top-k", "--top_k", "-k", default=250, type=int,
-                             help="keep the k most likely codes (default %(default)s; 0: all)")
+    top_k: int | None = top_k_flag(250)
     top_p: float | None = flag("--top-p", "--top_p", "-p", type=PROBABILITY,
                                help="nucleus sampling: keep codes up to this probability")
     temperature: float = flag("--temperature", "-t", default=1.0, type=POSITIVE, help="softmax temperature (default 1.0)")
@@ -51,15 +56,6 @@ class SamplingOptions:
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
     add_arguments(p, ModelOptions)
-
-
-def add_sampling_args(p: argparse.ArgumentParser, top_k: int | None = 250) -> None:
-    add_arguments(p, SamplingOptions)
-    p.set_defaults(top_k=top_k)
-
-
-def sample_settings(args: argparse.Namespace, precision: str, **more) -> SamplingSpec:
-    return from_namespace(SamplingOptions, args).spec(precision, **more)
 
 
 class Progress:
