@@ -162,22 +162,19 @@ def sample_grid(run: LoadedRun, condition: Condition, spec: SamplingSpec, progre
     every = preview_every or PREVIEW_ROWS * w
     common = dict(temperature=spec.temperature, top_k=top_k, top_p=spec.top_p, precision=spec.precision,
                   generator=generator, callback=_reporter(run, (h, w), keep * w, progress, preview, every))
-    stride = spec.window_stride(run.window)
-    if keep:
-        prefix = None if condition.grid is not None else condition.codes
-        return sample_window(model.transformer, condition.grid, given.to(run.device).clone(), window=run.window,
-                             start=(keep, 0), stride=stride, prefix=prefix, **common)
-    if (h, w) == run.window:
+    if (h, w) == run.window and not keep:
         uncond = model.null_conditioning(condition.codes) if spec.cfg_scale is not None else None
         codes = generate(model.transformer, condition.codes, h * w, cfg_scale=spec.cfg_scale, uncond_codes=uncond,
                          **common)  # (B, h*w) in the model's code order
         return model.permuter(codes, reverse=True).reshape(-1, h, w)
-    if condition.grid is not None:  # a map: conditioning codes on the same grid, cropped with each window
-        return sample_window(model.transformer, condition.grid, window=run.window, stride=stride, **common)
-    blank = torch.zeros(condition.codes.shape[0], h, w, dtype=torch.long, device=run.device)
-    # a class token or SOS heads every window
-    return sample_window(model.transformer, None, blank, window=run.window, stride=stride, prefix=condition.codes,
-                         **common)
+    # a map: conditioning codes on the same grid, cropped with each window; else a class token or SOS heads
+    # every window of a blank grid. Completion starts after the given image's kept rows.
+    prefix = None if condition.grid is not None else condition.codes
+    initial = given.to(run.device).clone() if keep else None
+    if initial is None and prefix is not None:
+        initial = torch.zeros(prefix.shape[0], h, w, dtype=torch.long, device=run.device)
+    return sample_window(model.transformer, condition.grid, initial, window=run.window, prefix=prefix,
+                         start=(keep, 0) if keep else None, stride=spec.window_stride(run.window), **common)
 
 
 def decode_codes(run: LoadedRun, codes: torch.Tensor) -> torch.Tensor:
