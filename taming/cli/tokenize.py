@@ -19,6 +19,7 @@ each flipped too with --flip. Each variant is its own sample "<index>_<variant>"
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -27,6 +28,7 @@ from omegaconf import OmegaConf
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
+from taming.cli.sampling_args import Progress
 from taming.cli.train import ArgumentParser, split_overrides
 from taming.checkpoint import load_model
 from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
@@ -81,15 +83,22 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict:
     results = {}
     for split in splits:
         t0 = time.perf_counter()
-        r = encode_split(tok, datasets[split], shard_pattern(out, split, world), batch_size=batch_size,
-                         shard_size=args.shard_size, flip=args.flip, crops=args.crops, crop_size=args.crop_size,
-                         seed=args.seed, limit=args.limit, world=world)
+        total = len(datasets[split]) if hasattr(datasets[split], "__len__") else None
+        total = total if args.limit is None or total is None else min(total, args.limit)
+        tally = world.tally(Progress(total, 0, f"encoding {split}") if world.main else None)
+        with contextlib.closing(tally):
+            r = encode_split(tok, datasets[split], shard_pattern(out, split, world), batch_size=batch_size,
+                             shard_size=args.shard_size, flip=args.flip, crops=args.crops,
+                             crop_size=args.crop_size, seed=args.seed, limit=args.limit, world=world, done=tally)
+        throughput = tally.report(world)
         if r is None:  # not rank 0: its shards are in rank 0's manifest
             continue
-        results[split] = {**r, "seconds": time.perf_counter() - t0}
+        results[split] = {**r, "seconds": time.perf_counter() - t0, "images_per_s": throughput["per_s"],
+                          "processes": throughput["processes"]}
         print(f"{split}: {r['images']} images -> {r['samples']} code samples (z {r.get('z_shape')}, "
-              f"c {r.get('c_shape', '-')}) in {len(r['shards'])} shard(s), {results[split]['seconds']:.1f} s"
-              + (f", {world.size} processes" if world.size > 1 else ""))
+              f"c {r.get('c_shape', '-')}) in {len(r['shards'])} shard(s), {results[split]['seconds']:.1f} s, "
+              f"{throughput['per_s']:.2f} images/s" + (" (per process: " + ", ".join(
+                  f"{p['per_s']:.2f}" for p in throughput["processes"]) + ")" if world.size > 1 else ""))
     if not world.main:
         return {}
     save_json(manifest_for(out, results, world.size), out / "manifest.json")

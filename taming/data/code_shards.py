@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -102,9 +102,10 @@ def shard_pattern(out: Path, split: str, world: World) -> str:
 
 def encode_split(tok: CodeEncoder, dataset: Any, pattern: str, *, batch_size: int, shard_size: int, flip: bool,
                  crops: int, crop_size: int | None, seed: int, limit: int | None,
-                 world: World | None = None) -> dict | None:
+                 world: World | None = None, done: Callable[[int], None] | None = None) -> dict | None:
     """Encode a split's batches (this process's share) into shards `pattern % k` -> on rank 0 the whole
-    split's {"images", "samples", "shards", "z_shape"[, "c_shape"]}; None on the other ranks."""
+    split's {"images", "samples", "shards", "z_shape"[, "c_shape"]}; None on the other ranks. `done`
+    is called with each batch's image count (a `taming.distributed.Tally` with several processes)."""
     world = world or World()
     if limit is not None and hasattr(dataset, "__len__"):
         dataset = Subset(dataset, range(min(limit, len(dataset))))
@@ -117,7 +118,7 @@ def encode_split(tok: CodeEncoder, dataset: Any, pattern: str, *, batch_size: in
         batches = itertools.takewhile(lambda numbered: numbered[0] * batch_size < limit, batches)
 
     def items() -> Iterator[dict]:
-        for number, load in world.share(batches):
+        for number, load in world.share(batches, done):
             x, c = tok.inputs(load())
             first = number * batch_size
             for name, vx, vc in variants(x, c, flip, crops, crop_size, seed, first):
@@ -130,6 +131,8 @@ def encode_split(tok: CodeEncoder, dataset: Any, pattern: str, *, batch_size: in
                     yield {"key": f"{first + b:09d}_{name}", "z": z[b], "c": None if cc is None else cc[b],
                            "meta": {"index": first + b, "variant": name}}
             stats["images"] += x.shape[0]
+            if done is not None:
+                done(x.shape[0])
 
     paths = write_code_shards(pattern, items(), maxcount=shard_size)
     every = world.gather({**stats, "shards": paths, **{f"{k}_shape": v for k, v in grid.items()}})
