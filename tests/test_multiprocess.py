@@ -175,6 +175,27 @@ def test_eval_on_two_processes_gives_the_numbers_of_one(tmp_path, monkeypatch):
         assert two[key] == pytest.approx(one[key], rel=1e-6), key
 
 
+def test_adm_npz_batches_are_read_as_written(tmp_path, capsys):
+    folder = noisy_images(tmp_path / "images", 3, 2, size=8)
+    files = sorted(folder.iterdir())
+    pixels = np.stack([np.asarray(Image.open(f)) for f in files])
+    written = adm_npz.write_images(tmp_path / "ours.npz", files, [4, 0, 2])
+    with np.load(written) as npz:  # what ADM's evaluator does: np.load(path)["arr_0"]
+        np.testing.assert_array_equal(npz["arr_0"], pixels)
+        assert npz["arr_1"].tolist() == [4, 0, 2]
+    np.savez(tmp_path / "plain.npz", arr_0=pixels, mu=np.zeros(2))  # ADM's own reference batches hold both
+    np.savez_compressed(tmp_path / "packed.npz", arr_0=pixels)
+    for name in ("ours", "plain", "packed"):
+        np.testing.assert_array_equal(adm_npz.read_images(tmp_path / f"{name}.npz"), pixels)
+    assert isinstance(adm_npz.read_images(written), np.memmap)  # stored: mapped, not loaded
+    np.savez(tmp_path / "stats.npz", mu=np.zeros(2), sigma=np.eye(2))
+    np.savez(tmp_path / "floats.npz", arr_0=pixels.astype(np.float32))
+    for real, fake, why in ((folder, tmp_path / "stats.npz", "holds FID statistics, not images"),
+                            (folder, tmp_path / "floats.npz", "not uint8 (N, H, W, 3)")):
+        assert main(["eval", "samples", "--real", str(real), "--fake", str(fake)]) == 2
+        assert why in capsys.readouterr().err
+
+
 def test_device_flags_errors_are_one_line(runs, tmp_path, capsys):
     assert main(["sample", "-r", str(runs["uncond"]), "-n", "1", "-o", str(tmp_path), "--device", "cpu",
                  "--devices", "2"]) == 2
