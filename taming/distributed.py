@@ -177,8 +177,9 @@ class Tally:
         return time.perf_counter() - self.start
 
     def close(self) -> None:
-        """Closes rank 0's bar (what `show` belongs to), if it has one."""
-        getattr(self._show, "close", lambda: None)()
+        """Closes rank 0's bar (what `show` is or belongs to: a Progress, a tqdm's update), if it has one."""
+        owner = getattr(self._show, "__self__", self._show)
+        getattr(owner, "close", lambda: None)()
 
     def report(self, world: World) -> dict | None:
         """On rank 0: {"processes": [{rank, made, seconds, per_s}...], "made", "per_s"} of the whole job."""

@@ -20,12 +20,14 @@ rank 0 the numbers, the same as one process computes (taming/distributed.py).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
@@ -177,7 +179,11 @@ def _reconstruction(args: argparse.Namespace, world: World) -> dict[str, Any]:
     key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
     batches = split_batches(config, args.split, args.batch_size, args.limit)
     prepare_first_stage(first_stage, args.precision)
-    return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped, world)
+    total = len(batches.dataset) if hasattr(batches.dataset, "__len__") else None
+    bar = tqdm(total=total, desc="reconstructing", unit="img", file=sys.stderr, leave=False) if world.main else None
+    tally = world.tally(None if bar is None else bar.update)
+    with contextlib.closing(tally):
+        return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped, world, tally)
 
 
 def _likelihood(args: argparse.Namespace, world: World) -> dict[str, Any]:

@@ -12,7 +12,7 @@ are gathered on rank 0 and added in batch order, as one process adds them.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
@@ -89,16 +89,20 @@ def _batch_part(model: torch.nn.Module, x: torch.Tensor, lpips: torch.nn.Module 
 @torch.no_grad()
 def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[Mapping[str, Any]], image_key: str,
                             lpips: torch.nn.Module | None = None, inception: torch.nn.Module | None = None,
-                            skipped: Mapping[str, str] | None = None, world: World | None = None) -> dict[str, Any]:
+                            skipped: Mapping[str, str] | None = None, world: World | None = None,
+                            done: Callable[[int], None] | None = None) -> dict[str, Any]:
     """Metrics of `model` (a VQGAN: encode -> decode) over batches; `skipped` names the columns left out and why.
-    With several processes (`world`): the result on rank 0, {} on the others."""
+    With several processes (`world`): the result on rank 0, {} on the others. `done` is called with each
+    batch's image count (a `taming.distributed.Tally` with several processes)."""
     world = world or World()
     q = model.quantize
     n_codes = int(getattr(q, "n_e", None) or getattr(q, "n_embed"))
     device = next(model.parameters()).device
     mine = []
-    for index, load in world.share(lazy_batches(batches)):
+    for index, load in world.share(lazy_batches(batches), done):
         mine.append((index, _batch_part(model, batch_images(load(), image_key).to(device), lpips, inception)))
+        if done is not None:
+            done(mine[-1][1]["images"])
     every = world.gather(mine)
     if every is None:
         return {}

@@ -17,6 +17,7 @@ first input as the real set; here the roles are named: precision is the share of
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import sys
@@ -95,12 +96,11 @@ def folder_features(net: torch.nn.Module, folder, batch_size: int = 64, progress
                    file=sys.stderr, leave=False)
     tally = world.tally(None if bar is None else bar.update)
     parts = []
-    for start in world.share(range(0, len(images), batch_size), tally):
-        chunk = images[start:start + batch_size]
-        parts.append((start, extract_features(net, same_size_batches(chunk, batch_size), keys)))
-        tally(len(chunk))
-    if bar is not None:
-        bar.close()
+    with contextlib.closing(tally):
+        for start in world.share(range(0, len(images), batch_size), tally):
+            chunk = images[start:start + batch_size]
+            parts.append((start, extract_features(net, same_size_batches(chunk, batch_size), keys)))
+            tally(len(chunk))
     every = world.gather(parts)
     if every is None:
         return None
