@@ -142,8 +142,8 @@ def _samples(args: argparse.Namespace, world: World) -> dict[str, Any]:
             skipped["prc"] = str(exc)
             metrics = tuple(m for m in metrics if m != "prc")
     result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
-                            args.kid_subset_size, args.isc_splits, args.save_real_stats if world.main else None,
-                            progress=True, prc_net=prc_net, world=world)
+                            args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True,
+                            prc_net=prc_net, world=world)  # rank 0 alone writes the statistics
     return {**result, "skipped": skipped} if skipped else result
 
 
