@@ -32,8 +32,8 @@ from taming.config import ConfigError
 T = TypeVar("T")
 _END = object()
 FLAGS = ("accelerator", "devices", "num_nodes")
-# launchers whose processes Lightning joins (torchrun / torchelastic, SLURM's srun, Fabric's own children)
-LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "SLURM_NTASKS", "LOCAL_RANK")
+# launchers whose processes Lightning joins: torchrun / torchelastic, Fabric's own children (and srun below)
+LAUNCHER_ENV = ("TORCHELASTIC_RUN_ID", "LOCAL_RANK")
 
 
 def add_flags(p: argparse.ArgumentParser) -> None:
@@ -69,9 +69,20 @@ def parse_devices(devices: Any) -> Any:
     return devices
 
 
+def _srun_tasks() -> bool:
+    """Several SLURM tasks started by srun, as Lightning's SLURMEnvironment sees them (an interactive
+    allocation, job name bash or interactive, is not srun's launch)."""
+    try:
+        tasks = int(os.environ.get("SLURM_NTASKS", "1"))
+    except ValueError:
+        return False
+    return tasks > 1 and os.environ.get("SLURM_JOB_NAME") not in ("bash", "interactive")
+
+
 def wanted(args: argparse.Namespace) -> bool:
     """Whether this command runs under Fabric: a device flag was given, or a launcher started it."""
-    return any(getattr(args, f, None) is not None for f in FLAGS) or any(k in os.environ for k in LAUNCHER_ENV)
+    return (any(getattr(args, f, None) is not None for f in FLAGS) or any(k in os.environ for k in LAUNCHER_ENV)
+            or _srun_tasks())
 
 
 def _launcher_shape() -> tuple[int | None, int | None]:

@@ -196,6 +196,30 @@ def test_adm_npz_batches_are_read_as_written(tmp_path, capsys):
         assert why in capsys.readouterr().err
 
 
+def test_launchers_are_picked_up_from_the_environment(monkeypatch):
+    from argparse import Namespace
+
+    from taming.distributed import _launcher_shape, wanted
+
+    for var in ("TORCHELASTIC_RUN_ID", "LOCAL_RANK", "SLURM_NTASKS", "SLURM_JOB_NAME", "SLURM_NTASKS_PER_NODE"):
+        monkeypatch.delenv(var, raising=False)
+    plain = Namespace(accelerator=None, devices=None, num_nodes=None)
+    assert not wanted(plain) and wanted(Namespace(accelerator=None, devices="2", num_nodes=None))
+    monkeypatch.setenv("SLURM_NTASKS", "8")
+    monkeypatch.setenv("SLURM_NTASKS_PER_NODE", "4")
+    monkeypatch.setenv("SLURM_NNODES", "2")
+    monkeypatch.setenv("SLURM_JOB_NAME", "interactive")  # an salloc shell: one plain process
+    assert not wanted(plain)
+    monkeypatch.setenv("SLURM_JOB_NAME", "sample")  # srun's tasks: Fabric, 4 per node on 2 nodes
+    assert wanted(plain) and _launcher_shape() == (4, 2)
+    for var in ("SLURM_NTASKS", "SLURM_NTASKS_PER_NODE", "SLURM_NNODES"):
+        monkeypatch.delenv(var)
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")  # torchrun --nnodes 2 --nproc_per_node 3
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "3")
+    monkeypatch.setenv("WORLD_SIZE", "6")
+    assert wanted(plain) and _launcher_shape() == (3, 2)
+
+
 def test_device_flags_errors_are_one_line(runs, tmp_path, capsys):
     assert main(["sample", "-r", str(runs["uncond"]), "-n", "1", "-o", str(tmp_path), "--device", "cpu",
                  "--devices", "2"]) == 2
