@@ -1,6 +1,6 @@
 """`taming eval`: measure samples, a first stage's reconstructions, or a transformer's likelihood.
 
-    taming eval samples --real DIR_OR_STATS.npz --fake DIR [--metrics fid,kid,isc,prc]
+    taming eval samples --real DIR_OR_NPZ --fake DIR_OR_NPZ [--metrics fid,kid,isc,prc]
                         [--inception-weights FILE] [--vgg16-weights FILE] [--prc-features vgg16|inception]
                         [--kid-subsets 100] [--kid-subset-size 1000] [--isc-splits 10] [--batch-size 64]
                         [--save-real-stats OUT.npz] [--json OUT]
@@ -13,22 +13,27 @@ Results print as a table and, with --json, are written with torch-fidelity's key
 metrics. Inception and VGG16 run in float32 whatever --precision says; --precision applies to the
 evaluated model. Precision/recall use VGG16's fc2_relu features (torch-fidelity's default, the file
 vgg16-397923af.pth); when that file is missing and prc was not asked for by name, prc is left out with
-the reason in the table.
+the reason in the table. `samples` and `reconstruction` take `taming train`'s --accelerator, --devices and
+--num_nodes (or torchrun / srun): every process computes the features of its share of the batches and
+rank 0 the numbers, the same as one process computes (taming/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError, fix_allow_list
+from taming.distributed import World, add_flags, launch
 from taming.precision import add_flag, prepare_first_stage
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
@@ -36,7 +41,7 @@ DEFAULT_METRICS = "fid,kid,isc,prc"
 
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--device", default=None, help="torch device (default cpu)")
 
 
 def _run_args(p: argparse.ArgumentParser) -> None:
@@ -54,8 +59,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
                            parser_class=ArgumentParser)
     s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
-    s.add_argument("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
-    s.add_argument("--fake", required=True, help="folder of generated images")
+    s.add_argument("--real", required=True,
+                   help="folder of real images, an .npz of images (ADM's arr_0), or an .npz of FID statistics (mu, sigma)")
+    s.add_argument("--fake", required=True, help="folder of generated images, or an .npz of them (ADM's arr_0)")
     s.add_argument("--metrics", default=DEFAULT_METRICS,
                    help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
     s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
@@ -71,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--batch-size", type=int, default=64)
     s.add_argument("--save-real-stats", default=None, help="write --real's FID statistics to this .npz")
     _common(s)
+    add_flags(s)
     r = sub.add_parser("reconstruction", help="PSNR, SSIM, LPIPS, rFID and codebook use of a first stage")
     _run_args(r)
     r.add_argument("--inception-weights", default=None, help="for rFID (left out when not found)")
     r.add_argument("--no-rfid", action="store_true", help="skip rFID")
     _common(r)
+    add_flags(r)
     lk = sub.add_parser("likelihood", help="validation NLL per code and bits per dim of a transformer")
     _run_args(lk)
     _common(lk)
@@ -101,9 +109,9 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} {path}: is a folder; give a file name")
 
 
-def _samples(args: argparse.Namespace) -> dict[str, Any]:
+def _samples(args: argparse.Namespace, world: World) -> dict[str, Any]:
     from taming.eval.inception import load_inception
-    from taming.eval.samples import check_inputs, parse_metrics, sample_metrics
+    from taming.eval.samples import check_inputs, is_statistics, parse_metrics, sample_metrics
 
     try:
         metrics = parse_metrics(args.metrics)
@@ -114,7 +122,7 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= {low}")
     check_inputs(args.real, args.fake)  # every input, before the networks load and features are computed
     skipped = {}
-    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
+    if is_statistics(args.real) and args.metrics == DEFAULT_METRICS:  # statistics hold no features
         skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
         metrics = tuple(m for m in metrics if m not in skipped)
     vgg = "prc" in metrics and args.prc_features == "vgg16"
@@ -135,11 +143,11 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
             metrics = tuple(m for m in metrics if m != "prc")
     result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
                             args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True,
-                            prc_net=prc_net)
+                            prc_net=prc_net, world=world)  # rank 0 alone writes the statistics
     return {**result, "skipped": skipped} if skipped else result
 
 
-def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
+def _reconstruction(args: argparse.Namespace, world: World) -> dict[str, Any]:
     from taming.eval import reconstruction as rec
     from taming.eval.runs import load_evaluated, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
@@ -171,10 +179,14 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
     batches = split_batches(config, args.split, args.batch_size, args.limit)
     prepare_first_stage(first_stage, args.precision)
-    return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped)
+    total = len(batches.dataset) if hasattr(batches.dataset, "__len__") else None
+    bar = tqdm(total=total, desc="reconstructing", unit="img", file=sys.stderr, leave=False) if world.main else None
+    tally = world.tally(None if bar is None else bar.update)
+    with contextlib.closing(tally):
+        return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped, world, tally)
 
 
-def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
+def _likelihood(args: argparse.Namespace, world: World) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, split_batches
 
@@ -192,8 +204,13 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     check_outputs(args)
+    world = launch(args) if args.what != "likelihood" else World()
+    args.device = str(world.device or args.device or "cpu")
     with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
-        result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
+        result = {"samples": _samples, "reconstruction": _reconstruction,
+                  "likelihood": _likelihood}[args.what](args, world)
+    if not world.main:  # rank 0 prints and writes the results of every process
+        return 0
     print_table(f"taming eval {args.what}", result)
     if args.json:
         path = Path(args.json)
