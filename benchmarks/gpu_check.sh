@@ -23,8 +23,8 @@
 #      from $TAMING_ORIGINAL_VENV, else ../oracle-venv, else this same interpreter when it has no `taming`
 #      of its own (ours reaches only our workers, through PYTHONPATH; the original's harness puts its
 #      code first); where none can, the table says "not run";
-#   3. HOOK for issue 23 (2-process sampling): with >= 2 GPUs, the tests marked `multigpu` in
-#      tests/test_*.py (none yet: then it says so and passes).
+#   3. issue 23 (2-process sampling): with >= 2 GPUs, the tests marked `multigpu` in tests/test_*.py
+#      (tests/test_multiprocess.py: `taming sample` on 2 GPUs, through Fabric, writes the PNG bytes of 1).
 #
 #   benchmarks/gpu_check.sh            on a machine with a GPU
 #   benchmarks/gpu_check.sh --dry-run  on the CPU with tiny workloads: checks that every step would run
@@ -106,7 +106,7 @@ step "tests on $DEVICE" 150 "$PY" -m pytest -p no:warnings -p no:cacheprovider "
 step "ours against the original on $DEVICE" 240 "$PY" benchmarks/bench_vs_original.py --device "$DEVICE" \
   --cases encode,decode,cached,throughput,vqgan_train,gpt_train "${BENCH_ARGS[@]}"
 
-# ---- 3. HOOK (issue 23): multi-GPU tests --------------------------------------------------------
+# ---- 3. issue 23: multi-GPU tests ---------------------------------------------------------------
 gpus=$("$PY" -c "import torch; print(torch.cuda.device_count())")
 multi=$(grep -l "pytest.mark.multigpu" tests/test_*.py 2>/dev/null | tr '\n' ' ')
 if [ "$gpus" -lt 2 ]; then

@@ -70,8 +70,9 @@ def flag(*flags: str, default: Any = None, factory: Any = None, **argparse_kwarg
     return field(default=default, metadata=metadata)
 
 
-def added(adder: Callable[[argparse.ArgumentParser], None], default: Any = None, factory: Any = None) -> Any:
-    """A field whose flag an existing helper adds (e.g. taming.precision.add_flag): one definition."""
+def added(adder: Callable[[argparse.ArgumentParser], None] | None, default: Any = None, factory: Any = None) -> Any:
+    """A field whose flag an existing helper adds (e.g. taming.precision.add_flag): one definition. A helper
+    that adds several flags is named on the first of their fields; the others pass None."""
     metadata = {"adder": adder}
     if factory is not None:
         return field(default_factory=factory, metadata=metadata)
@@ -95,7 +96,8 @@ def add_arguments(parser: argparse.ArgumentParser, cls: type) -> argparse.Argume
     """One argument per flagged field of `cls` (and of its groups), with the field's default."""
     for f in _flagged(cls):
         if "adder" in f.metadata:
-            f.metadata["adder"](parser)
+            if f.metadata["adder"] is not None:
+                f.metadata["adder"](parser)
             continue
         default = f.default_factory() if f.default is MISSING else f.default
         parser.add_argument(*f.metadata["flags"], dest=f.name, default=default, **f.metadata["argparse"])

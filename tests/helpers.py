@@ -146,3 +146,17 @@ def original_run(root: Path, fixture: Path, name: str) -> Path:
                 "hyper_parameters": {"args": argparse.Namespace(base=[f"configs/{name}.yaml"])}},
                run / "checkpoints" / "last.ckpt")
     return run
+
+
+def noisy_images(path: Path, n: int, seed: int, size: int = 24) -> Path:
+    """A folder of n PNGs: one random picture plus noise that grows with the seed (sample-metric inputs)."""
+    import numpy as np
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (size, size, 3))
+    for i in range(n):
+        noise = rng.integers(-60, 61, (size, size, 3)) * (1 + seed)
+        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path / f"{i:03d}.png")
+    return path

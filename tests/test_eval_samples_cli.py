@@ -11,6 +11,7 @@ from taming.eval import fidelity
 from taming.eval.inception import FIDInceptionV3, load_inception
 from taming.eval.samples import folder_features, load_statistics
 from taming.eval.weights import ENV, VGG16_ENV, VGG16_FILE
+from helpers import noisy_images
 
 
 @pytest.fixture(scope="module")
@@ -21,14 +22,7 @@ def weights(tmp_path_factory):
     return path
 
 
-def _folder(path, n, seed, size=24):
-    path.mkdir()
-    rng = np.random.default_rng(seed)
-    base = rng.integers(0, 256, (size, size, 3))
-    for i in range(n):
-        noise = rng.integers(-60, 61, (size, size, 3)) * (1 + seed)
-        Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8)).save(path / f"{i:03d}.png")
-    return path
+_folder = noisy_images
 
 
 @pytest.fixture(scope="module")

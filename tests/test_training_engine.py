@@ -205,8 +205,10 @@ def test_fsdp_two_cpu_processes_shard_the_transformer_and_match_one_process(tmp_
         cfg["data"]["params"]["train"]["params"]["length"] = 8
         configs[batch] = write_config(tmp_path / f"tr{batch}.yaml", cfg)
     a = read_checkpoint(_train_subprocess(configs[4], tmp_path / "one")[0])
-    b = read_checkpoint(_train_subprocess(configs[2], tmp_path / "fsdp", "--strategy", "fsdp", "--devices", "2")[0])
+    b_ckpt, out = _train_subprocess(configs[2], tmp_path / "fsdp", "--strategy", "fsdp", "--devices", "2")
+    b = read_checkpoint(b_ckpt)
     assert a["global_step"] == b["global_step"] == 3
+    assert "MEMBER: 2/2" in out and "sync_dist" not in out  # train/loss of an epoch: both processes' batches
     assert a["state_dict"].keys() == b["state_dict"].keys()
     init = read_checkpoint(vq)  # the stages are frozen: their weights come back unchanged
     for key, value in init["state_dict"].items():
@@ -234,9 +236,13 @@ def test_fsdp_trains_the_vqgan_like_ddp(tmp_path):
     the sharded decoder's last layer) gives DDP's weights: both compute that weight per process."""
     cfg = vqgan_config(batch=2, train_len=8, callbacks={"image_logger": None})
     config = write_config(tmp_path / "vq.yaml", cfg)
-    ddp = read_checkpoint(_train_subprocess(config, tmp_path / "ddp", "--strategy", "ddp", "--devices", "2")[0])
+    ddp_ckpt, out = _train_subprocess(config, tmp_path / "ddp", "--strategy", "ddp", "--devices", "2")
+    ddp = read_checkpoint(ddp_ckpt)
     fsdp = read_checkpoint(_train_subprocess(config, tmp_path / "fsdp", "--strategy", "fsdp", "--devices", "2")[0])
     assert ddp["global_step"] == fsdp["global_step"] == 3
+    # 3 steps of 2 batches per epoch and process cross an epoch end: its epoch-level metrics were reduced
+    # over both processes, so Lightning has no "use self.log(..., sync_dist=True)" to say (13 lines before)
+    assert "MEMBER: 2/2" in out and "sync_dist" not in out
     assert ddp["state_dict"].keys() == fsdp["state_dict"].keys()
     from taming.config import instantiate_from_config
 

@@ -1,6 +1,6 @@
 """`taming eval`: measure samples, a first stage's reconstructions, or a transformer's likelihood.
 
-    taming eval samples --real DIR_OR_STATS.npz --fake DIR [--metrics fid,kid,isc,prc]
+    taming eval samples --real DIR_OR_NPZ --fake DIR_OR_NPZ [--metrics fid,kid,isc,prc]
                         [--inception-weights FILE] [--vgg16-weights FILE] [--prc-features vgg16|inception]
                         [--kid-subsets 100] [--kid-subset-size 1000] [--isc-splits 10] [--batch-size 64]
                         [--save-real-stats OUT.npz] [--json OUT]
@@ -13,11 +13,14 @@ Results print as a table and, with --json, are written with torch-fidelity's key
 metrics. Inception and VGG16 run in float32 whatever --precision says; --precision applies to the
 evaluated model. Precision/recall use VGG16's fc2_relu features (torch-fidelity's default, the file
 vgg16-397923af.pth); when that file is missing and prc was not asked for by name, prc is left out with
-the reason in the table.
+the reason in the table. `samples` and `reconstruction` take `taming train`'s --accelerator, --devices and
+--num_nodes (or torchrun / srun): every process computes the features of its share of the batches and
+rank 0 the numbers, the same as one process computes (taming/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from dataclasses import dataclass
@@ -25,11 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.flags import ArgumentParser, add_arguments, added, flag, from_namespace
 from taming.config import ConfigError, fix_allow_list
+from taming.cli.sampling_args import ProcessOptions
+from taming.distributed import World, launch
 from taming.precision import add_flag, prepare_first_stage
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
@@ -39,15 +45,16 @@ DEFAULT_METRICS = "fid,kid,isc,prc"
 class EvalOptions:
     """Flags of every `taming eval` subcommand."""
     json: str | None = flag("--json", help="also write the results to this JSON file")
-    device: str = flag("--device", default="cpu", help="torch device (default cpu)")
+    device: str | None = flag("--device", help="torch device (default cpu)")
     what: str = ""  # the subcommand
 
 
 @dataclass
-class SamplesOptions(EvalOptions):
+class SamplesOptions(ProcessOptions, EvalOptions):
     """`taming eval samples`."""
-    real: str = flag("--real", required=True, help="folder of real images, or an .npz of FID statistics (mu, sigma)")
-    fake: str = flag("--fake", required=True, help="folder of generated images")
+    real: str = flag("--real", required=True, help="folder of real images, an .npz of images (ADM's arr_0), or an "
+                     ".npz of FID statistics (mu, sigma)")
+    fake: str = flag("--fake", required=True, help="folder of generated images, or an .npz of them (ADM's arr_0)")
     metrics: str = flag("--metrics", default=DEFAULT_METRICS,
                         help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
     inception_weights: str | None = flag("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth")
@@ -76,7 +83,7 @@ class RunOptions(EvalOptions):
 
 
 @dataclass
-class ReconstructionOptions(RunOptions):
+class ReconstructionOptions(ProcessOptions, RunOptions):
     """`taming eval reconstruction`."""
     inception_weights: str | None = flag("--inception-weights", help="for rFID (left out when not found)")
     no_rfid: bool = flag("--no-rfid", default=False, action="store_true", help="skip rFID")
@@ -121,9 +128,9 @@ def check_outputs(args: EvalOptions) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} {path}: is a folder; give a file name")
 
 
-def _samples(args: EvalOptions) -> dict[str, Any]:
+def _samples(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval.inception import load_inception
-    from taming.eval.samples import check_inputs, parse_metrics, sample_metrics
+    from taming.eval.samples import check_inputs, is_statistics, parse_metrics, sample_metrics
 
     try:
         metrics = parse_metrics(args.metrics)
@@ -134,7 +141,7 @@ def _samples(args: EvalOptions) -> dict[str, Any]:
             raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= {low}")
     check_inputs(args.real, args.fake)  # every input, before the networks load and features are computed
     skipped = {}
-    if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
+    if is_statistics(args.real) and args.metrics == DEFAULT_METRICS:  # statistics hold no features
         skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
         metrics = tuple(m for m in metrics if m not in skipped)
     vgg = "prc" in metrics and args.prc_features == "vgg16"
@@ -155,11 +162,11 @@ def _samples(args: EvalOptions) -> dict[str, Any]:
             metrics = tuple(m for m in metrics if m != "prc")
     result = sample_metrics(net, args.real, args.fake, metrics, args.batch_size, args.kid_subsets,
                             args.kid_subset_size, args.isc_splits, args.save_real_stats, progress=True,
-                            prc_net=prc_net)
+                            prc_net=prc_net, world=world)  # rank 0 alone writes the statistics
     return {**result, "skipped": skipped} if skipped else result
 
 
-def _reconstruction(args: EvalOptions) -> dict[str, Any]:
+def _reconstruction(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval import reconstruction as rec
     from taming.eval.runs import load_evaluated, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
@@ -191,10 +198,14 @@ def _reconstruction(args: EvalOptions) -> dict[str, Any]:
     key = getattr(model, "first_stage_key", None) or getattr(first_stage, "image_key", "image")
     batches = split_batches(config, args.split, args.batch_size, args.limit)
     prepare_first_stage(first_stage, args.precision)
-    return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped)
+    total = len(batches.dataset) if hasattr(batches.dataset, "__len__") else None
+    bar = tqdm(total=total, desc="reconstructing", unit="img", file=sys.stderr, leave=False) if world.main else None
+    tally = world.tally(None if bar is None else bar.update)
+    with contextlib.closing(tally):
+        return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped, world, tally)
 
 
-def _likelihood(args: EvalOptions) -> dict[str, Any]:
+def _likelihood(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, split_batches
 
@@ -212,8 +223,13 @@ def _likelihood(args: EvalOptions) -> dict[str, Any]:
 
 def run(args: EvalOptions) -> int:
     check_outputs(args)
+    world = launch(args) if args.what != "likelihood" else World()
+    args.device = str(world.device or args.device or "cpu")
     with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
-        result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
+        result = {"samples": _samples, "reconstruction": _reconstruction,
+                  "likelihood": _likelihood}[args.what](args, world)
+    if not world.main:  # rank 0 prints and writes the results of every process
+        return 0
     print_table(f"taming eval {args.what}", result)
     if args.json:
         path = Path(args.json)

@@ -4,21 +4,25 @@ reconstruction and conditioning (the original scripts/make_samples.py).
     taming sample-conditional -r RUN [--config ...] [--split validation] [--limit N] -o OUTDIR
                               [--top-k K] [--top-p P] [--temperature T] [--seed S] [--precision P]
                               [--keep-rows R]   (completion: the top R rows of each image's codes kept)
+                              [--accelerator A --devices D --num_nodes N]
 
 Writes OUTDIR/{inputs,reconstructions,conditioning,samples}/000000.png ... (see
-taming/generation/conditional.py) and OUTDIR/settings.json; a stopped run continues.
+taming/generation/conditional.py) and OUTDIR/settings.json; a stopped run continues, on any number
+of processes (taming/distributed.py).
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.sampling_args import ModelOptions, Progress, SamplingOptions, top_k_flag
+from taming.cli.sampling_args import ModelOptions, ProcessOptions, Progress, SamplingOptions, top_k_flag
 from taming.flags import ArgumentParser, add_arguments, flag, from_namespace
 from taming.config import ConfigError
+from taming.distributed import launch
 from taming.generation.conditional import sample_split
 from taming.generation.files import remove_partial, save_json
 from taming.generation.runs import checkpoint_info, transformer_run
@@ -26,7 +30,7 @@ from taming.precision import prepare_first_stage, resolve
 
 
 @dataclass
-class SampleConditionalOptions(SamplingOptions, ModelOptions):
+class SampleConditionalOptions(ProcessOptions, SamplingOptions, ModelOptions):
     """What `taming sample-conditional` parsed."""
     top_k: int | None = top_k_flag(100)
     split: str = flag("--split", default="validation", help="the config's data.params.<split> (default validation)")
@@ -51,25 +55,33 @@ def run(args: SampleConditionalOptions, argv: list[str]) -> dict:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
     if args.keep_rows < 0:
         raise ConfigError(f"--keep-rows {args.keep_rows}: must be >= 0")
-    loaded = transformer_run(args.run, args.config, args.device, "`taming sample-conditional`")
+    world = launch(args)
+    loaded = transformer_run(args.run, args.config, world.device or args.device, "`taming sample-conditional`")
     precision = resolve(args.precision, loaded.device)
     settings = args.spec(precision.name, keep_rows=args.keep_rows)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
-    remove_partial(out)
-    progress = Progress(args.limit, 0, f"sampling {args.split}", unit="examples")
-    try:
-        seen, written = sample_split(loaded, args.split, out, settings, args.seed, args.limit, progress)
-    finally:
-        progress.close()
+    if world.main:  # a killed run's temporary files, before any process writes
+        remove_partial(out)
+    world.barrier()
+    progress = Progress(args.limit, 0, f"sampling {args.split}", unit="examples") if world.main else None
+    tally = world.tally(progress)
+    with contextlib.closing(tally):
+        seen, written = sample_split(loaded, args.split, out, settings, args.seed, args.limit, tally, world)
+    throughput = tally.report(world)
+    seen = world.gather(seen)
+    if seen is None:  # not rank 0
+        return {}
+    seen, written = sum(seen), throughput["made"]
     report = {"command": " ".join(["taming", "sample-conditional", *argv]), "run": loaded.source.name,
               "configs": list(loaded.source.configs), "checkpoint": checkpoint_info(loaded.source.ckpt),
               "split": args.split, "examples": seen, "written_now": written, "seed": args.seed,
               **settings.as_dict(), "precision_requested": args.precision, "device": str(loaded.device),
-              "seconds": round(progress.seconds, 3), "examples_per_s": round(progress.rate, 4)}
+              "seconds": round(progress.seconds, 3), "examples_per_s": throughput["per_s"],
+              "processes": throughput["processes"]}
     save_json(report, out / "settings.json")
     print(f"{seen} {args.split} examples -> {out}/{{inputs,reconstructions,conditioning,samples}} "
-          f"({written} sampled now, {progress.rate:.2f} examples/s)")
+          f"({written} sampled now, {throughput['per_s']:.2f} examples/s)")
     return report
 
 

@@ -13,6 +13,7 @@ from taming.config import add_allow_import
 from taming.config import ConfigError
 from taming.flags import POSITIVE, PROBABILITY
 from taming.generation.drawing import SamplingSpec
+from taming.distributed import add_flags
 from taming.flags import add_arguments, added, flag, from_namespace
 from taming.precision import add_flag
 
@@ -26,6 +27,14 @@ class ModelOptions:
                              help="config YAML(s), merged left to right (default: the run folder's configs/*-project.yaml)")
     device: str | None = flag("--device", help="cpu or cuda (default: cuda when available)")
     allow_import: list[str] = added(add_allow_import, factory=list)  # the run's config is built: its targets are checked
+
+
+@dataclass
+class ProcessOptions:
+    """--accelerator, --devices, --num_nodes (taming.distributed.add_flags): the processes to run on."""
+    accelerator: str | None = added(add_flags)
+    devices: str | None = added(None)
+    num_nodes: int | None = added(None)
 
 
 def top_k_flag(default: int) -> int | None:

@@ -2,7 +2,7 @@
 
     taming tokenize --config MODEL.yaml [--ckpt CKPT] [--data DATA.yaml] --out DIR [--shard-size N]
                     [--flip] [--crops K [--crop-size S]] [--splits train validation] [--batch-size B]
-                    [key.path=value ...]
+                    [--accelerator A --devices D --num_nodes N] [key.path=value ...]
 
 MODEL.yaml is a transformer config (Net2NetTransformer: image codes z from its first stage and
 conditioning codes c from its cond stage) or a first-stage config (VQModel & co: z only). --ckpt
@@ -10,12 +10,16 @@ loads trained weights into that model (a run folder's last.ckpt). The data come 
 `data:` section (default: the model config's), one shard set per split:
     DIR/<split>-000000.tar ...   (format: taming.data.codes; z (h, w) in raster order, c as encoded)
     DIR/data.yaml                a `data:` section reading them (CodeShards), to pass to `taming train`
+    DIR/manifest.json            every split's shards, samples and images
+Several processes (--devices 2, torchrun, srun) share the batches, each writing its own shards
+(<split>-r<rank>-000000.tar): the same codes as one process, in other files.
 Variants: --flip adds the mirrored image (and map); --crops K adds K random SxS crops (seeded),
 each flipped too with --flip. Each variant is its own sample "<index>_<variant>".
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
 import time
@@ -24,10 +28,13 @@ from omegaconf import OmegaConf
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
+from taming.cli.sampling_args import Progress
 from taming.flags import ArgumentParser, parser_value_flags, split_overrides
 from taming.checkpoint import load_model
 from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
-from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
+from taming.data.code_shards import CodeEncoder, data_config_for, encode_split, manifest_for, shard_pattern
+from taming.distributed import add_flags, launch
+from taming.generation.files import save_json
 from taming.precision import add_flag, prepare_first_stage
 
 log = logging.getLogger(__name__)
@@ -49,11 +56,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--limit", type=int, default=None, help="encode at most this many images per split")
     add_flag(p)
     add_allow_import(p)
+    add_flags(p)
     return p
 
 
 def run(args: argparse.Namespace, overrides: list[str]) -> dict:
+    world = launch(args)
     model, config = load_model(args.config, args.ckpt, overrides)
+    if world.device is not None:
+        model = model.to(world.device)
     data_cfg = load_config(args.data).get("data") if args.data else config.get("data")
     if data_cfg is None:
         raise ConfigError(f"no data: section in {args.data or args.config} (pass --data DATA.yaml)")
@@ -72,13 +83,25 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict:
     results = {}
     for split in splits:
         t0 = time.perf_counter()
-        results[split] = encode_split(tok, datasets[split], str(out / f"{split}-%06d.tar"), batch_size=batch_size,
-                                        shard_size=args.shard_size, flip=args.flip, crops=args.crops,
-                                        crop_size=args.crop_size, seed=args.seed, limit=args.limit)
-        results[split]["seconds"] = time.perf_counter() - t0
-        r = results[split]
+        total = len(datasets[split]) if hasattr(datasets[split], "__len__") else None
+        total = total if args.limit is None or total is None else min(total, args.limit)
+        tally = world.tally(Progress(total, 0, f"encoding {split}") if world.main else None)
+        with contextlib.closing(tally):
+            r = encode_split(tok, datasets[split], shard_pattern(out, split, world), batch_size=batch_size,
+                             shard_size=args.shard_size, flip=args.flip, crops=args.crops,
+                             crop_size=args.crop_size, seed=args.seed, limit=args.limit, world=world, done=tally)
+        throughput = tally.report(world)
+        if r is None:  # not rank 0: its shards are in rank 0's manifest
+            continue
+        results[split] = {**r, "seconds": time.perf_counter() - t0, "images_per_s": throughput["per_s"],
+                          "processes": throughput["processes"]}
         print(f"{split}: {r['images']} images -> {r['samples']} code samples (z {r.get('z_shape')}, "
-              f"c {r.get('c_shape', '-')}) in {len(r['shards'])} shard(s), {r['seconds']:.1f} s")
+              f"c {r.get('c_shape', '-')}) in {len(r['shards'])} shard(s), {results[split]['seconds']:.1f} s, "
+              f"{throughput['per_s']:.2f} images/s" + (" (per process: " + ", ".join(
+                  f"{p['per_s']:.2f}" for p in throughput["processes"]) + ")" if world.size > 1 else ""))
+    if not world.main:
+        return {}
+    save_json(manifest_for(out, results, world.size), out / "manifest.json")
     OmegaConf.save(OmegaConf.create(data_config_for(out, results, batch_size)), out / "data.yaml")
     print(f"codes written to {out}/; train on them with: taming train -b TRANSFORMER.yaml {out / 'data.yaml'} -t")
     return results

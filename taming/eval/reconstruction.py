@@ -6,16 +6,19 @@ LPIPS of taming/losses/lpips.py: with the weights the run's checkpoint holds whe
 LPIPS (`loss.perceptual_loss.*`), else the local weight files; neither -> the column is left out with the
 reason. rFID is the FID between the inputs and their reconstructions as 8-bit images (Inception
 weights needed, else left out with the reason). Codebook usage: distinct codes over the split, their
-share of the codebook, and the perplexity exp(entropy) of the code histogram.
+share of the codebook, and the perplexity exp(entropy) of the code histogram. With several processes
+(taming/distributed.py) the batches go round-robin to them; each batch's sums, code counts and features
+are gathered on rank 0 and added in batch order, as one process adds them.
 """
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import torch
 
 from taming.checkpoint import load_weights, read_state_dict
 from taming.data.errors import DataError
+from taming.distributed import World, lazy_batches
 from taming.eval import fidelity
 from taming.eval.image_metrics import psnr, ssim
 from taming.eval.runs import batch_images
@@ -69,37 +72,58 @@ def _add_counts(counts: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
+def _batch_part(model: torch.nn.Module, x: torch.Tensor, lpips: torch.nn.Module | None,
+                inception: torch.nn.Module | None) -> dict[str, Any]:
+    """One batch's sums, code indices and Inception features."""
+    quant, _, info = model.encode(x)
+    xrec = model.decode(quant).float().clamp(-1, 1)
+    part: dict[str, Any] = {"images": x.shape[0], "psnr": float(psnr(x, xrec).sum()),
+                            "ssim": float(ssim(x, xrec).sum()), "codes": info[2].reshape(-1).cpu()}
+    if lpips is not None:
+        part["lpips"] = float(lpips(x, xrec).sum())
+    if inception is not None:
+        part["in"], part["out"] = inception(to_uint8(x))["pool"].cpu(), inception(to_uint8(xrec))["pool"].cpu()
+    return part
+
+
+@torch.no_grad()
 def evaluate_reconstruction(model: torch.nn.Module, batches: Iterable[Mapping[str, Any]], image_key: str,
                             lpips: torch.nn.Module | None = None, inception: torch.nn.Module | None = None,
-                            skipped: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Metrics of `model` (a VQGAN: encode -> decode) over batches; `skipped` names the columns left out and why."""
+                            skipped: Mapping[str, str] | None = None, world: World | None = None,
+                            done: Callable[[int], None] | None = None) -> dict[str, Any]:
+    """Metrics of `model` (a VQGAN: encode -> decode) over batches; `skipped` names the columns left out and why.
+    With several processes (`world`): the result on rank 0, {} on the others. `done` is called with each
+    batch's image count (a `taming.distributed.Tally` with several processes)."""
+    world = world or World()
     q = model.quantize
     n_codes = int(getattr(q, "n_e", None) or getattr(q, "n_embed"))
+    device = next(model.parameters()).device
+    mine = []
+    for index, load in world.share(lazy_batches(batches), done):
+        mine.append((index, _batch_part(model, batch_images(load(), image_key).to(device), lpips, inception)))
+        if done is not None:
+            done(mine[-1][1]["images"])
+    every = world.gather(mine)
+    if every is None:
+        return {}
+    parts = [part for _, part in sorted((p for ps in every for p in ps), key=lambda p: p[0])]
+    images = sum(p["images"] for p in parts)
+    if not images:
+        raise DataError("no images to evaluate")
     counts = torch.zeros(n_codes, dtype=torch.long)
     sums = {"psnr": 0.0, "ssim": 0.0, "lpips": 0.0}
-    images = 0
-    feats_in, feats_out = [], []
-    device = next(model.parameters()).device
-    for batch in batches:
-        x = batch_images(batch, image_key).to(device)  # (B, C, H, W) in [-1, 1]
-        quant, _, info = model.encode(x)
-        xrec = model.decode(quant).float().clamp(-1, 1)
-        counts = _add_counts(counts, info[2])
-        sums["psnr"] += float(psnr(x, xrec).sum())
-        sums["ssim"] += float(ssim(x, xrec).sum())
-        if lpips is not None:
-            sums["lpips"] += float(lpips(x, xrec).sum())
-        if inception is not None:
-            feats_in.append(inception(to_uint8(x))["pool"].cpu())
-            feats_out.append(inception(to_uint8(xrec))["pool"].cpu())
-        images += x.shape[0]
+    for p in parts:  # in batch order: the float sums of one process
+        counts = _add_counts(counts, p["codes"])
+        for k in sums:
+            sums[k] += p.get(k, 0.0)
     result: dict[str, Any] = {"images": images, "psnr": sums["psnr"] / images, "ssim": sums["ssim"] / images}
     if lpips is not None:
         result["lpips"] = sums["lpips"] / images
     if inception is not None:
         if images < 2:
             raise DataError("rFID needs at least 2 images (raise --limit or use --no-rfid)")
-        result["rfid"] = fidelity.frechet_distance_of_features(torch.cat(feats_in), torch.cat(feats_out))
+        result["rfid"] = fidelity.frechet_distance_of_features(torch.cat([p["in"] for p in parts]),
+                                                               torch.cat([p["out"] for p in parts]))
     used = int((counts > 0).sum())
     result.update(codes_used=used, codebook_size=n_codes, codebook_usage=used / n_codes,
                   perplexity=perplexity(counts.float()))

@@ -1,9 +1,13 @@
-"""Sample metrics between two image folders (or a folder and cached statistics), torch-fidelity style.
+"""Sample metrics between two sets of images (or images and cached statistics), torch-fidelity style.
 
-Folders are read flat, in sorted file-name order (the order fixes KID subsets and IS splits), through
-taming.data.imageio (any mode -> RGB uint8); a file that cannot be decoded stops the evaluation with its
-name, since silently skipping would change the numbers. Images of different sizes are fine: each batch
-holds images of one size, and the networks resize all of them (Inception to 299x299, VGG16 to 224x224).
+A set of images is a folder or an ADM batch (.npz with arr_0, taming/eval/adm_npz.py); an .npz without
+arr_0 is FID statistics (mu, sigma). Folders are read flat, in sorted file-name order (the order fixes
+KID subsets and IS splits), through taming.data.imageio (any mode -> RGB uint8); a file that cannot be
+decoded stops the evaluation with its name, since silently skipping would change the numbers. Images of
+different sizes are fine: each batch holds images of one size, and the networks resize all of them
+(Inception to 299x299, VGG16 to 224x224). Features are computed `batch_size` images at a time; with
+several processes (taming/distributed.py) those chunks go round-robin to them and are gathered in
+order on rank 0, which alone computes the metrics: the same features, so the same numbers, as one.
 
 Feature networks, as torch-fidelity 0.4.0 picks them by default: FID, KID and IS on the FID Inception
 network ("pool" 2048-d, "logits_unbiased"), precision/recall on VGG16's "fc2_relu" (4096-d). PRC on the
@@ -13,6 +17,8 @@ first input as the real set; here the roles are named: precision is the share of
 """
 from __future__ import annotations
 
+import contextlib
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -24,7 +30,8 @@ from tqdm import tqdm
 
 from taming.data.errors import DataError
 from taming.data.imageio import read_rgb
-from taming.eval import fidelity
+from taming.distributed import World
+from taming.eval import adm_npz, fidelity
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 METRICS = ("fid", "kid", "isc", "prc")
@@ -41,11 +48,21 @@ def list_images(folder: str | os.PathLike) -> list[Path]:
     return files
 
 
-def same_size_batches(files: Iterable[Path], batch_size: int) -> Iterator[torch.Tensor]:
-    """uint8 (B, 3, H, W) batches of consecutive same-size images."""
+def is_statistics(path: str | os.PathLike) -> bool:
+    """An .npz of FID statistics rather than images (an ADM batch holds arr_0)."""
+    return Path(path).is_file() and not adm_npz.holds_images(path)
+
+
+def open_images(source: str | os.PathLike) -> list[Path] | np.ndarray:
+    """The images of a folder (its files, read when used) or of an ADM .npz ((N, H, W, 3), mapped)."""
+    return adm_npz.read_images(source) if Path(source).is_file() else list_images(source)
+
+
+def same_size_batches(files: Iterable[Path | np.ndarray], batch_size: int) -> Iterator[torch.Tensor]:
+    """uint8 (B, 3, H, W) batches of consecutive same-size images (files, or (H, W, 3) arrays)."""
     batch: list[np.ndarray] = []
     for path in files:
-        image = read_rgb(path)  # (H, W, 3) uint8; UnreadableFile names the file
+        image = np.array(path) if isinstance(path, np.ndarray) else read_rgb(path)  # UnreadableFile names a file
         if batch and (len(batch) == batch_size or image.shape != batch[0].shape):
             yield torch.from_numpy(np.stack(batch)).permute(0, 3, 1, 2)
             batch = []
@@ -68,12 +85,27 @@ def extract_features(net: torch.nn.Module, batches: Iterable[torch.Tensor],
 
 
 def folder_features(net: torch.nn.Module, folder, batch_size: int = 64, progress: bool = False,
-                    keys: tuple[str, ...] = ("pool", "logits_unbiased")) -> dict[str, torch.Tensor]:
-    files = list_images(folder)
-    if progress:  # on stderr: 50,000 images take a while on a CPU
-        files = tqdm(files, desc=f"{type(net).__name__} features of {folder}", unit="img", file=sys.stderr,
-                     leave=False)
-    return extract_features(net, same_size_batches(files, batch_size), keys)
+                    keys: tuple[str, ...] = ("pool", "logits_unbiased"), world: World | None = None
+                    ) -> dict[str, torch.Tensor] | None:
+    """Features of a folder's or .npz's images, in their order; None on ranks other than 0."""
+    world = world or World()
+    images = open_images(folder)
+    bar = None
+    if progress and world.main:  # on stderr: 50,000 images take a while on a CPU
+        bar = tqdm(total=len(images), desc=f"{type(net).__name__} features of {folder}", unit="img",
+                   file=sys.stderr, leave=False)
+    tally = world.tally(None if bar is None else bar.update)
+    parts = []
+    with contextlib.closing(tally):
+        for start in world.share(range(0, len(images), batch_size), tally):
+            chunk = images[start:start + batch_size]
+            parts.append((start, extract_features(net, same_size_batches(chunk, batch_size), keys)))
+            tally(len(chunk))
+    every = world.gather(parts)
+    if every is None:
+        return None
+    ordered = [f for _, f in sorted(itertools.chain.from_iterable(every), key=lambda part: part[0])]
+    return {k: torch.cat([f[k] for f in ordered]) for k in keys}
 
 
 def save_statistics(path: str | os.PathLike, mu: np.ndarray, sigma: np.ndarray) -> Path:
@@ -101,15 +133,17 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 def check_inputs(real: str | os.PathLike, fake: str | os.PathLike) -> None:
     """Both inputs exist and hold what they should (images; or FID statistics as --real), before any
     feature is computed: a typo in --real must not cost the minutes --fake's features take."""
-    if Path(real).is_file():
+    if is_statistics(real):
         load_statistics(real)
     elif not Path(real).exists():
-        raise DataError(f"--real {real}: not found (an image folder, or an .npz of FID statistics)")
+        raise DataError(f"--real {real}: not found (an image folder or .npz, or an .npz of FID statistics)")
     else:
-        list_images(real)
+        open_images(real)
     if not Path(fake).exists():
-        raise DataError(f"--fake {fake}: not found (a folder of generated images)")
-    list_images(fake)
+        raise DataError(f"--fake {fake}: not found (a folder or .npz of generated images)")
+    if is_statistics(fake):
+        raise DataError(f"--fake {fake}: holds FID statistics, not images (an .npz of images has arr_0)")
+    open_images(fake)
 
 
 def parse_metrics(text: str) -> tuple[str, ...]:
@@ -122,23 +156,29 @@ def parse_metrics(text: str) -> tuple[str, ...]:
 
 def sample_metrics(net: torch.nn.Module | None, real, fake, metrics: Iterable[str] = METRICS, batch_size: int = 64,
                    kid_subsets: int = 100, kid_subset_size: int = 1000, isc_splits: int = 10,
-                   save_real_stats=None, progress: bool = False, prc_net: torch.nn.Module | None = None) -> dict:
-    """torch-fidelity's result keys for the requested metrics; `real` is a folder or an .npz of statistics.
+                   save_real_stats=None, progress: bool = False, prc_net: torch.nn.Module | None = None,
+                   world: World | None = None) -> dict:
+    """torch-fidelity's result keys for the requested metrics; `real` is images or an .npz of statistics.
     `net` is the FID Inception network (None is fine when only prc on `prc_net` is asked); `prc_net` the
-    VGG16 network for prc, or None for prc on `net`'s pool features."""
+    VGG16 network for prc, or None for prc on `net`'s pool features. With several processes (`world`)
+    every rank extracts its share of the features; the result is on rank 0 ({} elsewhere)."""
     metrics = tuple(metrics)
+    world = world or World()
     check_inputs(real, fake)
-    real_is_stats = Path(real).is_file()
+    real_is_stats = is_statistics(real)
     if real_is_stats and set(metrics) & {"kid", "prc"}:
         raise DataError(f"--real {real} is a statistics file, which holds no features: it serves FID "
                         "(and IS, which uses --fake only) but not kid or prc; pass an image folder")
     result: dict = {}
     if set(metrics) & {"fid", "kid", "isc"} or ("prc" in metrics and prc_net is None) or save_real_stats:
         result.update(_inception_metrics(net, real, fake, metrics, batch_size, kid_subsets, kid_subset_size,
-                                         isc_splits, save_real_stats, progress, prc=prc_net is None))
+                                         isc_splits, save_real_stats, progress, prc=prc_net is None, world=world))
     if "prc" in metrics and prc_net is not None:
-        f_fake, f_real = (folder_features(prc_net, folder, batch_size, progress, keys=(PRC_LAYER,))[PRC_LAYER]
+        f_fake, f_real = (folder_features(prc_net, folder, batch_size, progress, keys=(PRC_LAYER,), world=world)
                           for folder in (fake, real))
+        if f_fake is None:  # not rank 0: its share is with rank 0
+            return {}
+        f_fake, f_real = f_fake[PRC_LAYER], f_real[PRC_LAYER]
         result.setdefault("images_fake", len(f_fake))
         result.setdefault("images_real", len(f_real))
         result.update(fidelity.precision_recall(f_real, f_fake))
@@ -147,10 +187,12 @@ def sample_metrics(net: torch.nn.Module | None, real, fake, metrics: Iterable[st
 
 
 def _inception_metrics(net, real, fake, metrics, batch_size, kid_subsets, kid_subset_size, isc_splits,
-                       save_real_stats, progress, prc: bool) -> dict:
-    real_is_stats = Path(real).is_file()
-    fake_f = folder_features(net, fake, batch_size, progress)
-    real_f = None if real_is_stats else folder_features(net, real, batch_size, progress)
+                       save_real_stats, progress, prc: bool, world: World) -> dict:
+    real_is_stats = is_statistics(real)
+    fake_f = folder_features(net, fake, batch_size, progress, world=world)
+    real_f = None if real_is_stats else folder_features(net, real, batch_size, progress, world=world)
+    if fake_f is None:  # not rank 0: its share is with rank 0
+        return {}
     result: dict = {"images_fake": len(fake_f["pool"])}
     if real_f is not None:
         result["images_real"] = len(real_f["pool"])

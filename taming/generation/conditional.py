@@ -9,6 +9,8 @@ data.params.<split>, with matching names,
                                 with completion (keep_rows) the image's top rows are kept
 Example i is sampled with the generator of (seed, i) (`image_seed`); an example whose sample exists
 is skipped, so a stopped job continues. Pre-tokenized splits (code shards) are decoded to pixels first.
+With several processes (taming/distributed.py) examples go round-robin to them; a process reads only
+its own examples of a map-style dataset.
 """
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from taming.generation.conditioning import dataset_example, encode_condition
 from taming.generation.runs import LoadedRun
 from taming.generation.pictures import condition_picture
 from taming.config import ConfigError, instantiate_from_config
+from taming.distributed import World
 from taming.generation.files import image_name, save_png, to_uint8
 from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.samples import image_seed
@@ -33,8 +36,10 @@ from taming.generation.samples import image_seed
 FOLDERS = ("inputs", "reconstructions", "conditioning", "samples")
 
 
-def split_items(run: LoadedRun, split: str, limit: int | None = None) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    """(index, example) of the run config's data.params.<split>, streams included, at most `limit`."""
+def split_items(run: LoadedRun, split: str, limit: int | None = None
+                ) -> Iterator[tuple[int, Callable[[], Mapping[str, Any]]]]:
+    """(index, load) of the run config's data.params.<split>, streams included, at most `limit`;
+    load() reads the example (a map-style dataset reads it only then)."""
     node = OmegaConf.select(run.config, f"data.params.{split}")
     if node is None:
         have = OmegaConf.select(run.config, "data.params") or {}
@@ -43,10 +48,11 @@ def split_items(run: LoadedRun, split: str, limit: int | None = None) -> Iterato
                           f"(splits: {', '.join(splits) or 'none'}); pass --split or --config DATA.yaml")
     dataset = instantiate_from_config(node, where=f"data.params.{split}")
     if isinstance(dataset, IterableDataset) or not hasattr(dataset, "__len__"):
-        yield from islice(enumerate(dataset), limit)
+        for i, item in islice(enumerate(dataset), limit):
+            yield i, lambda item=item: item
         return
     for i in range(len(dataset) if limit is None else min(limit, len(dataset))):
-        yield i, dataset[i]
+        yield i, lambda i=i: dataset[i]
 
 
 def image_size(run: LoadedRun, item: Mapping[str, Any]) -> tuple[int, int]:
@@ -84,13 +90,15 @@ def write_example(run: LoadedRun, index: int, item: Mapping[str, Any], out: Path
 
 
 def sample_split(run: LoadedRun, split: str, out: Path, spec: SamplingSpec, seed: int,
-                 limit: int | None = None, done: Callable[[int], None] | None = None) -> tuple[int, int]:
-    """Every example of the split -> (examples seen, examples written now)."""
+                 limit: int | None = None, done: Callable[[int], None] | None = None,
+                 world: World | None = None) -> tuple[int, int]:
+    """Every example of the split (this process's share) -> (examples seen, examples written now)."""
+    world = world or World()
     seen = written = 0
-    for index, item in split_items(run, split, limit):
+    for index, load in world.share(split_items(run, split, limit), done):
         seen += 1
         if not (out / "samples" / image_name(index)).exists():
-            write_example(run, index, item, out, spec, seed)
+            write_example(run, index, load(), out, spec, seed)
             written += 1
             if done:
                 done(1)

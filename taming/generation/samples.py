@@ -22,6 +22,7 @@ from taming.generation.conditioning import CLASS, Condition, condition_kind
 from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
+from taming.distributed import World
 from taming.generation.files import image_name, save_png, to_uint8
 from taming.transformer.net2net import encode_conditioning
 
@@ -91,10 +92,13 @@ def sample_images(run: LoadedRun, labels: Sequence[int | None], seeds: Sequence[
 
 
 def write_samples(run: LoadedRun, items: Sequence[Item], spec: SamplingSpec, seed: int, batch_size: int,
-                  written: Written | None = None) -> int:
-    """Sample and write every item whose file does not exist yet -> how many were written."""
-    todo = [item for item in items if not item.path.exists()]
-    for batch in batches(todo, batch_size):
+                  written: Written | None = None, world: World | None = None) -> int:
+    """Sample and write every item whose file does not exist yet -> how many were (by all processes):
+    with several processes (`world`), batches of those items go round-robin to the processes, so
+    each batch is the one a single process would draw."""
+    world = world or World()
+    todo = world.from_main(lambda: [item for item in items if not item.path.exists()])
+    for batch in world.share(list(batches(todo, batch_size)), written):
         images = sample_images(run, [it.label for it in batch],
                                [image_seed(seed, it.index, it.label) for it in batch], spec)
         for item, pixels in zip(batch, to_uint8(images)):

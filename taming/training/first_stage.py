@@ -151,10 +151,13 @@ class VQModel(VQGAN, L.LightningModule):
             self.trainer.strategy.optimizer_step(opt_disc.optimizer, closure=lambda: None, model=self)
             opt_disc.zero_grad(set_to_none=True)
 
-        self.log("train/aeloss", aeloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True)
-        self.log_dict(log_ae, prog_bar=False, logger=True, on_step=True, on_epoch=True)
-        self.log("train/discloss", discloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True)
-        self.log_dict(log_disc, prog_bar=False, logger=True, on_step=True, on_epoch=True)
+        # sync_dist: under DDP the epoch values describe every process's batches, not rank 0's alone
+        self.log("train/aeloss", aeloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True,
+                 sync_dist=True)
+        self.log_dict(log_ae, prog_bar=False, logger=True, on_step=True, on_epoch=True, sync_dist=True)
+        self.log("train/discloss", discloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True,
+                 sync_dist=True)
+        self.log_dict(log_disc, prog_bar=False, logger=True, on_step=True, on_epoch=True, sync_dist=True)
         self._log_codebook()
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int):
@@ -200,7 +203,8 @@ class GumbelVQ(VQModel, GumbelVQGAN):
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
         self.temperature_scheduling()
         super().training_step(batch, batch_idx)
-        self.log("temperature", self.quantize.temperature, prog_bar=False, logger=True, on_step=True, on_epoch=True)
+        self.log("temperature", self.quantize.temperature, prog_bar=False, logger=True, on_step=True, on_epoch=True,
+                 sync_dist=True)
 
 
 class EMAVQ(VQModel, EMAVQGAN):
@@ -229,8 +233,9 @@ class _OneOptimizerVQ(VQModel):
         x = self.get_input(batch, self.image_key)
         xrec, qloss = self(x)
         aeloss, log_ae = self.ae_loss(qloss, x, xrec, split="train")
-        self.log("train/aeloss", aeloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True)
-        self.log_dict(log_ae, prog_bar=False, logger=True, on_step=True, on_epoch=True)
+        self.log("train/aeloss", aeloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True,
+                 sync_dist=True)
+        self.log_dict(log_ae, prog_bar=False, logger=True, on_step=True, on_epoch=True, sync_dist=True)
         self._log_codebook()
         return aeloss
 

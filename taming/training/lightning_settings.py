@@ -12,6 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from taming.config import ConfigError, check_keys, check_types, to_plain
+from taming.distributed import parse_devices as _parse_devices, parse_gpus
 from taming.precision import resolve
 from taming.training.options import TrainOptions
 from taming.training.sharding import FSDPDataParallel
@@ -22,29 +23,6 @@ log = logging.getLogger(__name__)
 OBSOLETE_TRAINER_KEYS = {"weights_summary", "progress_bar_refresh_rate", "flush_logs_every_n_steps",
                          "checkpoint_callback", "log_gpu_memory", "track_grad_norm"}
 TRAINER_KEYS = set(inspect.signature(L.Trainer.__init__).parameters) - {"self", "callbacks", "logger"}
-
-
-def parse_gpus(gpus: str | int) -> list[int] | int:
-    """The original --gpus "0,1" (device ids, trailing comma allowed) or a count."""
-    if isinstance(gpus, int):
-        return gpus
-    text = str(gpus).strip().strip(",")
-    try:
-        ids = [int(g) for g in text.split(",") if g.strip() != ""]
-    except ValueError:
-        raise ConfigError(f"--gpus: expected device ids like '0,1' or '0,', got {gpus!r}") from None
-    if "," not in str(gpus) and len(ids) == 1:
-        return ids[0]  # a plain number is a count, as in Lightning 1.x
-    return ids
-
-
-def _parse_devices(devices: Any) -> Any:
-    if isinstance(devices, str):
-        if devices.isdigit() or devices.startswith("-"):
-            return int(devices)
-        if "," in devices:
-            return parse_gpus(devices)
-    return devices
 
 
 def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str, Any]:

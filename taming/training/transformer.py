@@ -28,7 +28,8 @@ class Net2NetTransformer(Net2Net, L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, batch_idx)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch))
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch),
+                 sync_dist=True)  # under DDP the epoch value is every process's, not rank 0's alone
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
