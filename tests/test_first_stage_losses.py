@@ -37,6 +37,7 @@ def fixture_model():
 
 
 # -- the fixture through the original API ------------------------------------------------------------
+@pytest.mark.slow
 def test_vqgan_fixture_losses_match(fixture_model, expected):
     from taming.models.vqgan import VQModel
 
@@ -71,6 +72,7 @@ def test_lpips_standalone_matches_fixture(expected):
     assert close(lp(expected["x"], expected["xrec"]), expected["lpips"])
 
 
+@pytest.mark.slow
 def test_loss_under_bf16_autocast(fixture_model, expected):
     model = fixture_model
     x = expected["x"]
@@ -85,6 +87,7 @@ def test_loss_under_bf16_autocast(fixture_model, expected):
     assert abs(dloss.item() - expected["discloss"].item()) < 0.05
 
 
+@pytest.mark.slow
 def test_validation_without_graph_gives_zero_d_weight(fixture_model, expected):
     model = fixture_model
     with torch.no_grad():
@@ -208,6 +211,7 @@ def test_lpips_loads_files_bitwise(no_weight_dirs, monkeypatch):
     assert lp.weights_loaded
 
 
+@pytest.mark.slow
 def test_lpips_lazy_load_on_first_forward(no_weight_dirs, monkeypatch):
     from taming.losses.lpips import LPIPS
 

@@ -69,6 +69,7 @@ def changed(module, before):
     return any(not torch.equal(p, b) for p, b in zip(module.parameters(), before))
 
 
+@pytest.mark.slow
 def test_manual_gan_training_counts_batches():
     model = tiny()
     enc, disc = snapshot(model.encoder), snapshot(model.loss.discriminator)
@@ -118,6 +119,7 @@ def test_gan_step_equals_the_step_written_out():
     assert compared > 0.9 * sum(p.numel() for p in grads)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_counts_optimizer_steps():
     model = tiny(accumulate_grad_batches=2)
     rec = Record()
@@ -126,6 +128,7 @@ def test_gradient_accumulation_counts_optimizer_steps():
     assert t.global_step == 2 and rec.steps == [0, 0, 1, 1]  # optimizer steps, as Lightning 1 counted
 
 
+@pytest.mark.slow
 def test_resume_continues_step_count(tmp_path):
     model = tiny()
     t = trainer(2)
@@ -143,6 +146,7 @@ def test_resume_continues_step_count(tmp_path):
     assert not torch.equal(model2.encoder.conv_in.weight, saved)  # restored, then trained on
 
 
+@pytest.mark.slow
 def test_bf16_mixed_training_runs():
     model = tiny(lossconfig=dict(GAN, params=dict(GAN["params"], disc_start=0)))
     rec = Record(keys=("train/aeloss_step", "train/d_weight_step"))
@@ -152,6 +156,7 @@ def test_bf16_mixed_training_runs():
     assert model.encoder.conv_in.weight.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_gumbel_temperature_follows_schedule():
     sched = dict(target="taming.lr_scheduler.LambdaWarmUpCosineScheduler",
                  params=dict(warm_up_steps=1, max_decay_steps=4, lr_start=0.5, lr_max=1.0, lr_min=0.1))
@@ -162,6 +167,7 @@ def test_gumbel_temperature_follows_schedule():
     assert rec.temps == pytest.approx(want[:2]) and want == pytest.approx([0.5, 1.0, 0.1 + 0.45 * (1 + 0.5)])
 
 
+@pytest.mark.slow
 def test_ema_and_nodisc_variants_train():
     model = tiny(EMAVQ)
     assert model.quantize not in model.autoencoder_parameters()
@@ -177,6 +183,7 @@ def test_ema_and_nodisc_variants_train():
     assert t.global_step == 1 and changed(nodisc.encoder, enc) and not changed(nodisc.loss.discriminator, disc)
 
 
+@pytest.mark.slow
 def test_segmentation_model_trains_and_logs_rgb():
     dd = dict(DD, in_channels=5, out_ch=5)
     model = VQSegmentationModel(n_labels=5, ddconfig=dd, n_embed=16, embed_dim=4, image_key="segmentation",
