@@ -14,7 +14,8 @@ from pathlib import Path
 
 import torch
 
-from workloads import GPT_DIMS, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, timed, train_codes
+from workloads import (GPT_DIMS, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, step_gflop, timed,
+                       train_codes)
 
 HARNESS = Path(__file__).resolve().parents[2] / "shared" / "oracle" / "harness"
 
@@ -108,7 +109,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     fn = case_fn(args.case, args.device, args.batch)
-    emit({"side": "original", "case": args.case, "batch": args.batch, **timed(fn, args.device, args.repeats)})
+    res = timed(fn, args.device, args.repeats)
+    if args.case.endswith("_train"):
+        res["gflop"] = step_gflop(fn)
+    emit({"side": "original", "case": args.case, "batch": args.batch, **res})
 
 
 if __name__ == "__main__":
