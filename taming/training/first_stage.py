@@ -60,6 +60,9 @@ def channels_last_training(device: torch.device | str = "cpu") -> bool:
 
 
 class VQModel(VQGAN, L.LightningModule):
+    # NCHW, or channels_last where channels_last_training says it is faster (set by configure_model)
+    train_memory_format = torch.contiguous_format
+
     def __init__(self, ddconfig: DDConfig, lossconfig: Mapping[str, Any], n_embed: int, embed_dim: int,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
                  colorize_nlabels: int | None = None, monitor: str | None = None, remap: str | None = None,
@@ -113,6 +116,11 @@ class VQModel(VQGAN, L.LightningModule):
             disc = getattr(self.loss, "discriminator", None)
             units = [self.encoder, self.decoder] + ([disc] if disc is not None else [])
             shard(self, units, mesh, keep_gathered=[self.decoder])  # get_last_layer() must be in the graph
+        elif self.trainer.world_size == 1 and channels_last_training(self.trainer.strategy.root_device):
+            # One process (DDP and FSDP keep NCHW: the same numbers in both, as the tests compare).
+            # Here, before the optimizers exist, so that their states take the same layout.
+            self.to(memory_format=torch.channels_last)
+            self.train_memory_format = torch.channels_last
 
     def on_fit_start(self) -> None:
         # Fail before the first batch if LPIPS weight files are needed and missing.
@@ -146,7 +154,7 @@ class VQModel(VQGAN, L.LightningModule):
                 self.log(f"train/codebook/{k}", float(v), on_step=True, on_epoch=False, logger=True)
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
-        x = self.get_input(batch, self.image_key)
+        x = self.get_input(batch, self.image_key).contiguous(memory_format=self.train_memory_format)
         step = self.global_step  # batches (accumulated optimizer steps) so far, as the original
         opt_ae, opt_disc = self.optimizers()
         do_step = self._should_step(batch_idx)
@@ -243,7 +251,7 @@ class _OneOptimizerVQ(VQModel):
         return fused(torch.optim.Adam, self.autoencoder_parameters(), lr=self._lr(), betas=(0.5, 0.9))
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int):
-        x = self.get_input(batch, self.image_key)
+        x = self.get_input(batch, self.image_key).contiguous(memory_format=self.train_memory_format)
         xrec, qloss = self(x)
         aeloss, log_ae = self.ae_loss(qloss, x, xrec, split="train")
         self.log("train/aeloss", aeloss.detach(), prog_bar=True, logger=True, on_step=True, on_epoch=True)
