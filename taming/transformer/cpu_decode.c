@@ -390,3 +390,36 @@ int taming_int8_step(const StepModel* M, const StepScratch* S, const int64_t* to
     return -1;
 #endif
 }
+
+/* ---- The layout of the structures above, checked against the ctypes mirror -----------------------
+   Every structure and field the Python side mirrors (taming/transformer/decode/native.py), once:
+   taming_layout_names() names them in this order, taming_layout(out, n) writes each structure's
+   size and each field's offset in the same order into out[0..n) and returns how many numbers that
+   is. The mirror is compared with them by name when the library loads: a field added, dropped or
+   moved on one side only is an error there, never a kernel reading the wrong pointer. */
+#include <stddef.h>
+
+#define TAMING_LAYOUT(S, F) \
+    S(PackedLinear) F(PackedLinear, w) F(PackedLinear, scale) F(PackedLinear, colsum) F(PackedLinear, bias) \
+    F(PackedLinear, n) F(PackedLinear, k) F(PackedLinear, kp) \
+    S(StepLayer) F(StepLayer, ln1_w) F(StepLayer, ln1_b) F(StepLayer, ln2_w) F(StepLayer, ln2_b) F(StepLayer, qkv) \
+    F(StepLayer, proj) F(StepLayer, fc1) F(StepLayer, fc2) F(StepLayer, k_cache) F(StepLayer, v_cache) \
+    F(StepLayer, k_scale) F(StepLayer, v_scale) \
+    S(StepModel) F(StepModel, n_layer) F(StepModel, n_head) F(StepModel, n_embd) F(StepModel, vocab) \
+    F(StepModel, max_len) F(StepModel, eps) F(StepModel, tok_emb) F(StepModel, pos_emb) F(StepModel, layers) \
+    F(StepModel, lnf_w) F(StepModel, lnf_b) F(StepModel, head) \
+    S(StepScratch) F(StepScratch, x) F(StepScratch, h) F(StepScratch, qkv) F(StepScratch, att) \
+    F(StepScratch, work) F(StepScratch, ln) F(StepScratch, xq) F(StepScratch, sx)
+#define LAYOUT_SIZE(T) (int64_t)sizeof(T),
+#define LAYOUT_OFFSET(T, f) (int64_t)offsetof(T, f),
+#define LAYOUT_STRUCT_NAME(T) #T " "
+#define LAYOUT_FIELD_NAME(T, f) #f " "
+
+const char* taming_layout_names(void) { return TAMING_LAYOUT(LAYOUT_STRUCT_NAME, LAYOUT_FIELD_NAME); }
+
+int64_t taming_layout(int64_t* out, int64_t n) {
+    const int64_t layout[] = {TAMING_LAYOUT(LAYOUT_SIZE, LAYOUT_OFFSET)};
+    const int64_t count = (int64_t)(sizeof(layout) / sizeof(layout[0]));
+    for (int64_t i = 0; i < count && i < n; ++i) out[i] = layout[i];
+    return count;
+}
