@@ -7,6 +7,11 @@ through the autograd sequence number) and the optimizer steps, with the part's G
 (torch.utils.flop_counter) and rate; then the ops with the most self time.
 
     python benchmarks/profile_training.py [--cases vqgan,gpt] [--precision fp32|bf16] [--threads 2] [--ops 15]
+        [--shapes 12]
+
+--shapes N adds the N costliest (op, input shapes) pairs among the matmuls, convolutions and
+attention, as shares of the step. On a shared machine profile with --threads 1: a descheduled
+thread stretches every parallel op's wall time, the short elementwise ones most.
 
 Force a lower CPU class with ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 MKL_ENABLE_INSTRUCTIONS=AVX2.
 """
@@ -107,7 +112,21 @@ def attribute(events) -> tuple[dict, dict]:
     return fwd, bwd
 
 
-def run_case(case: str, precision: str, layout: str, threads: int, n_ops: int) -> None:
+HEAVY = ("conv", "mm", "addmm", "bmm", "attention")
+
+
+def print_shapes(prof, total: float, n: int) -> None:
+    """The n costliest heavy ops by input shapes (self time, share of the profiled step)."""
+    rows = [e for e in prof.key_averages(group_by_input_shape=True)
+            if any(h in e.key.removeprefix("aten::") for h in HEAVY) and not e.key.startswith("autograd")]
+    rows.sort(key=lambda e: -e.self_cpu_time_total)
+    print(f"{'op':48}{'calls':>6}{'self s':>9}{'share':>7}  input shapes")
+    for e in rows[:n]:
+        print(f"{e.key[:48]:48}{e.count:>6}{e.self_cpu_time_total / 1e6:>9.3f}"
+              f"{100 * e.self_cpu_time_total / total:>6.1f}%  {str(e.input_shapes[:2])[:70]}")
+
+
+def run_case(case: str, precision: str, layout: str, threads: int, n_ops: int, n_shapes: int = 0) -> None:
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     step, parts = (vqgan_step if case == "vqgan" else gpt_step)(precision, layout)
@@ -116,7 +135,7 @@ def run_case(case: str, precision: str, layout: str, threads: int, n_ops: int) -
     t0 = time.perf_counter()
     step()
     plain = time.perf_counter() - t0
-    with profile(activities=[ProfilerActivity.CPU], record_shapes=False) as prof:
+    with profile(activities=[ProfilerActivity.CPU], record_shapes=n_shapes > 0) as prof:
         step()
     events = prof.events()
     fwd, bwd = attribute(events)
@@ -131,6 +150,8 @@ def run_case(case: str, precision: str, layout: str, threads: int, n_ops: int) -
     table = prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=n_ops,
                                       max_name_column_width=60)
     print(table)
+    if n_shapes:
+        print_shapes(prof, total, n_shapes)
 
 
 def main() -> None:
@@ -141,12 +162,13 @@ def main() -> None:
                     help="auto: as training chooses it (taming.training.first_stage.channels_last_training)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--ops", type=int, default=15)
+    ap.add_argument("--shapes", type=int, default=0, help="also the N costliest heavy ops by input shapes")
     args = ap.parse_args()
-    from taming.hardware import summary
+    from taming.precision import summary
 
     print(summary("cpu"))
     for case in args.cases.split(","):
-        run_case(case, args.precision, args.layout, args.threads, args.ops)
+        run_case(case, args.precision, args.layout, args.threads, args.ops, args.shapes)
 
 
 if __name__ == "__main__":
