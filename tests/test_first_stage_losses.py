@@ -97,6 +97,35 @@ def test_validation_without_graph_gives_zero_d_weight(fixture_model, expected):
     assert close(loss, log["val/nll_loss"] + log["val/quant_loss"])
 
 
+def test_generator_backward_from_the_reconstructions_equals_the_full_one(fixture_model, expected, monkeypatch):
+    """With the discriminator frozen (the generator step) the loss's backward starts at the
+    reconstructions with the gradient the adaptive weight computed there: the same loss, logs and
+    autoencoder gradients as backpropagating through LPIPS and the discriminator again."""
+    model, x = fixture_model, expected["x"]
+    loss_fn, disc = model.loss, model.loss.discriminator
+    ae = [p for n, p in model.named_parameters() if not n.startswith("loss.")]
+    runs = []
+    for shortcut in (True, False):
+        if not shortcut:  # the plain path: gradients through LPIPS and the discriminator
+            monkeypatch.setattr(type(loss_fn), "_frozen_beyond", lambda *a: False)
+        disc.requires_grad_(False)
+        xrec, qloss = model(x)
+        aeloss, log = loss_fn(qloss, x, xrec, 0, 100, last_layer=model.get_last_layer())
+        runs.append((aeloss.detach(), log, torch.autograd.grad(aeloss, ae)))
+        disc.requires_grad_(True)
+    (loss_a, log_a, grads_a), (loss_b, log_b, grads_b) = runs
+    assert torch.equal(loss_a, loss_b) and close(loss_a, expected["aeloss"])
+    assert all(torch.equal(log_a[k], log_b[k]) for k in log_b)
+    # all at once: a bias right before a GroupNorm has only rounding noise for a gradient
+    assert close(torch.cat([g.flatten() for g in grads_a]), torch.cat([g.flatten() for g in grads_b]), rtol=1e-5)
+    # a discriminator that trains in the same backward keeps the plain path (its gradients exist)
+    xrec, qloss = model(x)
+    aeloss, _ = loss_fn(qloss, x, xrec, 0, 100, last_layer=model.get_last_layer())
+    aeloss.backward()
+    assert all(p.grad is not None for p in disc.parameters())
+    model.zero_grad(set_to_none=True)
+
+
 # -- small pieces ------------------------------------------------------------------------------------
 def test_d_losses_and_adopt_weight_known_values():
     from taming.modules.losses.vqperceptual import adopt_weight, hinge_d_loss, vanilla_d_loss

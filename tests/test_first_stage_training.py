@@ -146,6 +146,67 @@ def test_resume_continues_step_count(tmp_path):
     assert not torch.equal(model2.encoder.conv_in.weight, saved)  # restored, then trained on
 
 
+@pytest.mark.parametrize("isa, kernels, want", [("avx512_bf16", "AVX512", True), ("avx512", "AVX512", True),
+                                                ("avx512_bf16", "AVX2", False), ("avx2", "AVX2", False),
+                                                ("baseline", "DEFAULT", False)])
+def test_channels_last_training_only_with_avx512_kernels(monkeypatch, isa, kernels, want):
+    from taming.hardware import Hardware
+    from taming.training import first_stage
+
+    monkeypatch.setattr(first_stage, "detect", lambda device: Hardware("cpu", "CPU", isa))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: kernels)
+    assert first_stage.channels_last_training("cpu") is want
+    assert first_stage.channels_last_training("cuda") is False
+
+
+def test_channels_last_training_trains_as_nchw(monkeypatch):
+    """The layout chosen for speed changes no number beyond float summation order; the optimizer
+    states follow the weights' layout."""
+    from taming.training import first_stage
+
+    trained = {}
+    for channels_last in (False, True):
+        monkeypatch.setattr(first_stage, "channels_last_training", lambda device, c=channels_last: c)
+        torch.manual_seed(0)
+        model = tiny(lossconfig=dict(GAN, params=dict(GAN["params"], disc_start=0)))
+        trainer(2).fit(model, DataLoader(Images(4), batch_size=2))
+        w = model.encoder.down[0].block[0].conv1.weight
+        assert w.is_contiguous(memory_format=torch.channels_last) is channels_last
+        state = model.trainer.optimizers[0].state[w]
+        assert state["exp_avg"].stride() == w.stride()
+        trained[channels_last] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # trained weights only: a bias followed by a GroupNorm has a gradient of zero in exact arithmetic,
+    # whose rounding noise Adam turns into steps of +-lr in either layout, and Adam magnifies
+    # rounding where a gradient is tiny. So: nearly every element agrees to rounding (a state paired
+    # with the wrong elements moves most of them by ~lr = 1e-3)
+    diff = torch.cat([(trained[True][n] - trained[False][n]).abs().flatten() for n in trained[False]
+                      if not n.endswith("bias") and not n.startswith("loss.perceptual_loss.")])
+    assert diff.numel() > 10_000 and (diff < 1e-5).float().mean() > 0.999 and diff.mean() < 1e-6
+
+
+def test_fused_adam_states_are_loaded_in_the_parameters_layout():
+    """A state saved beside NCHW weights, loaded for channels_last ones (the fused kernel would pair
+    wrong elements silently), steps as the NCHW optimizer does."""
+    from taming.optim import fused
+
+    torch.manual_seed(0)
+    w, grads = torch.randn(8, 4, 3, 3), [torch.randn(8, 4, 3, 3) for _ in range(2)]
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        ref = torch.nn.Parameter(w.clone())
+        opt_ref = fused(torch.optim.Adam, [ref], lr=0.1)
+        ref.grad = grads[0].clone()
+        opt_ref.step()
+        p = torch.nn.Parameter(ref.detach().clone().contiguous(memory_format=layout))
+        opt = fused(torch.optim.Adam, [p], lr=0.1)
+        opt.load_state_dict(opt_ref.state_dict())
+        assert opt.state[p]["exp_avg"].stride() == p.stride()
+        p.grad = grads[1].clone().contiguous(memory_format=layout)
+        opt.step()
+        results.append(p.detach())
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-7)
+
+
 @pytest.mark.slow
 def test_bf16_mixed_training_runs():
     model = tiny(lossconfig=dict(GAN, params=dict(GAN["params"], disc_start=0)))
