@@ -159,6 +159,7 @@ def test_channels_last_training_only_with_avx512_kernels(monkeypatch, isa, kerne
     assert first_stage.channels_last_training("cuda") is False
 
 
+@pytest.mark.slow
 def test_channels_last_training_trains_as_nchw(monkeypatch):
     """The layout chosen for speed changes no number beyond float summation order; the optimizer
     states follow the weights' layout."""
