@@ -81,7 +81,7 @@ def case_fn(case: str, mode: str):
     if mode != "fp32":
         x = x.contiguous(memory_format=torch.channels_last)
     if case == "train":
-        return train_step_fn(x, mode)
+        return train_step_fn(x, bf16=mode == "bf16", channels_last=mode != "fp32")
     model = build_core(mode)
     if case == "encode":
         def run():
@@ -101,23 +101,25 @@ def case_fn(case: str, mode: str):
     raise ValueError(case)
 
 
-def train_step_fn(x: torch.Tensor, mode: str):
-    """One generator + discriminator step of taming.models.vqgan.VQModel (hook for the shell)."""
+def train_step_fn(x: torch.Tensor, bf16: bool, channels_last: bool):
+    """One generator + discriminator step as taming.models.vqgan.VQModel.training_step does it
+    (bf16: under bf16 autocast; channels_last: weights and activations in that layout, as training
+    chooses it with taming.training.first_stage.channels_last_training)."""
     from taming.models.vqgan import VQModel
 
     p = model_params()
     model = VQModel(**p).to(x.device)  # the device of x (bench_vs_original.py runs it on GPUs too)
     model.loss.perceptual_loss.weights_loaded = True  # random LPIPS weights: same speed, no files
     model.train()
-    if mode != "fp32":
-        model.to(memory_format=torch.channels_last)
-    fast = mode == "bf16"
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model.to(memory_format=memory_format)
+    x = x.contiguous(memory_format=memory_format)
     model.learning_rate = 4.5e-6
     (opt_ae, opt_disc), _ = model.configure_optimizers()  # as in training (fused Adam where available)
     step = int(p.lossconfig.params.disc_start) + 1  # discriminator active
 
     def run():
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             xrec, qloss = model(x)
             model.loss.discriminator.requires_grad_(False)
             aeloss, _ = model.loss(qloss, x, xrec, 0, step, last_layer=model.get_last_layer(), split="train")
@@ -125,12 +127,13 @@ def train_step_fn(x: torch.Tensor, mode: str):
         model.loss.discriminator.requires_grad_(True)
         opt_ae.step()
         opt_ae.zero_grad(set_to_none=True)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=fast):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
             discloss, _ = model.loss(qloss, x, xrec.detach(), 1, step, last_layer=model.get_last_layer(),
                                      split="train")
         discloss.backward()
         opt_disc.step()
         opt_disc.zero_grad(set_to_none=True)
+    run.model = model  # for benchmarks/profile_training.py
     return run
 
 

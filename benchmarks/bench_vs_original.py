@@ -18,7 +18,7 @@ plus the prefill at its precision's matmul peak (the prefill of the conditioning
 
     python benchmarks/bench_vs_original.py [--cases encode,decode,cached,throughput,vqgan_train,gpt_train]
         [--device cpu|cuda] [--repeats 3] [--train-repeats 2] [--batches 16,32,64] [--original-batches 4,8]
-        [--exact] [--original-venv DIR]
+        [--precision auto|fp32|bf16|int8] [--exact] [--original-venv DIR]
 """
 from __future__ import annotations
 
@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from workloads import CASES, COND, GPT_DIMS, SMOKE, STEPS, TOP_K, emit, timed  # noqa: E402
+from workloads import CASES, COND, GPT_DIMS, SMOKE, STEPS, TOP_K, emit, step_gflop, timed  # noqa: E402
 
 # The original on this project's CPU kind (2 cores, AVX-512 + AVX512-BF16, no AMX), measured
 # 2026-11-29 by this script with the original's environment present (see BENCHMARKS.md).
@@ -68,8 +68,9 @@ def first_stage_fn(case, device, precision, choice):
     if case == "vqgan_train":
         bf16 = precision == "bf16" or (precision == "auto" and choice.train == "bf16-mixed")
         from bench_first_stage import train_step_fn  # our G + D step (one autoencoder forward)
+        from taming.training.first_stage import channels_last_training
 
-        return train_step_fn(x, "bf16" if bf16 else "cl")
+        return train_step_fn(x, bf16, channels_last_training(device))
     from taming.precision import prepare_first_stage
     from taming.tokenizer.vqgan import VQGAN
 
@@ -101,6 +102,7 @@ def second_stage_fn(case, device, batch, precision, choice):
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+    run.gpt = gpt  # for benchmarks/profile_training.py
     return run
 
 
@@ -111,6 +113,8 @@ def worker(args) -> None:
     torch.manual_seed(0)
     fn = ours_fn(args.worker, args.device, args.batch, args.precision)
     res = timed(fn, args.device, args.repeats)
+    if args.worker.endswith("_train"):
+        res["gflop"] = step_gflop(fn)
     emit({"side": "ours", "case": args.worker, "batch": args.batch, "precision": args.precision,
           "decode": resolve(args.precision, args.device).name,
           "plan": resolve(args.precision, args.device).decode.describe(), **res})
@@ -209,7 +213,8 @@ def main() -> None:
     ap.add_argument("--exact", action="store_true", help="also time ours in exact fp32")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: CPU seconds per worker (a shared machine; use with --threads 1)")
-    ap.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
+    ap.add_argument("--precision", default="auto", choices=("auto", "fp32", "bf16", "int8"),
+                    help="ours' precision (default auto, as the commands); fp32 = the exact path")
     ap.add_argument("--batch", type=int, default=4, help=argparse.SUPPRESS)
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -226,7 +231,10 @@ def main() -> None:
         workloads.CLOCK = time.process_time
     hw = detect(args.device)
     print(summary(args.device))
-    peak32, peak16 = matmul_peak(torch.float32, args.device), matmul_peak(torch.bfloat16, args.device)
+    # below AVX-512 a bf16 matmul has no vector kernel (minutes for the 2048^2 one): not measured
+    bf16_kernels = args.device != "cpu" or torch.backends.cpu.get_cpu_capability().startswith("AVX512")
+    peak32 = matmul_peak(torch.float32, args.device)
+    peak16 = matmul_peak(torch.bfloat16, args.device) if bf16_kernels else float("nan")
     bandwidth = stream_bandwidth(args.device)
     print(f"{args.threads} threads; matmul peak fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; "
           f"streaming read {bandwidth:.1f} GB/s")
@@ -242,7 +250,7 @@ def main() -> None:
     env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"} | (
         {"PYTHONPATH": os.pathsep.join(given)} if given else {})
     scratch = tempfile.mkdtemp(prefix="taming-orig-")  # a folder with no `taming` package in it
-    precisions = ["auto"] + (["fp32"] if args.exact else [])
+    precisions = [args.precision] + (["fp32"] if args.exact and args.precision != "fp32" else [])
     rows = []
     for case in args.cases.split(","):
         ours_batches = [int(b) for b in args.batches.split(",")] if case == "throughput" else [4]
@@ -270,11 +278,14 @@ def main() -> None:
             ORIG_RESULT[case] = (best[0], bool(rates), best[1])
         else:
             ORIG_RESULT[case] = (orig[0]["s"], True, 4) if orig else (recorded, False, 4)
+            if orig and "gflop" in orig[0]:
+                ORIG_GFLOP[case] = orig[0]["gflop"]
     print_table(rows, hw, peak32, peak16, bandwidth)
 
 
 ORIG_RUNS: list[dict] = []
 ORIG_RESULT: dict[str, tuple[float, bool, int]] = {}  # case -> (seconds or images/s, measured now?, batch)
+ORIG_GFLOP: dict[str, float] = {}  # training case -> the original's GFLOP per step
 
 
 def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
@@ -301,6 +312,14 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
             bf16 = resolve(r["precision"], hw.device).decode.prefill == "bf16"
             floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
             note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
+        if "gflop" in r:  # training: the work done and how near the matmul peak it ran
+            bf16 = r["precision"] == "bf16" or (r["precision"] == "auto" and choose(hw).train == "bf16-mixed")
+            peak = peak16 if bf16 else peak32
+            note += (f"; {r['gflop']:.0f} GFLOP at {100 * r['gflop'] / r['s'] / peak:.0f}% of the "
+                     f"{'bf16' if bf16 else 'fp32'} peak (all at the peak: {r['gflop'] / peak:.2f} s)")
+            if r["case"] in ORIG_GFLOP:
+                note += (f"; original {ORIG_GFLOP[r['case']]:.0f} GFLOP at "
+                         f"{100 * ORIG_GFLOP[r['case']] / orig / peak32:.0f}% of the fp32 peak")
         tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
               f"{orig / r['s']:>6.2f}x {targets[r['case']]:>6.1f}x  {note}")
@@ -314,9 +333,11 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
               f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['plan']}; "
               f"{frac:.0f}% of the {'bf16' if ref_peak == peak16 else 'fp32'} matmul peak "
               f"({flop_img:.1f} GFLOP/image); original's best at batch {obatch}")
+    precisions = sorted({r["precision"] for r in rows})
     print(f"\nratio = original / ours (time) or ours / original (images/s); targets: the "
           f"{'AMX' if hw.isa == 'amx_bf16' else 'no-AMX'} row of issue 12; ours = precision "
-          f"'auto' -> {choose(hw).describe()}")
+          f"{', '.join(precisions)}; 'auto' -> {choose(hw).describe()}; kernels: torch "
+          f"{torch.backends.cpu.get_cpu_capability()}, ONEDNN_MAX_CPU_ISA={os.environ.get('ONEDNN_MAX_CPU_ISA', '-')}")
 
 
 if __name__ == "__main__":

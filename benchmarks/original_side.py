@@ -13,7 +13,8 @@ import sys
 
 import torch
 
-from workloads import GPT_DIMS, SHARED, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, timed, train_codes
+from workloads import (GPT_DIMS, SHARED, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, step_gflop,
+                       timed, train_codes)
 
 HARNESS = SHARED / "oracle" / "harness"
 
@@ -107,7 +108,10 @@ def main() -> None:
 
     torch.manual_seed(0)
     fn = case_fn(args.case, args.device, args.batch)
-    emit({"side": "original", "case": args.case, "batch": args.batch, **timed(fn, args.device, args.repeats)})
+    res = timed(fn, args.device, args.repeats)
+    if args.case.endswith("_train"):
+        res["gflop"] = step_gflop(fn)
+    emit({"side": "original", "case": args.case, "batch": args.batch, **res})
 
 
 if __name__ == "__main__":

@@ -88,6 +88,15 @@ def timed(fn, device: str, repeats: int, warmup: int = 1) -> dict:
     return {"s": min(times), "median_s": statistics.median(times)}
 
 
+def step_gflop(fn) -> float:
+    """GFLOP of one call of fn (matmuls and convolutions, forward and backward; torch's flop counter)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops() / 1e9
+
+
 def emit(result: dict) -> None:
     """The worker's one line of output, read by bench_vs_original.py."""
     print("RESULT " + json.dumps(result), flush=True)

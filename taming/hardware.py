@@ -1,10 +1,6 @@
 """What this machine is (`detect`), and the precision decision made from it (`choose`), which
-`precision="auto"` takes (taming/precision.py).
-
-The fastest arithmetic depends on the hardware, by a lot: bf16 is ~5x float32 on CPUs with AMX and
-~2x on AMD CPUs with AVX512-BF16, but half of float32 on Intel AVX-512 CPUs without AMX; int8
-decoding steps (FBGEMM, AVX2 and up) read a quarter of the float32 weight bytes, which is what a
-one-code step is bound by. So `choose` reads the ISA and the vendor:
+`precision="auto"` takes (taming/precision.py). The ISA flags alone do not decide: without AMX, bf16
+is fast on AMD's AVX512-BF16 CPUs and slow on Intel's, so `choose` reads the vendor too:
 
 | hardware                   | decoding (`generate`)    | first stage (`prepare_fast`) | training    |
 |----------------------------|--------------------------|------------------------------|-------------|
@@ -15,8 +11,8 @@ one-code step is bound by. So `choose` reads the ISA and the vendor:
 | GPU with bf16              | bf16                     | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                     | channels_last fp32           | 32          |
 
-The measurements behind it: BENCHMARKS.md "Automatic precision" and "Why the decoding plan".
-The Python API that mirrors the original stays exact float32: "auto" is what the commands default to.
+Measurements: BENCHMARKS.md "Automatic precision" and "Why the decoding plan". The Python API that
+mirrors the original stays exact float32: "auto" is what the commands default to.
 """
 from __future__ import annotations
 

@@ -17,10 +17,28 @@ def fused(cls: type[torch.optim.Optimizer], params: Iterable[Any], **kwargs: Any
     params = list(params)
     if "fused" in inspect.signature(cls).parameters:
         try:
-            return cls(params, fused=True, **kwargs)
+            optimizer = cls(params, fused=True, **kwargs)
         except RuntimeError:  # fused not implemented for this device or dtype
             pass
+        else:
+            optimizer.register_load_state_dict_post_hook(states_like_params)
+            return optimizer
     return cls(params, **kwargs)
+
+
+def states_like_params(optimizer: torch.optim.Optimizer) -> None:
+    """Give every per-element state (Adam's moments) its parameter's memory layout.
+
+    The fused kernels walk a parameter's memory and its states' memory in step, whatever their
+    strides: a state loaded in another layout than its parameter (a checkpoint of NCHW weights
+    resumed with channels_last ones, taming.training.first_stage.channels_last_training) would pair
+    the wrong elements without any error (torch 2.13). Values are kept; only the layout changes."""
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            state = optimizer.state.get(p, {})
+            for key, value in state.items():
+                if torch.is_tensor(value) and value.shape == p.shape and value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def count_params(model: torch.nn.Module, verbose: bool = False) -> int:

@@ -11,8 +11,9 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
 
 `precision` is one of taming.precision.PRECISIONS: "fp32" (default) is float32 throughout, where
 argmax gives the original's codes; "bf16" and "int8" decode faster, not bit-exact (their cost in
-validation NLL: BENCHMARKS.md); "auto" is the hardware's choice (what the commands default to). The
-model itself is never changed: concurrent calls at different precisions each get what they get alone.
+validation NLL: BENCHMARKS.md "Quality cost of the reduced precisions"); "auto" is the hardware's
+choice (what the commands default to). The model itself is never changed: concurrent calls at
+different precisions each get what they get alone.
 """
 from __future__ import annotations
 

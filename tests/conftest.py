@@ -7,6 +7,11 @@ import torch
 from helpers import SHARED
 
 
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: left out of the fast tier, `pytest -m \"not slow\"` (under 2 minutes "
+                            "on 2 cores, for the edit loop); ./run.sh test runs every test")
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

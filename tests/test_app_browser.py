@@ -26,6 +26,7 @@ import urllib.request
 from pathlib import Path
 from typing import Iterator
 
+import pytest
 import torch
 from PIL import Image
 from selenium import webdriver
@@ -41,6 +42,8 @@ from taming.generation import conditioning as cond
 from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.pictures import png_bytes, to_pixels
 from taming.generation.runs import load_run, resolve_run
+
+pytestmark = pytest.mark.slow  # a browser and a server process
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"

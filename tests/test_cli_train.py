@@ -106,6 +106,7 @@ def test_missing_files_exit_2(tmp_path, capsys):
     assert rc == 2 and "unknown command 'nonsense'" in err[0]
 
 
+@pytest.mark.slow
 def test_console_entry_point_exit_status(tmp_path):
     """The real process: exit status 2 and one line, no traceback."""
     r = subprocess.run([sys.executable, "-m", "taming.cli.main", "train", "-b", str(tmp_path / "x.yaml")],

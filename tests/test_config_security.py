@@ -133,6 +133,7 @@ def test_allow_import_flag_lets_a_package_through(tmp_path, capsys, monkeypatch)
     assert "unknown key 'strictt'; did you mean 'strict'?" in err[0], err
 
 
+@pytest.mark.slow
 def test_console_refusal_exits_non_zero_with_one_line(tmp_path):
     marker = tmp_path / "ran"
     cfg = vqgan_config()

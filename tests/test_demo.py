@@ -45,6 +45,7 @@ def test_real_landscapes_agree_with_their_maps_far_above_chance():
     assert 0.55 < real < 0.95 and shuffled < real - 0.15
 
 
+@pytest.mark.slow
 def test_randconv_distances_are_zero_for_equal_sets_and_grow_with_blur():
     rng = np.random.default_rng(0)
     a = rng.normal(size=(200, 4))
@@ -90,6 +91,7 @@ def test_code_crops_share_one_window(tmp_path):
         CodeCrops(tmp_path / "codes", size=7)
 
 
+@pytest.mark.slow
 def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     """A miniature `taming demo --quick` (a few steps per stage): the whole pipeline and its report."""
     out = tmp_path / "demo"

@@ -13,6 +13,8 @@ from taming.eval import fidelity
 from taming.eval.inception import load_inception
 from taming.eval.samples import list_images, same_size_batches, sample_metrics
 
+pytestmark = pytest.mark.slow  # real-size Inception on 240 images
+
 EVAL = FIXTURES / "eval"
 
 

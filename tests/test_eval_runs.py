@@ -62,6 +62,7 @@ def _nll(model, batch) -> float:
     return float(F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1)))
 
 
+@pytest.mark.slow
 def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
     weights = tmp_path / "inception.pth"
     torch.save(FIDInceptionV3().state_dict(), weights)
@@ -87,6 +88,7 @@ def test_reconstruction_of_a_first_stage_run(vq_run, tmp_path, capsys):
     assert got["rfid"] > 0
 
 
+@pytest.mark.slow
 def test_reconstruction_uses_the_checkpoints_lpips_and_user_errors(tmp_path, capsys):
     run = original_layout_run(tmp_path, "vqgan", 64)
     model, config, ckpt = load_evaluated(str(run))

@@ -31,6 +31,7 @@ def folders(tmp_path_factory):
     return _folder(root / "real", 8, 0), _folder(root / "fake", 6, 1)
 
 
+@pytest.mark.slow
 def test_samples_table_json_and_statistics_file(weights, folders, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv(ENV, str(weights))  # found through $TAMING_INCEPTION
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no VGG16 file: prc is left out, saying why
@@ -61,6 +62,7 @@ def test_samples_table_json_and_statistics_file(weights, folders, tmp_path, caps
     assert fidelity.KID_MEAN not in again and fidelity.ISC_MEAN in again and "statistics" in again["skipped"]["kid"]
 
 
+@pytest.mark.slow
 def test_prc_on_inception_pool_features_when_asked(weights, folders, tmp_path):
     real, fake = folders
     out = tmp_path / "prc.json"
@@ -72,6 +74,7 @@ def test_prc_on_inception_pool_features_when_asked(weights, folders, tmp_path):
     assert {k: got[k] for k in want} == pytest.approx(want, abs=0) and got["prc_features"] == "inception pool"
 
 
+@pytest.mark.slow
 def test_user_errors_are_one_line(weights, folders, tmp_path, capsys, monkeypatch):
     real, fake = folders
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))

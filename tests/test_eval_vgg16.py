@@ -78,6 +78,7 @@ def reference_fc2(sd, images: torch.Tensor) -> torch.Tensor:
     return F.linear(x, sd["classifier.3.weight"].double(), sd["classifier.3.bias"].double())
 
 
+@pytest.mark.slow
 def test_features_match_a_functional_reference(state_dict, weights):
     net = load_vgg16(weights)
     rng = np.random.default_rng(0)
@@ -92,6 +93,7 @@ def test_features_match_a_functional_reference(state_dict, weights):
         assert got["fc2_relu"].shape == (shape[0], 4096) and 0.2 < float((want > 0).double().mean()) < 0.8
 
 
+@pytest.mark.slow
 def test_weight_file_round_trip_with_and_without_the_dropped_tail(state_dict, weights, tmp_path):
     net = load_vgg16(weights)  # torchvision's file: classifier.6 (the 1000-way layer) is skipped
     assert torch.equal(net.classifier[3].weight, state_dict["classifier.3.weight"]) and not net.training
@@ -115,6 +117,7 @@ def _folder(path, n, seed, size=16):
     return path
 
 
+@pytest.mark.slow
 def test_cli_prc_uses_vgg16_fc2_relu_by_flag_and_by_env(weights, tmp_path, capsys, monkeypatch):
     real, fake = _folder(tmp_path / "real", 4, 0), _folder(tmp_path / "fake", 4, 1)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))  # no Inception file anywhere: prc needs none

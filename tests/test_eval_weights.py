@@ -43,6 +43,7 @@ def test_lookup_order_explicit_then_env_then_hub_cache(no_weights, monkeypatch):
         find_inception_weights(no_weights / "typo.pth")
 
 
+@pytest.mark.slow
 def test_loads_with_and_without_num_batches_tracked(no_weights):
     net = FIDInceptionV3()
     for p in net.parameters():

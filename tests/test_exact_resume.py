@@ -21,7 +21,8 @@ from taming.data.landscapes import LandscapesTrain
 from helpers import ROOT, only_run, vqgan_config, write_config
 
 
-pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models: two threads only hand work back and forth
+pytestmark = [pytest.mark.slow,  # whole training runs, twice each
+              pytest.mark.usefixtures("one_thread")]  # tiny models: two threads only hand work back and forth
 
 
 @pytest.fixture(autouse=True)

@@ -58,6 +58,7 @@ QUIET = ["--max_steps", "2", "lightning.trainer.enable_progress_bar=false", "lig
          "lightning.callbacks.image_logger=null", "data.params.num_workers=0"]
 
 
+@pytest.mark.slow
 def test_segmentation_maps_train_a_segmentation_conditioned_transformer(small_networks, shared_dir, capsys,
                                                                         monkeypatch, one_thread):
     tmp = small_networks
@@ -95,6 +96,7 @@ def test_segmentation_maps_train_a_segmentation_conditioned_transformer(small_ne
     assert node  # the cond stage is the original's VQ of the 182-class maps, made tiny
 
 
+@pytest.mark.slow
 def test_depth_maps_train_a_depth_conditioned_transformer(small_networks, shared_dir, capsys, monkeypatch,
                                                            one_thread):
     tmp = small_networks

@@ -22,6 +22,7 @@ def build(name):
     return instantiate_from_config(cfg.model).eval(), torch.load(FIXTURES / name / "expected.pt", weights_only=True)
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_gumbel_fixture_through_original_api():
     from taming.models.vqgan import GumbelVQ

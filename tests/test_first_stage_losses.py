@@ -37,6 +37,7 @@ def fixture_model():
 
 
 # -- the fixture through the original API ------------------------------------------------------------
+@pytest.mark.slow
 def test_vqgan_fixture_losses_match(fixture_model, expected):
     from taming.models.vqgan import VQModel
 
@@ -71,6 +72,7 @@ def test_lpips_standalone_matches_fixture(expected):
     assert close(lp(expected["x"], expected["xrec"]), expected["lpips"])
 
 
+@pytest.mark.slow
 def test_loss_under_bf16_autocast(fixture_model, expected):
     model = fixture_model
     x = expected["x"]
@@ -85,6 +87,7 @@ def test_loss_under_bf16_autocast(fixture_model, expected):
     assert abs(dloss.item() - expected["discloss"].item()) < 0.05
 
 
+@pytest.mark.slow
 def test_validation_without_graph_gives_zero_d_weight(fixture_model, expected):
     model = fixture_model
     with torch.no_grad():
@@ -92,6 +95,35 @@ def test_validation_without_graph_gives_zero_d_weight(fixture_model, expected):
         loss, log = model.loss(qloss, expected["x"], xrec, 0, 100, last_layer=model.get_last_layer(), split="val")
     assert log["val/d_weight"].item() == 0.0
     assert close(loss, log["val/nll_loss"] + log["val/quant_loss"])
+
+
+def test_generator_backward_from_the_reconstructions_equals_the_full_one(fixture_model, expected, monkeypatch):
+    """With the discriminator frozen (the generator step) the loss's backward starts at the
+    reconstructions with the gradient the adaptive weight computed there: the same loss, logs and
+    autoencoder gradients as backpropagating through LPIPS and the discriminator again."""
+    model, x = fixture_model, expected["x"]
+    loss_fn, disc = model.loss, model.loss.discriminator
+    ae = [p for n, p in model.named_parameters() if not n.startswith("loss.")]
+    runs = []
+    for shortcut in (True, False):
+        if not shortcut:  # the plain path: gradients through LPIPS and the discriminator
+            monkeypatch.setattr(type(loss_fn), "_frozen_beyond", lambda *a: False)
+        disc.requires_grad_(False)
+        xrec, qloss = model(x)
+        aeloss, log = loss_fn(qloss, x, xrec, 0, 100, last_layer=model.get_last_layer())
+        runs.append((aeloss.detach(), log, torch.autograd.grad(aeloss, ae)))
+        disc.requires_grad_(True)
+    (loss_a, log_a, grads_a), (loss_b, log_b, grads_b) = runs
+    assert torch.equal(loss_a, loss_b) and close(loss_a, expected["aeloss"])
+    assert all(torch.equal(log_a[k], log_b[k]) for k in log_b)
+    # all at once: a bias right before a GroupNorm has only rounding noise for a gradient
+    assert close(torch.cat([g.flatten() for g in grads_a]), torch.cat([g.flatten() for g in grads_b]), rtol=1e-5)
+    # a discriminator that trains in the same backward keeps the plain path (its gradients exist)
+    xrec, qloss = model(x)
+    aeloss, _ = loss_fn(qloss, x, xrec, 0, 100, last_layer=model.get_last_layer())
+    aeloss.backward()
+    assert all(p.grad is not None for p in disc.parameters())
+    model.zero_grad(set_to_none=True)
 
 
 # -- small pieces ------------------------------------------------------------------------------------
@@ -208,6 +240,7 @@ def test_lpips_loads_files_bitwise(no_weight_dirs, monkeypatch):
     assert lp.weights_loaded
 
 
+@pytest.mark.slow
 def test_lpips_lazy_load_on_first_forward(no_weight_dirs, monkeypatch):
     from taming.losses.lpips import LPIPS
 

@@ -69,6 +69,7 @@ def changed(module, before):
     return any(not torch.equal(p, b) for p, b in zip(module.parameters(), before))
 
 
+@pytest.mark.slow
 def test_manual_gan_training_counts_batches():
     model = tiny()
     enc, disc = snapshot(model.encoder), snapshot(model.loss.discriminator)
@@ -118,6 +119,7 @@ def test_gan_step_equals_the_step_written_out():
     assert compared > 0.9 * sum(p.numel() for p in grads)
 
 
+@pytest.mark.slow
 def test_gradient_accumulation_counts_optimizer_steps():
     model = tiny(accumulate_grad_batches=2)
     rec = Record()
@@ -126,6 +128,7 @@ def test_gradient_accumulation_counts_optimizer_steps():
     assert t.global_step == 2 and rec.steps == [0, 0, 1, 1]  # optimizer steps, as Lightning 1 counted
 
 
+@pytest.mark.slow
 def test_resume_continues_step_count(tmp_path):
     model = tiny()
     t = trainer(2)
@@ -143,6 +146,69 @@ def test_resume_continues_step_count(tmp_path):
     assert not torch.equal(model2.encoder.conv_in.weight, saved)  # restored, then trained on
 
 
+@pytest.mark.parametrize("isa, kernels, want", [("avx512_bf16", "AVX512", True), ("avx512", "AVX512", True),
+                                                ("avx512_bf16", "AVX2", False), ("avx2", "AVX2", False),
+                                                ("baseline", "DEFAULT", False)])
+def test_channels_last_training_only_with_avx512_kernels(monkeypatch, isa, kernels, want):
+    from taming.hardware import Hardware
+    from taming.training import first_stage
+
+    monkeypatch.setattr(first_stage, "detect", lambda device: Hardware("cpu", "CPU", isa))
+    monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: kernels)
+    assert first_stage.channels_last_training("cpu") is want
+    assert first_stage.channels_last_training("cuda") is False
+
+
+@pytest.mark.slow
+def test_channels_last_training_trains_as_nchw(monkeypatch):
+    """The layout chosen for speed changes no number beyond float summation order; the optimizer
+    states follow the weights' layout."""
+    from taming.training import first_stage
+
+    trained = {}
+    for channels_last in (False, True):
+        monkeypatch.setattr(first_stage, "channels_last_training", lambda device, c=channels_last: c)
+        torch.manual_seed(0)
+        model = tiny(lossconfig=dict(GAN, params=dict(GAN["params"], disc_start=0)))
+        trainer(2).fit(model, DataLoader(Images(4), batch_size=2))
+        w = model.encoder.down[0].block[0].conv1.weight
+        assert w.is_contiguous(memory_format=torch.channels_last) is channels_last
+        state = model.trainer.optimizers[0].state[w]
+        assert state["exp_avg"].stride() == w.stride()
+        trained[channels_last] = {n: p.detach().clone() for n, p in model.named_parameters()}
+    # trained weights only: a bias followed by a GroupNorm has a gradient of zero in exact arithmetic,
+    # whose rounding noise Adam turns into steps of +-lr in either layout, and Adam magnifies
+    # rounding where a gradient is tiny. So: nearly every element agrees to rounding (a state paired
+    # with the wrong elements moves most of them by ~lr = 1e-3)
+    diff = torch.cat([(trained[True][n] - trained[False][n]).abs().flatten() for n in trained[False]
+                      if not n.endswith("bias") and not n.startswith("loss.perceptual_loss.")])
+    assert diff.numel() > 10_000 and (diff < 1e-5).float().mean() > 0.999 and diff.mean() < 1e-6
+
+
+def test_fused_adam_states_are_loaded_in_the_parameters_layout():
+    """A state saved beside NCHW weights, loaded for channels_last ones (the fused kernel would pair
+    wrong elements silently), steps as the NCHW optimizer does."""
+    from taming.optim import fused
+
+    torch.manual_seed(0)
+    w, grads = torch.randn(8, 4, 3, 3), [torch.randn(8, 4, 3, 3) for _ in range(2)]
+    results = []
+    for layout in (torch.contiguous_format, torch.channels_last):
+        ref = torch.nn.Parameter(w.clone())
+        opt_ref = fused(torch.optim.Adam, [ref], lr=0.1)
+        ref.grad = grads[0].clone()
+        opt_ref.step()
+        p = torch.nn.Parameter(ref.detach().clone().contiguous(memory_format=layout))
+        opt = fused(torch.optim.Adam, [p], lr=0.1)
+        opt.load_state_dict(opt_ref.state_dict())
+        assert opt.state[p]["exp_avg"].stride() == p.stride()
+        p.grad = grads[1].clone().contiguous(memory_format=layout)
+        opt.step()
+        results.append(p.detach())
+    torch.testing.assert_close(results[0], results[1], rtol=0, atol=1e-7)
+
+
+@pytest.mark.slow
 def test_bf16_mixed_training_runs():
     model = tiny(lossconfig=dict(GAN, params=dict(GAN["params"], disc_start=0)))
     rec = Record(keys=("train/aeloss_step", "train/d_weight_step"))
@@ -152,6 +218,7 @@ def test_bf16_mixed_training_runs():
     assert model.encoder.conv_in.weight.dtype == torch.float32
 
 
+@pytest.mark.slow
 def test_gumbel_temperature_follows_schedule():
     sched = dict(target="taming.lr_scheduler.LambdaWarmUpCosineScheduler",
                  params=dict(warm_up_steps=1, max_decay_steps=4, lr_start=0.5, lr_max=1.0, lr_min=0.1))
@@ -162,6 +229,7 @@ def test_gumbel_temperature_follows_schedule():
     assert rec.temps == pytest.approx(want[:2]) and want == pytest.approx([0.5, 1.0, 0.1 + 0.45 * (1 + 0.5)])
 
 
+@pytest.mark.slow
 def test_ema_and_nodisc_variants_train():
     model = tiny(EMAVQ)
     assert model.quantize not in model.autoencoder_parameters()
@@ -177,6 +245,7 @@ def test_ema_and_nodisc_variants_train():
     assert t.global_step == 1 and changed(nodisc.encoder, enc) and not changed(nodisc.loss.discriminator, disc)
 
 
+@pytest.mark.slow
 def test_segmentation_model_trains_and_logs_rgb():
     dd = dict(DD, in_channels=5, out_ch=5)
     model = VQSegmentationModel(n_labels=5, ddconfig=dd, n_embed=16, embed_dim=4, image_key="segmentation",

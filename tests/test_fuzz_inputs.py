@@ -147,6 +147,7 @@ yaml_scalars = st.one_of(st.none(), st.booleans(), st.integers(-5, 2**40), st.fl
               st.sampled_from(["ch", "ch_mult", "resolution", "chh", "target"]), yaml_scalars)),
     st.lists(st.sampled_from(["model.params.ddconfig.ch=abc", "data.params.batch_size=1.5", "model=3", "x.y=[1",
                               "model.target=os.system"]), max_size=2))
+@pytest.mark.slow
 def test_config_loader_fails_only_with_config_error(text, overrides):
     path = _write(text.encode("utf-8", "replace"), ".yaml")
     try:

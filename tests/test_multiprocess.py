@@ -24,7 +24,7 @@ from taming.eval import adm_npz, fidelity
 from taming.eval.inception import FIDInceptionV3
 from helpers import ROOT, make_run, noisy_images, prefix_config, vqgan_config
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # several processes each: seconds of start-up
 LABELATOR = {"target": "taming.modules.util.Labelator", "params": {"n_classes": 5}}
 
 

@@ -33,6 +33,7 @@ def test_key_names_and_shapes_are_the_published_ones(name, build):
     assert ours == KEYS[name]  # same keys, same shapes, same order
 
 
+@pytest.mark.slow
 def test_midas_matches_the_reference(one_thread):
     expected = torch.load(FIXTURES / "midas_expected.pt", weights_only=True)
     maker = DepthMaker(seeded(midas.MidasNet()))
@@ -48,6 +49,7 @@ def test_midas_matches_the_reference(one_thread):
         np.testing.assert_allclose(depth, expected[f"depth_{k}"].numpy(), rtol=1e-4, atol=1e-4)
 
 
+@pytest.mark.slow
 def test_deeplab_matches_the_reference(one_thread):
     expected = torch.load(FIXTURES / "deeplab_expected.pt", weights_only=True)
     maker = SegmentationMaker(seeded(deeplab.deeplab_v2_msc()))

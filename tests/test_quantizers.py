@@ -232,6 +232,7 @@ def test_ema_quantizer_updates_by_moving_average():
     assert loss.item() == pytest.approx(0.25 * (w0[idx] - z_flat).pow(2).mean().item(), rel=1e-5)
 
 
+@pytest.mark.slow
 def test_ema_vqgan_trains_and_encodes():
     model = EMAVQGAN(TINY, n_embed=16, embed_dim=8)
     assert "quantize.embedding.embed_avg" in model.state_dict()
@@ -324,6 +325,7 @@ def test_sos_provider():
 
 # -- fast path --------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_bf16_channels_last_fast_path_close_to_float32():
     params = load_config(FIXTURES / "vqgan" / "config.yaml").model.params

@@ -187,6 +187,7 @@ def test_an_original_transformer_run_samples_what_the_original_computes(tmp_path
     assert settings["checkpoint"]["global_step"] == 1200 and settings["run"] == str(run)
 
 
+@pytest.mark.slow
 def test_rejection_with_the_inception_network_by_default(class_run, tmp_path, capsys, monkeypatch):
     """The default classifier: the FID Inception network's logits, ImageNet class c read at the graph's
     logit for its synset (not c + 1: the graph orders its classes differently)."""

@@ -15,6 +15,8 @@ from taming.cli.main import main
 from taming.config import instantiate_from_config
 from test_scene_data import write_open_images
 
+pytestmark = pytest.mark.slow  # training runs of the scene configs
+
 SIZE = 32  # pixels; the first stage halves it once: 16 x 16 = 256 codes, as the configs' 16 x 16 latents
 DDCONFIG = {"double_z": False, "z_channels": 8, "resolution": SIZE, "in_channels": 3, "out_ch": 3, "ch": 32,
             "ch_mult": [1, 2], "num_res_blocks": 1, "attn_resolutions": [], "dropout": 0.0}

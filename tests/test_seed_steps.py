@@ -56,6 +56,7 @@ def faces_checkout(tmp_path, monkeypatch):
     return user
 
 
+@pytest.mark.slow
 def test_the_seed_readme_commands_train_faceshq(faces_checkout, capsys, one_thread):
     if not torch.cuda.is_available():
         assert taming(["train", "--base", "configs/faceshq_vqgan.yaml", "-t", "True", "--gpus", "0,"]) == 2

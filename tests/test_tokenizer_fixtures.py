@@ -71,6 +71,7 @@ def test_vqgan_codes_fast_api_float32_is_exact(vqgan):
     close(model.decode_codes(codes), e["dec_code"])
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_gumbel_logits_indices_and_decoding():
     model, e = load_core("gumbel", GumbelVQGAN)
@@ -85,6 +86,7 @@ def test_gumbel_logits_indices_and_decoding():
     close(logits_again, e["logits"])
 
 
+@pytest.mark.slow
 @torch.no_grad()
 def test_segmentation_core_quant_indices_rec():
     model, e = load_core("segvq", VQGAN)

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
+import pytest
 import torch
 import torch.nn.functional as F
 import yaml
@@ -33,6 +34,7 @@ def only_run(logdir: Path) -> Path:
 
 
 # ---- run folder ------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_train_creates_run_folder_layout(tmp_path):
     cfg = write_config(tmp_path / "tiny_vqgan.yaml", vqgan_config(
         callbacks={"image_logger": {"params": {"batch_frequency": 2, "max_images": 2}}}))
@@ -61,6 +63,7 @@ def test_train_creates_run_folder_layout(tmp_path):
 
 
 # ---- resume ----------------------------------------------------------------------------------------
+@pytest.mark.slow
 def test_resume_continues_like_an_uninterrupted_run(tmp_path):
     # 4 images, batch 2: an epoch is 2 batches, so the interruption falls on an epoch boundary
     # (Lightning restarts an interrupted epoch from its first batch).
@@ -135,6 +138,7 @@ def tiny_gan_config(batch: int) -> dict:
             "lightning": {"trainer": QUIET, "callbacks": {"image_logger": None}}}
 
 
+@pytest.mark.slow
 def test_weight_averaging_callback_from_config_saves_average_and_raw_weights(tmp_path):
     """configs/sflckr_vqgan_quality_ema.yaml's callback on the GAN (manual optimization): the
     checkpoint's state_dict holds the average, current_model_state the raw weights, and a resumed
@@ -172,6 +176,7 @@ def _train_subprocess(config: Path, logdir: Path, *flags: str, steps: int = 3) -
     return only_run(logdir) / "checkpoints" / "last.ckpt", r.stdout + r.stderr
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes_match_one_process(tmp_path):
     one = write_config(tmp_path / "one.yaml", tiny_gan_config(batch=4))
     two = write_config(tmp_path / "two.yaml", tiny_gan_config(batch=2))
@@ -192,6 +197,7 @@ def test_ddp_two_cpu_processes_match_one_process(tmp_path):
         torch.testing.assert_close(b["state_dict"][key], a["state_dict"][key], rtol=1e-5, atol=1e-6, msg=key)
 
 
+@pytest.mark.slow
 def test_fsdp_two_cpu_processes_shard_the_transformer_and_match_one_process(tmp_path):
     """--strategy fsdp (FSDP2 over gloo): the GPT trained sharded on 2 processes x batch 2 equals one
     process x batch 4, and the checkpoint is a whole, ordinary one."""
@@ -231,6 +237,7 @@ def test_fsdp_two_cpu_processes_shard_the_transformer_and_match_one_process(tmp_
         torch.testing.assert_close(opt_b[name]["exp_avg"], opt_a[name]["exp_avg"], rtol=1e-4, atol=1e-7, msg=name)
 
 
+@pytest.mark.slow
 def test_fsdp_trains_the_vqgan_like_ddp(tmp_path):
     """The GAN under FSDP2 (manual optimization, two optimizers, the adaptive weight's gradient of
     the sharded decoder's last layer) gives DDP's weights: both compute that weight per process."""
@@ -264,6 +271,7 @@ def save_stage(path: Path, node: dict) -> str:
     return str(path)
 
 
+@pytest.mark.slow
 def test_tokenize_writes_shards_and_transformer_trains_on_them(tmp_path):
     from taming.checkpoint import load_model
     from taming.data.code_shards import CodeEncoder

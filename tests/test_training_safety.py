@@ -18,6 +18,8 @@ from taming.checkpoint import TEMP_MARK, checkpoint_problem, read_checkpoint
 from taming.cli.main import main
 from helpers import QUIET, ROOT, only_run, vqgan_config, write_config
 
+pytestmark = pytest.mark.slow  # real training processes
+
 PERIODIC = {"params": {"every_n_train_steps": 1}}  # a checkpoint after every batch
 # Slows the write of last.ckpt from step 3 on, so the test can kill the process in the middle of it.
 SLOW_LAST_WRITE = """

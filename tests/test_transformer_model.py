@@ -96,6 +96,7 @@ def test_inference_core_gives_the_fixture_codes_and_logits():
 
 
 # ---- fixtures: parity with the original ----------------------------------------------------------
+@pytest.mark.slow
 def test_seg_fixture_codes_logits_target(seg):
     model, e = seg
     _, z = model.encode_to_z(e["x"])
@@ -118,6 +119,7 @@ def test_seg_fixture_greedy_sample(seg):
     assert torch.equal(half, e["greedy"])
 
 
+@pytest.mark.slow
 def test_uncond_fixture(uncond):
     model, e = uncond
     assert model.be_unconditional and model.cond_stage_key == "image"
@@ -153,6 +155,7 @@ def test_strict_loading(tmp_path):
     assert torch.equal(model.transformer.ln_f.weight, sd["transformer.ln_f.weight"])
 
 
+@pytest.mark.slow
 def test_stage_ckpt_paths_not_needed_with_full_checkpoint(tmp_path):
     # Original configs name the stages' own checkpoints on the authors' disks; the full checkpoint
     # holds those weights, so the paths are not read.
@@ -170,6 +173,7 @@ def channels_last_batch(e):
     return {"image": e["x"].permute(0, 2, 3, 1), "segmentation": e["segmentation"].permute(0, 2, 3, 1)}
 
 
+@pytest.mark.slow
 def test_training_step_keeps_stages_frozen():
     model = build_fixture("transformer_seg").train()  # Lightning 2 keeps the mode it is given
     model.learning_rate = 1e-3
@@ -264,6 +268,7 @@ def test_drop_conditioning_fraction():
     assert abs(dropped.float().mean().item() - 0.25) < 0.03
 
 
+@pytest.mark.slow
 def test_cfg_training_and_sampling():
     model = build_fixture("transformer_seg", cfg_dropout=0.5, cfg_null_token=63)
     e = expected("transformer_seg")
@@ -343,6 +348,7 @@ def test_frozen_stages_stay_in_eval(seg):
     assert disabled_train(model) is model
 
 
+@pytest.mark.slow
 def test_log_images(seg):
     model, e = seg
     torch.manual_seed(0)

@@ -4,6 +4,13 @@ generator term is weighted adaptively (Esser et al. 2021, eq. 7).
 `forward(..., optimizer_idx=0)` gives the generator (autoencoder) loss, `optimizer_idx=1` the
 discriminator loss; the log dicts have the original keys and values (`train/total_loss`, ...).
 Under bf16 autocast the perceptual distance, the adaptive weight and all reductions run in float32.
+
+The generator loss reaches the autoencoder only through the reconstructions (LPIPS and the
+discriminator are frozen then). The adaptive weight already needs the gradients of the
+reconstruction and GAN terms at the reconstructions; the returned loss reuses them, so its backward
+starts at the reconstructions instead of running LPIPS's VGG and the discriminator backwards a
+second time (the original did: ~5% of a faceshq step). Same loss value, same gradients up to
+float summation order.
 """
 from __future__ import annotations
 
@@ -34,6 +41,21 @@ def vanilla_d_loss(logits_real: torch.Tensor, logits_fake: torch.Tensor) -> torc
 
 
 DISC_LOSSES = {"hinge": hinge_d_loss, "vanilla": vanilla_d_loss}
+
+
+class _GradientGiven(torch.autograd.Function):
+    """value (a number without a graph) whose gradient with respect to `at` is `grad` (same shape):
+    a loss whose backward is already known down to `at`."""
+
+    @staticmethod
+    def forward(ctx, value: torch.Tensor, at: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(grad)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad_out: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return None, grad * grad_out.to(grad.dtype), None
 
 
 class VQLPIPSWithDiscriminator(nn.Module):
@@ -71,10 +93,35 @@ class VQLPIPSWithDiscriminator(nn.Module):
         """||grad nll|| / ||grad g|| at the decoder's last layer, clamped to [0, 1e4], times disc_weight."""
         nll_grads = torch.autograd.grad(nll_loss, last_layer, retain_graph=True)[0]
         g_grads = torch.autograd.grad(g_loss, last_layer, retain_graph=True)[0]
+        return self._adaptive_weight(nll_grads, g_grads)
+
+    def _adaptive_weight(self, nll_grads: torch.Tensor, g_grads: torch.Tensor) -> torch.Tensor:
         # float32 norms: bf16 gradients would round the ratio and overflow its square sums.
         d_weight = torch.linalg.vector_norm(nll_grads.float()) / (torch.linalg.vector_norm(g_grads.float()) + 1e-4)
         d_weight = torch.clamp(d_weight, 0.0, 1e4).detach()
         return d_weight * self.discriminator_weight
+
+    def _generator_loss_from_reconstructions(self, nll_loss, g_loss, reconstructions, last_layer, disc_factor):
+        """(nll + d_weight * disc_factor * g_loss with its gradient given at the reconstructions,
+        d_weight). The adaptive weight's gradients at last_layer are the gradients at the
+        reconstructions carried back through the layers between (the decoder's last conv)."""
+        nll_at = torch.autograd.grad(nll_loss, reconstructions)[0]  # frees the LPIPS graph
+        g_at = torch.autograd.grad(g_loss, reconstructions)[0]  # frees the discriminator's
+        nll_grads = torch.autograd.grad(reconstructions, last_layer, nll_at, retain_graph=True)[0]
+        g_grads = torch.autograd.grad(reconstructions, last_layer, g_at, retain_graph=True)[0]
+        d_weight = self._adaptive_weight(nll_grads, g_grads)
+        scale = d_weight * disc_factor
+        value = nll_loss.detach() + scale * g_loss.detach()
+        grad = (nll_at.float() + scale * g_at.float()).to(reconstructions.dtype)
+        return _GradientGiven.apply(value, reconstructions, grad), d_weight
+
+    def _frozen_beyond(self, reconstructions: torch.Tensor, inputs: torch.Tensor,
+                       cond: torch.Tensor | None) -> bool:
+        """Whether the generator loss has no gradient path except through the reconstructions."""
+        return (reconstructions.requires_grad and not inputs.requires_grad
+                and (cond is None or not cond.requires_grad)
+                and not any(p.requires_grad for p in self.discriminator.parameters())
+                and not any(p.requires_grad for p in self.perceptual_loss.parameters()))
 
     def _logits(self, x: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
         if cond is None:
@@ -101,15 +148,22 @@ class VQLPIPSWithDiscriminator(nn.Module):
             nll_loss = torch.mean(rec_loss)
             logits_fake = self._logits(reconstructions, cond)
             g_loss = -torch.mean(logits_fake.float())
+            head = None
             if nll_loss.requires_grad and g_loss.requires_grad:
                 if last_layer is None:
                     raise ValueError("VQLPIPSWithDiscriminator: the generator loss needs last_layer "
                                      "(the decoder's last weight, model.get_last_layer())")
-                d_weight = self.calculate_adaptive_weight(nll_loss, g_loss, last_layer)
+                if self._frozen_beyond(reconstructions, inputs, cond):
+                    head, d_weight = self._generator_loss_from_reconstructions(
+                        nll_loss, g_loss, reconstructions, last_layer, disc_factor)
+                else:
+                    d_weight = self.calculate_adaptive_weight(nll_loss, g_loss, last_layer)
             else:
                 # No graph (validation under no_grad): the original fell back to 0 here too.
                 d_weight = torch.tensor(0.0, device=inputs.device)
-            loss = nll_loss + d_weight * disc_factor * g_loss + self.codebook_weight * codebook_loss.float().mean()
+            if head is None:
+                head = nll_loss + d_weight * disc_factor * g_loss
+            loss = head + self.codebook_weight * codebook_loss.float().mean()
             log = {
                 f"{split}/total_loss": loss.clone().detach().mean(),
                 f"{split}/quant_loss": codebook_loss.detach().float().mean(),

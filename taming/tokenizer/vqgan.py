@@ -21,7 +21,7 @@ images and codes as before.
 Which is fastest depends on the CPU: with AMX (or on GPUs) bf16 convolutions are much faster; on
 AVX-512 CPUs without AMX oneDNN's bf16 convolutions are slower than float32, and `prepare_fast()`
 alone (channels_last float32, same numbers) is the fast path.
-benchmarks/bench_first_stage.py measures all three (numbers in BENCHMARKS.md).
+benchmarks/bench_first_stage.py measures all three (BENCHMARKS.md "First stage").
 """
 from __future__ import annotations
 

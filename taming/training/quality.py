@@ -2,7 +2,8 @@
 
 PSNR is computed per image on [0, 1] pixels (inputs and clamped reconstructions mapped from
 [-1, 1]) and averaged over images; "codes in use" is the number of distinct code indices over all
-images seen, the codebook-collapse symptom (/work/shared/bench/vqgan_sflckr.yaml's recipe).
+images seen, the codebook-collapse symptom (the two measures of the original's S-FLCKR recipe:
+BENCHMARKS.md "S-FLCKR quality").
 """
 from __future__ import annotations
 
