@@ -14,12 +14,13 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 |----------------------------|-------------------------|------------------------------|-------------|
 | CPU with AMX-BF16          | bf16                    | channels_last + bf16         | bf16-mixed  |
 | AMD CPU with AVX512-BF16   | int8 one-position steps*| channels_last + bf16         | bf16-mixed  |
-| other CPU, AVX-512 / AVX2  | int8 one-position steps | channels_last fp32           | 32          |
+| other CPU, AVX-512 / AVX2  | int8 one-position steps*| channels_last fp32           | 32          |
 | CPU without AVX2           | fp32                    | channels_last fp32           | 32          |
 | GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                    | channels_last fp32           | 32          |
 
-* with a bf16 prefill and an int8 key/value cache, a float32 scale per vector (`decode_plan`, below).
+* with an int8 key/value cache, a float32 scale per vector, and a bf16 prefill where bf16 is fast
+  (`decode_plan`, below).
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
 bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
@@ -42,36 +43,107 @@ the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
   layer alone), as fast at batch 4; over an int8 cache with a float32 scale per key or value
   vector (~1.06 bytes a number) another 1.35x. Whole runs (int8 steps), batch 32: float32 prefill
   and cache 19.6 s, bf16 prefill and cache 13.2 s, bf16 prefill and int8 cache 10.2 s; batch 4:
-  3.15, 2.6, 2.5 s. So "int8" sampling keeps an int8 cache on the
-  CPUs where that was measured (bf16_fast), and "bf16" a bf16 one; elsewhere the int8 plan stays
-  float32 (not measured: an Intel CPU without AMX may gain from the fewer bytes as well). Quality
-  (bench_sampling.py --quality): validation NLL 1.1361 against 1.1365 in float32.
-Where the cache is int8 and the CPU has AVX512-VNNI, `generate` runs each one-code step as one
-native call (taming/transformer/cpu_step.py): int8 weights on VNNI dot products, the attention
-over the int8 cache, norms and GELU, 1.6-1.7 ms a step at batch 4 against ~4.3 ms through PyTorch
-ops, 1.1-1.2x the step's memory-bound limit (validation NLL 1.2991 against 1.2990 in float32).
+  3.15, 2.6, 2.5 s. So "int8" sampling keeps an int8 cache on every CPU (the native step below
+  reads it; on the AVX2 class it halved a run against the float32 cache, BENCHMARKS.md "CPU
+  classes"), and "bf16" a bf16 one. Quality (bench_sampling.py --quality): validation NLL 1.1361
+  against 1.1365 in float32.
+Where the cache is int8, `generate` runs each one-code step as one native call
+(taming/transformer/cpu_step.py): int8 weights on AVX512-VNNI, AVX2 or portable-C dot products
+(one source, the same numbers from each), the attention over the int8 cache, norms and GELU,
+1.6-1.7 ms a step at batch 4 on AVX512-VNNI against ~4.3 ms through PyTorch ops, 1.1-1.2x the
+step's memory-bound limit (validation NLL 1.2991 against 1.2990 in float32).
 The Python API that mirrors the original stays exact float32: "auto" is only what the commands
 default to, or what a caller asks for.
+
+**A CPU class on request.** `TAMING_CPU_ISA=amx_bf16|avx512_bf16|avx512|avx2|baseline` makes
+`detect` report that class instead of the machine's (a class above the machine's is refused with
+one line, `CpuClassError`), so the precision choice, the decode plan and the native kernels'
+build (taming.native: its compiler target and kernel variant) are those of that class. The
+libraries decide for themselves, so the class also needs their own switches, read before their
+first kernel runs: `library_switches(isa)` gives them (PyTorch's ATEN_CPU_CAPABILITY, oneDNN's
+ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, FBGEMM's FBGEMM_ENABLE_INSTRUCTIONS), and
+importing this module with TAMING_CPU_ISA set fills in those not already set. Setting all of them
+in the environment of a fresh process is the sure way (tests/cpu_classes.py does, per class):
+
+| class       | ATEN_CPU_CAPABILITY | ONEDNN_MAX_CPU_ISA        | MKL_ENABLE_INSTRUCTIONS | FBGEMM_ENABLE_INSTRUCTIONS |
+|-------------|---------------------|---------------------------|-------------------------|----------------------------|
+| amx_bf16    | avx512              | AVX512_CORE_AMX           | AVX512_E4               | AVX512_E1                  |
+| avx512_bf16 | avx512              | AVX512_CORE_BF16          | AVX512_E3               | AVX512_E1                  |
+| avx512      | avx512              | AVX512_CORE_VNNI (*)      | AVX512_E1 (*)           | AVX512_E1 (*)              |
+| avx2        | avx2                | AVX2                      | AVX2                    | AVX2                       |
+| baseline    | default             | SSE41                     | SSE4_2                  | AVX2 (FBGEMM has no lower) |
+
+(*) AVX512_CORE / AVX512 / AVX512 where the machine has no AVX512-VNNI. MKL honours its switch on
+Intel CPUs only (on AMD it picks its AVX2 code itself).
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-import torch
-
 CPUINFO = Path("/proc/cpuinfo")
 ISAS = ("amx_bf16", "avx512_bf16", "avx512", "avx2", "baseline")  # fastest first
+CPU_ISA_ENV = "TAMING_CPU_ISA"
+
+
+def cpu_flags(text: str | None = None) -> set[str]:
+    """The `flags` of /proc/cpuinfo (or of `text`); empty where there is no such file."""
+    if text is None:
+        try:
+            text = CPUINFO.read_text()
+        except OSError:
+            return set()
+    for line in text.splitlines():
+        if line.startswith("flags"):
+            return set(line.split(":", 1)[1].split())
+    return set()
+
+
+class CpuClassError(RuntimeError):
+    """TAMING_CPU_ISA names no class, or one this CPU cannot run (the message is one line)."""
+
+
+def library_switches(isa: str, flags: set[str] | None = None) -> dict[str, str]:
+    """The environment that keeps PyTorch, oneDNN, MKL and FBGEMM within CPU class `isa` (flags: the
+    machine's /proc/cpuinfo flags, for AVX512-VNNI within the avx512 class; default: this machine's)."""
+    if isa not in ISAS:
+        raise CpuClassError(f"{CPU_ISA_ENV}={isa!r} is not a CPU class (one of {', '.join(ISAS)})")
+    vnni = "avx512_vnni" in (cpu_flags() if flags is None else flags)
+    aten, onednn, mkl, fbgemm = {
+        "amx_bf16": ("avx512", "AVX512_CORE_AMX", "AVX512_E4", "AVX512_E1"),
+        "avx512_bf16": ("avx512", "AVX512_CORE_BF16", "AVX512_E3", "AVX512_E1"),
+        "avx512": ("avx512",) + (("AVX512_CORE_VNNI", "AVX512_E1", "AVX512_E1") if vnni
+                                 else ("AVX512_CORE", "AVX512", "AVX512")),
+        "avx2": ("avx2", "AVX2", "AVX2", "AVX2"),
+        "baseline": ("default", "SSE41", "SSE4_2", "AVX2"),
+    }[isa]
+    return {"TAMING_CPU_ISA": isa, "ATEN_CPU_CAPABILITY": aten, "ONEDNN_MAX_CPU_ISA": onednn,
+            "MKL_ENABLE_INSTRUCTIONS": mkl, "FBGEMM_ENABLE_INSTRUCTIONS": fbgemm}
+
+
+def _apply_switches() -> None:
+    """TAMING_CPU_ISA set: the libraries' own switches that are not set yet, before torch runs."""
+    isa = os.environ.get(CPU_ISA_ENV, "").strip()
+    if isa in ISAS:  # a bad value is reported by detect(), where the caller can catch it
+        for key, value in library_switches(isa).items():
+            os.environ.setdefault(key, value)
+
+
+_apply_switches()  # before torch is imported here (the libraries read them at their first kernel)
+
+import torch  # noqa: E402
 
 
 @dataclass(frozen=True)
 class Hardware:
     device: str  # "cpu" or "cuda"
     name: str  # CPU model name or GPU name
-    isa: str = "baseline"  # CPUs: one of ISAS; GPUs: "cuda"
+    isa: str = "baseline"  # CPUs: one of ISAS (TAMING_CPU_ISA's class where set); GPUs: "cuda"
     gpu_bf16: bool = False  # GPUs: bf16 supported natively (compute capability >= 8)
     vendor: str = ""  # CPUs: /proc/cpuinfo's vendor_id (GenuineIntel, AuthenticAMD)
+    machine_isa: str = ""  # CPUs with TAMING_CPU_ISA set: the machine's own class ("" otherwise)
 
     @property
     def bf16_fast(self) -> bool:
@@ -91,19 +163,6 @@ class Choice:
     def describe(self) -> str:
         fs = "bf16" if self.first_stage == torch.bfloat16 else "channels_last fp32"
         return f"decode {self.decode}, first stage {fs}, training {self.train} ({self.why})"
-
-
-def cpu_flags(text: str | None = None) -> set[str]:
-    """The `flags` of /proc/cpuinfo (or of `text`); empty where there is no such file."""
-    if text is None:
-        try:
-            text = CPUINFO.read_text()
-        except OSError:
-            return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
 
 
 def cpu_isa(flags: set[str], capability: str | None = None) -> str:
@@ -131,16 +190,39 @@ def _cpuinfo_field(text: str, key: str, default: str) -> str:
     return default
 
 
+def runnable_isas(machine_isa: str) -> tuple[str, ...]:
+    """The classes a CPU of class `machine_isa` can run: its own and every one below it."""
+    return ISAS[ISAS.index(machine_isa):]
+
+
+def requested_isa(machine_isa: str, request: str | None = None) -> str:
+    """The class to behave as: `request` (default: $TAMING_CPU_ISA) where set, else the machine's.
+    Raises CpuClassError for a name not in ISAS or a class above the machine's."""
+    request = (os.environ.get(CPU_ISA_ENV, "") if request is None else request).strip()
+    if not request:
+        return machine_isa
+    if request not in ISAS:
+        raise CpuClassError(f"{CPU_ISA_ENV}={request!r} is not a CPU class (one of {', '.join(ISAS)})")
+    if request not in runnable_isas(machine_isa):
+        raise CpuClassError(f"{CPU_ISA_ENV}={request}: this CPU ({machine_isa}) cannot run that class; "
+                            f"it runs {', '.join(runnable_isas(machine_isa))}")
+    return request
+
+
 def detect_cpu(cpuinfo: str | None = None, capability: str | None = None) -> Hardware:
-    """The CPU from /proc/cpuinfo (or the given text and torch capability string, for tests)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = CPUINFO.read_text()
-        except OSError:
-            cpuinfo = ""
-        capability = capability or torch.backends.cpu.get_cpu_capability()
-    return Hardware("cpu", _cpuinfo_field(cpuinfo, "model name", "CPU"), cpu_isa(cpu_flags(cpuinfo), capability),
-                    vendor=_cpuinfo_field(cpuinfo, "vendor_id", ""))
+    """The CPU from /proc/cpuinfo, as the class TAMING_CPU_ISA asks for where set (or the given
+    text and torch capability string, for tests: no override applies to them)."""
+    if cpuinfo is not None:
+        return Hardware("cpu", _cpuinfo_field(cpuinfo, "model name", "CPU"), cpu_isa(cpu_flags(cpuinfo), capability),
+                        vendor=_cpuinfo_field(cpuinfo, "vendor_id", ""))
+    try:
+        cpuinfo = CPUINFO.read_text()
+    except OSError:
+        cpuinfo = ""
+    machine = detect_cpu(cpuinfo, capability or torch.backends.cpu.get_cpu_capability())
+    if not os.environ.get(CPU_ISA_ENV, "").strip():
+        return machine
+    return Hardware("cpu", machine.name, requested_isa(machine.isa), vendor=machine.vendor, machine_isa=machine.isa)
 
 
 def detect_gpu(index: int = 0) -> Hardware:
@@ -198,9 +280,8 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
     """The phases of decoding `rows` rows at `precision` ("auto" resolved first) on `device`.
 
     "fp32" is float32 throughout (exact). "bf16": bf16 steps and cache, the prefill in bf16 where
-    bf16 GEMMs are fast. "int8" (CPUs): int8 steps; where bf16 is fast the prefill is bf16 and the
-    cache int8 with a scale per vector (read by a compiled float32-accumulating kernel), else both
-    float32. On a GPU,
+    bf16 GEMMs are fast. "int8" (CPUs): int8 steps and an int8 cache with a scale per vector (what
+    the native step reads); the prefill bf16 where bf16 is fast, else float32. On a GPU,
     "bf16" is autocast over everything. `rows` is accepted for choices by batch size; the
     measurements behind this table found none that changes with it (int8 steps beat bf16 from 4 to
     8192 rows, the bf16 cache won from batch 4 to 64)."""
@@ -213,7 +294,7 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
         return DecodePlan("bf16", "bf16" if hw.device == "cuda" else fast, torch.bfloat16)
     if hw.device == "cuda":  # no int8 kernels on a GPU here: float32
         return DecodePlan("fp32", "fp32", torch.float32)
-    return DecodePlan("int8", fast, torch.int8 if hw.bf16_fast else torch.float32)
+    return DecodePlan("int8", fast, torch.int8)
 
 
 def first_stage_dtype(device: torch.device | str | None = None) -> torch.dtype | None:
@@ -230,10 +311,12 @@ def summary(device: torch.device | str | None = None) -> str:
     """One line for benchmarks and logs: what was detected and what "auto" chooses."""
     hw = detect(device)
     isa = "" if hw.device == "cuda" else f", ISA {hw.isa}"
+    if hw.machine_isa:
+        isa += f" (as {CPU_ISA_ENV} asks; this CPU: {hw.machine_isa})"
     bf16 = f", bf16 {'yes' if hw.gpu_bf16 else 'no'}" if hw.device == "cuda" else ""
     return (f"detected: {hw.device} {hw.name}{isa}{bf16}, torch {torch.__version__}; "
             f"auto chooses: {choose(hw).describe()}; sampling: {decode_plan('auto', device).describe()}")
 
 
-__all__ = ["Hardware", "Choice", "DecodePlan", "ISAS", "cpu_flags", "cpu_isa", "detect_cpu", "detect_gpu", "detect",
-           "choose", "decode_precision", "decode_plan", "first_stage_dtype", "training_precision", "summary"]
+__all__ = ["Hardware", "Choice", "CpuClassError", "DecodePlan", "ISAS", "CPU_ISA_ENV", "cpu_flags", "cpu_isa",
+           "detect_cpu", "detect_gpu", "detect", "library_switches", "requested_isa", "runnable_isas", "choose", "decode_precision", "decode_plan", "first_stage_dtype", "training_precision", "summary"]

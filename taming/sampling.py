@@ -24,10 +24,11 @@ under `torch.inference_mode()`. `precision`:
   and, on the CPU, one-position steps through packed bf16 weight copies, the prefill in bf16 where
   bf16 GEMMs are fast (else float32); on a GPU, bf16 autocast. Not bit-equal to float32.
 - "int8" (CPU): one-position steps (up to 256 rows) use int8 weights (one scale per output row) and
-  activations quantized per call (FBGEMM dynamic quantization): a quarter of the float32 weight
-  bytes. Where bf16 GEMMs are fast, the prefill runs in bf16 and the key/value cache is int8
-  with a float32 scale per vector (attention still computed in float32), else both stay float32.
-  The least exact; its cost in validation NLL is measured in BENCHMARKS.md.
+  activations quantized per row (one native call per step, taming/transformer/cpu_step.py; FBGEMM's
+  dynamic quantization where it does not apply): a quarter of the float32 weight bytes. The
+  key/value cache is int8 with a float32 scale per vector (attention still computed in float32);
+  where bf16 GEMMs are fast, the prefill runs in bf16, else in float32. The least exact; its cost
+  in validation NLL is measured in BENCHMARKS.md.
 taming.hardware's `decode_plan` holds these per-phase choices and the measurements behind them.
 On the CPU, the one-code attention over a bf16 or int8 cache runs a C kernel built for the CPU at
 hand (taming/transformer/cpu_attention.py, taming/native.py): the first use on a machine compiles

@@ -1,5 +1,7 @@
 """The native one-code step (taming/transformer/cpu_step.py, cpu_decode.c): its weight layout, its
-logits against float32 and against PyTorch's int8 step, what it refuses, and `generate` through it."""
+logits against float32 and against PyTorch's int8 step, what it refuses, and `generate` through it.
+On this run's CPU class (tests/cpu_classes.py runs each); tests/test_cpu_classes.py compares the
+builds of every class."""
 import pytest
 import torch
 
@@ -12,8 +14,6 @@ from test_decode_plan import AMD, fake, rel_err
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 INT8 = torch.int8
-lib = cpu_attention.library()
-BUILT = lib is not None and bool(lib.taming_step_available())  # VNNI CPUs: this project's machines
 
 
 def model(seed: int = 0, **kw) -> GPT:
@@ -67,11 +67,6 @@ def steps_logits(gpt: GPT, cond: torch.Tensor, steps: int, how: str) -> torch.Te
     return torch.stack(out, 1)
 
 
-pytest_native = pytest.mark.skipif(not BUILT, reason="no AVX512-VNNI on this CPU: native_step is None there "
-                                   "(test_native_step_is_none_without_vnni checks that)")
-
-
-@pytest_native
 @pytest.mark.parametrize("batch", [1, 4, 5, 9])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dims", [{}, dict(vocab_size=20, n_embd=24, n_head=3)])  # widths off the 16-blocks
@@ -88,7 +83,6 @@ def test_native_step_is_as_close_to_float32_as_the_pytorch_int8_step(monkeypatch
     assert err.min() > 0  # int8, not float32
 
 
-@pytest_native
 def test_a_wrong_weight_is_far_outside_the_tolerance(monkeypatch):
     fake(monkeypatch, AMD)
     gpt = model()
@@ -106,7 +100,6 @@ def test_a_wrong_weight_is_far_outside_the_tolerance(monkeypatch):
     assert rel_err(steps_logits(gpt, cond, 4, "native"), exact).min() > 0.1
 
 
-@pytest_native
 def test_generate_goes_through_the_native_step(monkeypatch):
     fake(monkeypatch, AMD)
     gpt = model()
@@ -129,7 +122,6 @@ def test_generate_goes_through_the_native_step(monkeypatch):
     assert (generate(gpt, cond, 12, greedy=True, precision="auto") == exact).float().mean() > 0.8
 
 
-@pytest_native
 def test_native_step_refuses_bad_codes_and_positions(monkeypatch):
     fake(monkeypatch, AMD)
     gpt = model()
@@ -159,18 +151,19 @@ def test_native_step_applies_only_where_it_computes_the_model(monkeypatch):
         assert not cpu_step.applies(gpt, gpt.new_cache(2, 20, dtype=INT8))
 
 
-def test_native_step_is_none_without_vnni_or_kernels(monkeypatch):
-    class NoVNNI:
-        def taming_step_available(self):
-            return 0
+def test_native_step_is_built_for_every_cpu_class():
+    """AVX512-VNNI, AVX2 or portable C: every class has the step (tests/test_cpu_classes.py: the same numbers)."""
+    lib = cpu_attention.library()
+    assert lib is not None and lib.taming_step_available() == 1  # this project's machines have gcc
+
+
+def test_native_step_is_none_without_kernels(monkeypatch):
     gpt = model()
     with torch.inference_mode():
         cache = gpt.new_cache(2, 20, dtype=INT8)
-        monkeypatch.setattr(cpu_step, "library", lambda: NoVNNI())
-        assert cpu_step.native_step(gpt, cache, 2) is None
-        assert _decoder(gpt, cache, 2) is not None  # the PyTorch step instead
         monkeypatch.setattr(cpu_step, "library", lambda: None)  # no C compiler
         assert cpu_step.native_step(gpt, cache, 2) is None
+        assert _decoder(gpt, cache, 2) is not None  # the PyTorch step instead
 
 
 def test_sequence_nll_in_float32_is_the_teacher_forced_cross_entropy():
@@ -187,7 +180,6 @@ def test_sequence_nll_in_float32_is_the_teacher_forced_cross_entropy():
         sequence_nll(gpt, cond, codes[:2])
 
 
-@pytest_native
 def test_sequence_nll_of_the_native_step_is_close_to_float32(monkeypatch):
     fake(monkeypatch, AMD)
     gpt = model()

@@ -17,7 +17,7 @@ does) and attends with the stored numbers widened to float32 as they are loaded,
 keys and one over the values. Measured on the AMD CPU, 2 threads, batch 4 x 8 heads x 64, int8
 cache, inside `generate` (the cache read from memory): ~125 us a layer, against ~175 us for the
 same formula compiled by Inductor (torch.compile, which also took 5-20 s to compile per process)
-plus ~80 us of eager writes before. Where the cache is int8 and the CPU has VNNI, `generate` runs
+plus ~80 us of eager writes before. Where the cache is int8, `generate` runs
 the whole step natively instead (cpu_step.py); this call serves the other one-code steps (the
 sliding window, a bf16 cache).
 
@@ -104,12 +104,23 @@ def library() -> ctypes.CDLL | None:
         warnings.warn(f"sampling on the CPU: the native decoding kernels are unavailable ({err}); "
                       "running them as PyTorch ops (slower)", RuntimeWarning, stacklevel=3)
         return None
+    return typed(lib)
+
+
+STEP_VARIANTS = ("portable", "avx2", "avx512_vnni")  # taming_step_variant(): the build's int8 dot products
+
+
+def typed(lib: ctypes.CDLL) -> ctypes.CDLL:
+    """lib (cpu_decode.c built by taming.native for some CPU class) with its functions' C types set."""
     if not getattr(lib, "_taming_typed", False):
         lib.taming_attend.argtypes = [_P] * 7 + [_I] * 5 + [ctypes.c_int]
         lib.taming_attend.restype = None
         lib.taming_step_available.restype = ctypes.c_int
+        lib.taming_step_variant.restype = ctypes.c_int
         lib.taming_int8_step.argtypes = [_P] * 4 + [_I] * 2 + [ctypes.c_int]
         lib.taming_int8_step.restype = ctypes.c_int
+        lib.taming_int8_linear.argtypes = [_P, _P, _I, _P, _P, _P]
+        lib.taming_int8_linear.restype = None
         lib._taming_typed = True
     return lib
 
@@ -151,4 +162,5 @@ def attend_step(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor,
     return out
 
 
-__all__ = ["attend_step", "library", "quantize_vectors", "step_formula", "step_int8_formula"]
+__all__ = ["STEP_VARIANTS", "attend_step", "library", "quantize_vectors", "step_formula", "step_int8_formula",
+           "typed"]

@@ -4,12 +4,12 @@ At batch 4 a one-code step of the 26.5M GPT reads ~25 MB of int8 weights and ~13
 millisecond of memory traffic, but through PyTorch it is ~70 ops a layer (FBGEMM's int8 linears,
 layer norms, GELU, residual adds, the attention call), each costing microseconds of dispatch and,
 for the linears, ~20 us of fixed cost: ~4 ms a step (BENCHMARKS.md). `taming_int8_step` in
-cpu_decode.c runs the same step in one call with VNNI int8 dot products (see its comment).
+cpu_decode.c runs the same step in one call with int8 dot products built for the CPU class
+(AVX512-VNNI, AVX2 or portable C; the same numbers from each: see its comment).
 
 `native_step(gpt, cache, rows)` returns step(token (rows,), pos) -> logits (rows, V), or None where
-it does not apply: not the CPU, a cache that is not int8 (decode_plan chooses int8 only on CPUs
-where bf16 GEMMs are fast and bf16 attention is not), no VNNI in this build, a bidirectional prefix
-(n_unmasked), or the kernels not built. Callers then run the PyTorch step. The weights are packed
+it does not apply: not the CPU, a cache that is not int8 (decode_plan's "int8" plan has one), a
+bidirectional prefix (n_unmasked), or the kernels not built (no C compiler). Callers then run the PyTorch step. The weights are packed
 once per model and kept while they are unchanged.
 
 Numbers: the same int8 weights (one scale per output row) as the FBGEMM copies of decoding.py;
