@@ -19,8 +19,8 @@ to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to o
 | GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
 | GPU without bf16           | fp32                    | channels_last fp32           | 32          |
 
-* with an int8 key/value cache, a float32 scale per vector, and a bf16 prefill where bf16 is fast
-  (`decode_plan`, below).
+* with an int8 key/value cache, a float32 scale per vector, and a bf16 prefill where bf16 is fast,
+  else an int8 one (`decode_plan`, below).
 
 int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
 bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
@@ -34,7 +34,7 @@ the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
   1.6-2x at 8192), so the steps stay int8 at every batch size (at batch 32 they are ~15% of a
   sampling run; the attention over the cache is ~half of it);
 - prefill (8192 rows at batch 32): float32 7.2 s, int8 4.1 s, bf16 3.8 s (and bf16 is ~20x
-  closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, float32 elsewhere;
+  closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, int8 elsewhere;
 - the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
   the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
   for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a kernel that
@@ -281,7 +281,8 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
 
     "fp32" is float32 throughout (exact). "bf16": bf16 steps and cache, the prefill in bf16 where
     bf16 GEMMs are fast. "int8" (CPUs): int8 steps and an int8 cache with a scale per vector (what
-    the native step reads); the prefill bf16 where bf16 is fast, else float32. On a GPU,
+    the native step reads); the prefill bf16 where bf16 is fast, else int8 (FBGEMM, 2x float32 at
+    8192 rows on AVX2, no measurable NLL cost: BENCHMARKS.md "CPU classes"). On a GPU,
     "bf16" is autocast over everything. `rows` is accepted for choices by batch size; the
     measurements behind this table found none that changes with it (int8 steps beat bf16 from 4 to
     8192 rows, the bf16 cache won from batch 4 to 64)."""
@@ -294,7 +295,7 @@ def decode_plan(precision: str, device: torch.device | str | None = None, rows: 
         return DecodePlan("bf16", "bf16" if hw.device == "cuda" else fast, torch.bfloat16)
     if hw.device == "cuda":  # no int8 kernels on a GPU here: float32
         return DecodePlan("fp32", "fp32", torch.float32)
-    return DecodePlan("int8", fast, torch.int8)
+    return DecodePlan("int8", fast if hw.bf16_fast else "int8", torch.int8)
 
 
 def first_stage_dtype(device: torch.device | str | None = None) -> torch.dtype | None:

@@ -27,7 +27,7 @@ under `torch.inference_mode()`. `precision`:
   activations quantized per row (one native call per step, taming/transformer/cpu_step.py; FBGEMM's
   dynamic quantization where it does not apply): a quarter of the float32 weight bytes. The
   key/value cache is int8 with a float32 scale per vector (attention still computed in float32);
-  where bf16 GEMMs are fast, the prefill runs in bf16, else in float32. The least exact; its cost
+  where bf16 GEMMs are fast, the prefill runs in bf16, else in int8 too. The least exact; its cost
   in validation NLL is measured in BENCHMARKS.md.
 taming.hardware's `decode_plan` holds these per-phase choices and the measurements behind them.
 On the CPU, the one-code attention over a bf16 or int8 cache runs a C kernel built for the CPU at

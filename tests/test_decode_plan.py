@@ -32,8 +32,8 @@ BF16_COPIES = hardware.detect("cpu").isa in ("amx_bf16", "avx512_bf16", "avx512"
 
 @pytest.mark.parametrize("hw, auto", [
     (AMD, DecodePlan("int8", "bf16", INT8)),  # fast bf16 GEMMs, native int8 steps faster still
-    (INTEL, DecodePlan("int8", "fp32", INT8)),  # bf16 at half the fp32 rate: nothing in bf16
-    (AVX2, DecodePlan("int8", "fp32", INT8)),  # the native step's AVX2 build over the int8 cache
+    (INTEL, DecodePlan("int8", "int8", INT8)),  # bf16 at half the fp32 rate: nothing in bf16
+    (AVX2, DecodePlan("int8", "int8", INT8)),  # the native step's AVX2 build over the int8 cache
     (AMX, DecodePlan("bf16", "bf16", BF16)),
     (detect_cpu(cpuinfo(FLAGS["baseline"])), DecodePlan("fp32", "fp32", FP32)),
     (Hardware("cuda", "Fake GPU", "cuda", gpu_bf16=True), DecodePlan("bf16", "bf16", BF16)),
@@ -50,7 +50,7 @@ def test_explicit_int8_follows_the_hardware_for_the_other_phases(monkeypatch):
     assert decode_plan("int8", "cpu") == DecodePlan("int8", "bf16", INT8)
     assert decode_plan("bf16", "cpu") == DecodePlan("bf16", "bf16", BF16)
     fake(monkeypatch, INTEL)
-    assert decode_plan("int8", "cpu") == DecodePlan("int8", "fp32", INT8)
+    assert decode_plan("int8", "cpu") == DecodePlan("int8", "int8", INT8)
     assert decode_plan("bf16", "cpu") == DecodePlan("bf16", "fp32", BF16)
 
 
@@ -58,7 +58,8 @@ def test_plan_on_this_cpu_and_summary():
     hw = hardware.detect("cpu")
     plan = decode_plan("auto", "cpu", 32)
     assert plan.step == hardware.choose(hw).decode
-    assert plan.prefill == ("bf16" if hw.bf16_fast and plan.step != "fp32" else "fp32")
+    assert plan.prefill == ("fp32" if plan.step == "fp32" else "bf16" if hw.bf16_fast else plan.step)
+    assert plan.cache == {"fp32": FP32, "bf16": BF16, "int8": INT8}[plan.step]
     if hw.isa == "avx512_bf16" and hw.vendor == "AuthenticAMD":  # this project's machine: every phase reduced
         assert plan == DecodePlan("int8", "bf16", INT8)
     assert "sampling: one-code steps" in hardware.summary("cpu")

@@ -143,7 +143,7 @@ def test_forced_classes_choose_as_those_cpus(monkeypatch):
     monkeypatch.setattr(hardware, "_detect", lambda device_type, index: Hardware(
         "cpu", "AMD EPYC", "avx2", vendor="AuthenticAMD", machine_isa="avx512_bf16"))
     assert choose(hardware.detect("cpu")) == choose(detect_cpu(cpuinfo(FLAGS["avx2"], vendor="AuthenticAMD")))
-    assert hardware.decode_plan("auto", "cpu") == hardware.DecodePlan("int8", "fp32", torch.int8)
+    assert hardware.decode_plan("auto", "cpu") == hardware.DecodePlan("int8", "int8", torch.int8)
     assert "ISA avx2 (as TAMING_CPU_ISA asks; this CPU: avx512_bf16)" in hardware.summary("cpu")
 
 

@@ -469,29 +469,31 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
         const __m256i ones = _mm256_set1_epi16(1);
         for (int64_t r0 = 0; r0 < mp; r0 += 4) {
             const uint8_t* x0 = xq + r0 * L->kp;
-            __m256i lo[4], hi[4];  /* outputs 0-7 and 8-15 of the block, for 4 rows */
-            for (int i = 0; i < 4; ++i) lo[i] = hi[i] = _mm256_setzero_si256();
-            for (int64_t g = 0; g < groups; ++g) {
-                const __m256i wl = _mm256_loadu_si256((const __m256i*)(wb + g * 64));
-                const __m256i wh = _mm256_loadu_si256((const __m256i*)(wb + g * 64 + 32));
-                const __m256i al = _mm256_sign_epi8(wl, wl), ah = _mm256_sign_epi8(wh, wh);  /* |w| */
-                for (int i = 0; i < 4; ++i) {
-                    int32_t v;
-                    __builtin_memcpy(&v, x0 + i * L->kp + 4 * g, 4);
-                    const __m256i x = _mm256_set1_epi32(v);  /* 4 signed activations in every lane */
-                    lo[i] = _mm256_add_epi32(lo[i], _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(al, _mm256_sign_epi8(x, wl)), ones));
-                    hi[i] = _mm256_add_epi32(hi[i], _mm256_madd_epi16(
-                        _mm256_maddubs_epi16(ah, _mm256_sign_epi8(x, wh)), ones));
+            __m256i acc[2][4];  /* outputs 0-7 and 8-15 of the block, for 4 rows */
+            for (int half = 0; half < 2; ++half) {  /* one half at a time: 4 accumulators, no spills */
+                __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+                for (int64_t g = 0; g < groups; ++g) {
+                    const __m256i w = _mm256_loadu_si256((const __m256i*)(wb + g * 64 + 32 * half));
+                    const __m256i aw = _mm256_sign_epi8(w, w);  /* |w| */
+                    int32_t v0, v1, v2, v3;
+                    __builtin_memcpy(&v0, x0 + 4 * g, 4);
+                    __builtin_memcpy(&v1, x0 + L->kp + 4 * g, 4);
+                    __builtin_memcpy(&v2, x0 + 2 * L->kp + 4 * g, 4);
+                    __builtin_memcpy(&v3, x0 + 3 * L->kp + 4 * g, 4);
+                    /* 4 signed activations in every lane, given w's signs: |w| * (a * sign(w)) */
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v0), w)), ones));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v1), w)), ones));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v2), w)), ones));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v3), w)), ones));
                 }
+                acc[half][0] = a0, acc[half][1] = a1, acc[half][2] = a2, acc[half][3] = a3;
             }
             for (int64_t i = 0; i < 4 && r0 + i < m; ++i) {
                 const __m256 s = _mm256_set1_ps(sx[r0 + i]);
                 float v[16];
-                _mm256_storeu_ps(v, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(lo[i]),
-                    _mm256_mul_ps(_mm256_loadu_ps(L->scale + n0), s)), _mm256_loadu_ps(L->bias + n0)));
-                _mm256_storeu_ps(v + 8, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(hi[i]),
-                    _mm256_mul_ps(_mm256_loadu_ps(L->scale + n0 + 8), s)), _mm256_loadu_ps(L->bias + n0 + 8)));
+                for (int half = 0; half < 2; ++half)
+                    _mm256_storeu_ps(v + 8 * half, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[half][i]),
+                        _mm256_mul_ps(_mm256_loadu_ps(L->scale + n0 + 8 * half), s)), _mm256_loadu_ps(L->bias + n0 + 8 * half)));
                 finish_row(y + (r0 + i) * ldy + n0, v, count, mode);
             }
         }

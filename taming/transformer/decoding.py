@@ -24,7 +24,7 @@ reduced-precision copy of them side by side, for the same inputs: one call inste
 
 Inputs of more rows than that (the prefill of the conditioning, B x L rows) run through a second,
 bf16 copy where taming.hardware's `decode_plan` says bf16 GEMMs are fast (`DecodePlan.prefill`),
-else through the float32 weights.
+through the int8 copy where it says int8, else through the float32 weights.
 """
 from __future__ import annotations
 
@@ -183,15 +183,15 @@ def decoding_weights(model: nn.Module, precision: str = "fp32", rows: int = 1) -
     precision = plan.step
     linears = [m for m in model.modules() if isinstance(m, nn.Linear) and m.weight.device.type == "cpu"]
     relaid, packed, fused = [], [], []
-    if precision in _FEW_ROWS or plan.prefill == "bf16":
+    if precision in _FEW_ROWS or plan.prefill != "fp32":
         with torch.no_grad():
             for m in linears:
                 if isinstance(m, Linear):
                     if precision in _FEW_ROWS:
                         m._packed = _reduced_copy(m, precision, rows)
                         m._packed_rows = PACKED_MAX_ROWS[precision]
-                    if plan.prefill == "bf16":
-                        m._bulk = _reduced_copy(m, "bf16", BULK_ROWS_HINT)
+                    if plan.prefill != "fp32":  # bf16, or int8 (the steps' own copy: rows do not matter)
+                        m._bulk = _reduced_copy(m, plan.prefill, BULK_ROWS_HINT)
                     packed.append(m)
             if precision in _FEW_ROWS:  # modules that run several Linears of one input as one GEMM
                 for m in model.modules():
