@@ -55,7 +55,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true")
     args = parser.parse_args()
-    from taming.hardware import summary
+    from taming.precision import summary
 
     print(summary())  # what was detected and what precision="auto" chooses
     n = 10 if args.quick else 50

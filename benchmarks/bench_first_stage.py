@@ -36,7 +36,7 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT.parent / "shared" / "compat" / "configs" / "faceshq_vqgan.yaml"
+from workloads import VQGAN_CONFIG as CONFIG  # noqa: E402  (the faceshq config in ../shared; this folder is on the path)
 TARGETS = {"encode": 0.30, "decode": 0.52, "train": 5.2}
 ORIGINAL = {"encode": 0.61, "decode": 1.05, "train": 7.8}
 
@@ -197,7 +197,7 @@ def main() -> None:
                 continue
             rows.append(json.loads(res.stdout.strip().splitlines()[-1]))
 
-    from taming.hardware import summary
+    from taming.precision import summary
 
     print(f"\n{summary('cpu')}")
     print(f"faceshq_vqgan first stage, 256x256, batch 1, {args.threads} threads, torch {torch.__version__}")

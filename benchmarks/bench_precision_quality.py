@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from taming.config import load_config  # noqa: E402
-from taming.hardware import summary  # noqa: E402
+from taming.precision import summary  # noqa: E402
 from taming.tokenizer.vqgan import VQGAN  # noqa: E402
 from taming.training.quality import psnr01  # noqa: E402
 from workloads import SHARED, VQGAN_CONFIG  # noqa: E402
@@ -62,7 +62,7 @@ def main() -> None:
     for name in ("fp32", "bf16"):  # prepare_fast's two dtypes: channels_last fp32, bf16 convolutions
         model = VQGAN(p.ddconfig, p.n_embed, p.embed_dim).eval()
         model.load_state_dict(exact.state_dict())
-        model.prepare_fast(name)
+        model.prepare_fast(torch.bfloat16 if name == "bf16" else None)
         with torch.no_grad():
             got = torch.cat([model.encode_to_codes(x[i:i + 1]) for i in range(len(x))])
             dec = torch.cat([model.decode_codes(codes[i:i + 1]) for i in range(len(x))])

@@ -5,7 +5,7 @@ random weights: speed does not depend on their values); 2 CPU threads.
 - cached: 4 images, 256 conditioning codes, 256 sampled codes, top-k 100 (`generate`),
   precision fp32 (exact), bf16 (bf16 key/value cache, packed bf16 weights for decode steps) and
   int8 (dynamically quantized int8 linears for decode steps; the cache and prefill as
-  taming.hardware.decode_plan decides: bf16 where bf16 is fast, else float32);
+  taming.precision.decode_plan decides: bf16 where bf16 is fast, else float32);
 - full recompute: the original's conditional sampler (the whole sequence through the model for
   every code). Slow: by default 16 steps are timed and the 256 extrapolated by the attended
   length (the cost of a step grows with it); --full times all 256;
@@ -43,10 +43,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from taming.hardware import decode_plan, summary  # noqa: E402
-from taming import sampling  # noqa: E402
+from taming.precision import resolve, summary  # noqa: E402
 from taming.sampling import generate, sample_logits, sample_window, sequence_nll, window_nll  # noqa: E402
-from taming.transformer.cpu_attention import library  # noqa: E402
+from taming.transformer.decode import engine, loop  # noqa: E402
+from taming.transformer.decode.native import NativeStep, library  # noqa: E402
 from taming.transformer.gpt import GPT, num_params  # noqa: E402
 
 ORIGINAL = {"cached": 4.5, "full": 142.0, "window": 330.0, "train": 2.6}
@@ -107,9 +107,10 @@ def bench_cached(gpt, peak32):
 def bench_phases(gpt, batches=(4, 32)):
     """Where a `generate` call (precision auto) goes: the prefill, the one-code steps, sampling the
     codes; each phase timed in place (the functions generate calls, wrapped), best of 3 calls."""
-    print(f"phases of generate (auto: {decode_plan('auto', 'cpu', 4).describe()})")
+    print(f"phases of generate (auto: {resolve('auto', 'cpu').decode.describe()})")
     print(f"{'batch':>5} {'total':>7} {'prefill':>8} {'steps':>7} {'per step':>9} {'sampling':>9}")
-    real = {name: getattr(sampling, name) for name in ("prefill", "sample_logits", "_decoder")}
+    real = {"forward": engine.Decoder.forward, "stepper": engine.Decoder.stepper,
+            "sample_logits": loop.sample_logits}
     spent: dict[str, float] = {}
 
     def timed(name, fn):
@@ -119,9 +120,11 @@ def bench_phases(gpt, batches=(4, 32)):
             spent[name] = spent.get(name, 0.0) + time.perf_counter() - t
             return out
         return run
-    sampling.prefill = timed("prefill", real["prefill"])
-    sampling.sample_logits = timed("sampling", real["sample_logits"])
-    sampling._decoder = lambda *args: timed("steps", real["_decoder"](*args))
+    def forward(dec, idx, cache, pos):  # the prefill; one-code steps are timed as steps
+        return (timed("prefill", real["forward"]) if idx.shape[1] > 1 else real["forward"])(dec, idx, cache, pos)
+    engine.Decoder.forward = forward
+    engine.Decoder.stepper = lambda *args: timed("steps", real["stepper"](*args))
+    loop.sample_logits = timed("sampling", real["sample_logits"])
     try:
         for batch in batches:
             cond = torch.randint(0, 1024, (batch, 256), generator=torch.Generator().manual_seed(0))
@@ -135,15 +138,15 @@ def bench_phases(gpt, batches=(4, 32)):
             print(f"{batch:5} {total:7.3f} {phase['prefill']:8.3f} {phase['steps']:7.3f} "
                   f"{1e3 * phase['steps'] / 255:7.2f}ms {phase['sampling']:9.3f}")
     finally:
-        for name, fn in real.items():
-            setattr(sampling, name, fn)
+        engine.Decoder.forward, engine.Decoder.stepper = real["forward"], real["stepper"]
+        loop.sample_logits = real["sample_logits"]
 
 
 def bench_attention(batches=(4, 32), positions=(256, 383, 510)):
     """The one-code attention alone (`attend_step`: write the step's key and value, attend over the
     cache), 8 heads x 64, a 511-position cache, int8 and bf16; microseconds per call, best of 3 x 200
     calls. The cache stays in the CPU caches here: inside `generate` the weights push it out."""
-    from taming.transformer.cpu_attention import attend_step
+    from taming.transformer.decode.attention import attend_step
 
     print(f"one-code attention (attend_step), native kernel {'built' if library() else 'NOT built'}")
     print(f"{'batch':>5} {'position':>8} {'int8 us':>8} {'bf16 us':>8}")
@@ -191,13 +194,13 @@ class _Stop(Exception):
 @contextlib.contextmanager
 def _native_steps(enabled: bool):
     """generate with (True) or without (False: PyTorch's int8 step) the native one-code step."""
-    real = sampling.native_step
+    real = NativeStep.__dict__["build"]
     if not enabled:
-        sampling.native_step = lambda *args: None
+        NativeStep.build = classmethod(lambda cls, *args: None)
     try:
         yield
     finally:
-        sampling.native_step = real
+        NativeStep.build = real
 
 
 def bench_window(gpt, peak32, quick: bool, runs):
@@ -299,7 +302,7 @@ def bench_quality(smoke: bool):
         print(f"{'exact' if stride == 1 else f'fast stride {stride}':28} {nll:20.4f}")
     for precision in ("bf16", "int8", "auto"):  # the reduced-precision decoding of `generate` and the window
         nll = window_nll(gpt, vcond, vcodes, window=(win, win), precision=precision).mean().item()
-        print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}  ({decode_plan(precision, 'cpu', 8).describe()})")
+        print(f"{'exact, ' + precision + ' decoding':28} {nll:20.4f}  ({resolve(precision, 'cpu').decode.describe()})")
     # generate's own steps (the native one-code step where it applies), teacher-forced on held-out
     # window-sized crops: conditioning map then codes, as the model was trained
     wcond, wcodes = synthetic_grids(256, win, win, vocab, seed=2)
@@ -309,7 +312,7 @@ def bench_quality(smoke: bool):
                                      ("int8, PyTorch step", "int8", False), ("int8, native step", "int8", True)):
         with _native_steps(native):
             nll = sequence_nll(gpt, wcond, wcodes, precision=precision).mean().item()
-        print(f"{label:28} {nll:20.4f}  ({decode_plan(precision, 'cpu', len(wcond)).describe()})")
+        print(f"{label:28} {nll:20.4f}  ({resolve(precision, 'cpu').decode.describe()})")
     for stride in (1, 4):
         got = sample_window(gpt, vcond, window=(win, win), stride=stride, generator=torch.Generator().manual_seed(0))
         nll = window_nll(gpt, vcond, got, window=(win, win)).mean().item()

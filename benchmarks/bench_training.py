@@ -70,7 +70,7 @@ def main() -> None:
                                       "transformer_ddp2,transformer_fsdp2")
     p.add_argument("--tokenize-images", type=int, default=1024)
     args = p.parse_args()
-    from taming.hardware import summary
+    from taming.precision import summary
 
     print(summary())  # what was detected and what precision="auto" chooses
     cases = args.cases.split(",")

@@ -37,7 +37,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(BENCH))
 
-from workloads import CASES, COND, GPT_DIMS, STEPS, TOP_K, emit, timed  # noqa: E402
+from workloads import CASES, COND, GPT_DIMS, SMOKE, STEPS, TOP_K, emit, timed  # noqa: E402
 
 # The original on this project's CPU kind (2 cores, AVX-512 + AVX512-BF16, no AMX), measured
 # 2026-11-29 by this script with the original's environment present (see BENCHMARKS.md).
@@ -70,9 +70,10 @@ def first_stage_fn(case, device, precision, choice):
         from bench_first_stage import train_step_fn  # our G + D step (one autoencoder forward)
 
         return train_step_fn(x, "bf16" if bf16 else "cl")
+    from taming.precision import prepare_first_stage
     from taming.tokenizer.vqgan import VQGAN
 
-    model = VQGAN(p.ddconfig, p.n_embed, p.embed_dim).to(device).eval().prepare_fast(precision)
+    model = prepare_first_stage(VQGAN(p.ddconfig, p.n_embed, p.embed_dim).to(device).eval(), precision)
     with torch.no_grad():
         quant = model.encode(x)[0].contiguous(memory_format=torch.channels_last)
     if case == "encode":
@@ -104,28 +105,29 @@ def second_stage_fn(case, device, batch, precision, choice):
 
 
 def worker(args) -> None:
-    from taming.hardware import decode_plan, decode_precision
+    from taming.precision import resolve
 
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     fn = ours_fn(args.worker, args.device, args.batch, args.precision)
     res = timed(fn, args.device, args.repeats)
     emit({"side": "ours", "case": args.worker, "batch": args.batch, "precision": args.precision,
-          "decode": decode_precision(args.precision, args.device),
-          "plan": decode_plan(args.precision, args.device, args.batch).describe(), **res})
+          "decode": resolve(args.precision, args.device).name,
+          "plan": resolve(args.precision, args.device).decode.describe(), **res})
 
 
 # ---- machine limits ------------------------------------------------------------------------------
 def matmul_peak(dtype: torch.dtype, device: str) -> float:
-    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5."""
-    n = 4096 if device.startswith("cuda") else 2048
+    """GFLOP/s of a 2048x2048 matmul (4096 on a GPU), best of 5. The smoke run (gpu_check.sh --dry-run)
+    takes 256: a CPU without native bf16 (AVX2) multiplies bf16 some 50x slower than fp32."""
+    n = 4096 if device.startswith("cuda") else 256 if SMOKE else 2048
     a, b = torch.randn(n, n, dtype=dtype, device=device), torch.randn(n, n, dtype=dtype, device=device)
     return 2 * n ** 3 / timed(lambda: a @ b, device, 5, warmup=2)["s"] / 1e9
 
 
 def stream_bandwidth(device: str) -> float:
-    """GB/s of reading a 256 MB float32 tensor once (a sum), best of 5: the streaming limit."""
-    x = torch.ones(64 * 2 ** 20, device=device)
+    """GB/s of reading a 256 MB float32 tensor once (8 MB in the smoke run), best of 5: the streaming limit."""
+    x = torch.ones((2 if SMOKE else 64) * 2 ** 20, device=device)
     return x.numel() * 4 / timed(lambda: x.sum(), device, 5, warmup=2)["s"] / 1e9
 
 
@@ -134,11 +136,11 @@ def cached_bytes(batch: int, precision: str, device: str) -> float:
     Linear weight (at the decoding precision) and the key/value cache up to its position."""
     C, L = GPT_DIMS["n_embd"], GPT_DIMS["n_layer"]
     linear = L * 12 * C * C + C * GPT_DIMS["vocab_size"]
-    from taming.hardware import decode_plan
-    from taming.transformer.decoding import PACKED_MAX_ROWS
+    from taming.precision import resolve
+    from taming.transformer.decode.weights import FEW_ROWS
 
-    plan = decode_plan(precision, device, batch)
-    reduced = batch <= PACKED_MAX_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
+    plan = resolve(precision, device).decode
+    reduced = batch <= FEW_ROWS.get(plan.step, 0)  # the int8 / bf16 copies serve few-row inputs
     w_bytes = {"fp32": 4, "bf16": 2, "int8": 1}[plan.step] if reduced else 4
     kv_bytes = plan.cache.itemsize + (4 / (C // GPT_DIMS["n_head"]) if plan.cache == torch.int8 else 0)  # + scales
     per_position = 2 * L * C * kv_bytes * batch  # keys and values of one position, all layers
@@ -150,13 +152,13 @@ def prefill_gflop(batch: int) -> float:
     """Matmul FLOPs of the prefill of `batch` rows of conditioning (compute-bound, unlike the steps)."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from taming.sampling import prefill
+    from taming.transformer.decode import decoder
     from taming.transformer.gpt import GPT
     from workloads import cond_codes
 
-    gpt = GPT(**GPT_DIMS).eval()
+    dec = decoder(GPT(**GPT_DIMS), "fp32", batch)
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
-        prefill(gpt, cond_codes(batch, "cpu"), gpt.new_cache(batch, COND))
+        dec.forward(cond_codes(batch, "cpu"), dec.new_cache(COND), 0)
     return counter.get_total_flops() / 1e9
 
 
@@ -215,7 +217,8 @@ def main() -> None:
         worker(args)
         return
 
-    from taming.hardware import choose, detect, summary
+    from taming.hardware import choose, detect
+    from taming.precision import summary
 
     torch.set_num_threads(args.threads)
     if args.clock == "cpu":  # the peaks on the same clock as the workers
@@ -228,12 +231,16 @@ def main() -> None:
     print(f"{args.threads} threads; matmul peak fp32 {peak32:.0f} GFLOP/s, bf16 {peak16:.0f} GFLOP/s; "
           f"streaming read {bandwidth:.1f} GB/s")
     orig_py = original_python(args.original_venv)
-    print("original: " + (f"run now from {orig_py}" if orig_py else
-                          "NO environment found: its column holds RECORDED numbers, not measured in this run"))
-    env_ours = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": str(args.threads),
+    print("original: " + (f"run now from {orig_py}" if orig_py else "NO environment found: " + (
+        "its column holds RECORDED numbers, not measured in this run" if args.device == "cpu" else
+        "NOT RUN, its column is empty (numbers are recorded for the CPU only)")))
+    # a PYTHONPATH given (gpu_check.sh's carried packages) reaches both sides; this checkout only ours
+    given = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p and Path(p).resolve() != ROOT]
+    env_ours = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), *given]), "OMP_NUM_THREADS": str(args.threads),
                 "TAMING_BENCH_CLOCK": args.clock}
     print(f"clock: {'CPU seconds of each worker process' if args.clock == 'cpu' else 'wall seconds'}")
-    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"}
+    env_orig = {k: v for k, v in env_ours.items() if k != "PYTHONPATH"} | (
+        {"PYTHONPATH": os.pathsep.join(given)} if given else {})
     scratch = tempfile.mkdtemp(prefix="taming-orig-")  # a folder with no `taming` package in it
     precisions = ["auto"] + (["fp32"] if args.exact else [])
     rows = []
@@ -286,15 +293,15 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         orig, measured, _ = ORIG_RESULT.get(r["case"], (float("nan"), False, 4))
         note = f"{r['precision']}" + (f" -> {r['plan']}" if r["case"] == "cached" else "")
         if r["case"] == "cached":
-            from taming.hardware import decode_plan
+            from taming.precision import resolve
 
             limit = cached_bytes(4, r["decode"], hw.device) / (bandwidth * 1e9)
             note += f"; {r['s'] / limit:.1f}x the memory-bound limit ({limit:.2f} s at {bandwidth:.0f} GB/s)"
             # the prefill is compute-bound: at best the matmul peak of its precision
-            bf16 = decode_plan(r["precision"], hw.device, 4).prefill == "bf16"
+            bf16 = resolve(r["precision"], hw.device).decode.prefill == "bf16"
             floor = limit + prefill_gflop(4) / (peak16 if bf16 else peak32)
             note += f"; {r['s'] / floor:.1f}x it plus the prefill at the {'bf16' if bf16 else 'fp32'} peak ({floor:.2f} s)"
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{r['case']:12} {r['s']:>9.3f} s (med {r['median_s']:6.3f}) {orig:>9.3f} s{tag:>11} "
               f"{orig / r['s']:>6.2f}x {targets[r['case']]:>6.1f}x  {note}")
     for precision, r in best_tp.items():
@@ -302,7 +309,7 @@ def print_table(rows, hw, peak32, peak16, bandwidth) -> None:
         rate = r["batch"] / r["s"]
         ref_peak = peak16 if r["decode"] == "bf16" and hw.bf16_fast else peak32
         frac = 100 * rate * flop_img / ref_peak
-        tag = "" if measured else " (recorded)"
+        tag = "" if measured else " (recorded)" if orig == orig else " (not run)"  # nan: none recorded
         print(f"{'throughput':12} {rate:>8.2f} img/s (batch {r['batch']:3}) {orig:>6.2f} img/s{tag:>11} "
               f"{rate / orig:>6.2f}x {targets['throughput']:>6.1f}x  {precision} -> {r['plan']}; "
               f"{frac:.0f}% of the {'bf16' if ref_peak == peak16 else 'fp32'} matmul peak "

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
 import torch
 
-from workloads import GPT_DIMS, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, timed, train_codes
+from workloads import GPT_DIMS, SHARED, STEPS, TOP_K, VQGAN_CONFIG, COND, cond_codes, emit, image, timed, train_codes
 
-HARNESS = Path(__file__).resolve().parents[2] / "shared" / "oracle" / "harness"
+HARNESS = SHARED / "oracle" / "harness"
 
 
 def vqmodel(device: str):

@@ -1,10 +1,15 @@
 """Config values checked against the type hints of the constructor they feed.
 
-`check_value(value, hint, where)` understands the hints our constructors use: int, float, bool,
+`check_value(value, hint, where, error)` understands the hints our constructors use: int, float, bool,
 str, paths, None, unions, Literal, sequences, tuples, mappings and TypedDicts (a nested settings
 dict that is not a `target:` node, e.g. `ddconfig`). A TypedDict may carry a `__check__(value,
 where)` function for rules across its keys. Hints it does not know (classes, callables) pass:
 config values are plain YAML data, and code may hand any object through `**extra`.
+
+A float must be finite (YAML's .nan and .inf are no setting anyone means), and
+`Annotated[int, Between(lo, hi)]` bounds a value: sizes (channels, codebook entries, layers) are
+checked before anything is allocated, so 0, -1 or 10**12 is one line naming the key, not a
+traceback from deep inside torch or an allocation of a terabyte.
 
 Messages name the key path and what was expected: `model.params.ddconfig.ch: expected int, got str 'abc'`.
 """
@@ -13,30 +18,50 @@ from __future__ import annotations
 import collections.abc as abc
 import difflib
 import inspect
+import math
 import os
 import types
 import typing
-from typing import Any, Callable, Literal, Union
+from dataclasses import dataclass
+from typing import Annotated, Any, Callable, Literal, Union
 
 _SEQUENCES = (list, tuple, abc.Sequence, abc.Iterable, abc.Collection, abc.MutableSequence)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
 
 
-def _error(message: str) -> Exception:
-    from taming.config import ConfigError  # config imports this module
+@dataclass(frozen=True)
+class Between:
+    """`Annotated[int, Between(1, 8192)]`: the value must lie in [lo, hi] (None: no bound that side)."""
+    lo: float | None = None
+    hi: float | None = None
 
-    return ConfigError(message)
+    def problem(self, value: Any, where: str) -> str | None:
+        if (self.lo is None or value >= self.lo) and (self.hi is None or value <= self.hi):
+            return None
+        if self.hi is None:
+            return f"{where}: must be >= {self.lo}, got {value}"
+        if self.lo is None:
+            return f"{where}: must be <= {self.hi}, got {value}"
+        return f"{where}: must be between {self.lo} and {self.hi}, got {value}"
+
+
+MAX_WIDTH = 8192  # channels of one layer: far above any trained model's, far below an allocation that fails
+Width = Annotated[int, Between(1, MAX_WIDTH)]
 
 
 def type_hints(fn: Callable) -> dict[str, Any]:
     """Evaluated hints of fn's parameters; one that cannot be evaluated is left out (checked by nothing)."""
     try:
-        return typing.get_type_hints(fn)
+        return typing.get_type_hints(fn, include_extras=True)
     except Exception:  # one unresolvable forward reference: evaluate the others one by one
         pass
     hints = {}
     namespace = getattr(fn, "__globals__", {})
-    for name, p in inspect.signature(fn).parameters.items():
+    try:
+        parameters = inspect.signature(fn).parameters
+    except (TypeError, ValueError):  # written in C: nothing to check against
+        return {}
+    for name, p in parameters.items():
         ann = p.annotation
         if isinstance(ann, str):
             try:
@@ -52,6 +77,8 @@ def describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return describe(args[0])
     if origin in (Union, types.UnionType):
         return " or ".join(describe(a) for a in args)
     if origin is Literal:
@@ -72,11 +99,12 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def check_value(value: Any, hint: Any, where: str) -> None:
-    """Raise ConfigError if `value` cannot be what `hint` says; nested values are checked too."""
+def check_value(value: Any, hint: Any, where: str, error: type[Exception]) -> None:
+    """Raise `error` (taming.config.ConfigError; this module is below it) if `value` cannot be what
+    `hint` says; nested values are checked too."""
     problem = _mismatch(value, hint, where)
     if problem:
-        raise _error(problem)
+        raise error(problem)
 
 
 def _mismatch(value: Any, hint: Any, where: str) -> str | None:
@@ -84,6 +112,11 @@ def _mismatch(value: Any, hint: Any, where: str) -> str | None:
     if hint is Any or hint is inspect.Parameter.empty:
         return None
     origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:  # the base type first, then its bounds
+        problem = _mismatch(value, args[0], where)
+        for rule in (a for a in args[1:] if isinstance(a, Between)):
+            problem = problem or rule.problem(value, where)
+        return problem
     wrong = f"{where}: expected {describe(hint)}, got {type(value).__name__} {_short(value)}"
     if origin in (Union, types.UnionType):
         problems = [_mismatch(value, a, where) for a in args]
@@ -101,7 +134,9 @@ def _mismatch(value: Any, hint: Any, where: str) -> str | None:
     if hint is int:
         return None if isinstance(value, int) and not isinstance(value, bool) else wrong
     if hint is float:
-        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else wrong
+        if not isinstance(value, (int, float)) or isinstance(value, bool):
+            return wrong
+        return None if isinstance(value, int) or math.isfinite(value) else f"{where}: must be a finite number, got {value}"
     if hint is str:
         return None if isinstance(value, str) else wrong
     if hint in (os.PathLike,) or (isinstance(hint, type) and issubclass(hint, os.PathLike)):
@@ -135,7 +170,7 @@ def _mismatch(value: Any, hint: Any, where: str) -> str | None:
 
 
 def _typeddict_mismatch(value: abc.Mapping, hint: Any, where: str) -> str | None:
-    fields = typing.get_type_hints(hint)
+    fields = typing.get_type_hints(hint, include_extras=True)
     for key in value:
         if key not in fields:
             close = difflib.get_close_matches(str(key), sorted(fields), n=1)

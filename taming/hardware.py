@@ -1,69 +1,33 @@
-"""What this machine is, and the one precision decision made from it (`precision="auto"`).
+"""What this machine is (`detect`), and the precision decision made from it (`choose`), which
+`precision="auto"` takes (taming/precision.py).
 
-Why a decision at all: the fastest arithmetic depends on the hardware, and by a lot. On CPUs with
-AMX, bf16 matmuls and convolutions run ~5x faster than float32; on Intel AVX-512 CPUs without AMX,
-oneDNN's bf16 kernels ran at *half* the float32 rate, while on AMD CPUs with AVX512-BF16 (Zen 4
-and later: native bf16 dot products) they run at ~2.2x float32 (BENCHMARKS.md): the same flag is a
-large gain on one machine and a 2x loss on the next. GPUs with bf16 (compute capability >= 8)
-want bf16.
+The fastest arithmetic depends on the hardware, by a lot: bf16 is ~5x float32 on CPUs with AMX and
+~2x on AMD CPUs with AVX512-BF16, but half of float32 on Intel AVX-512 CPUs without AMX; int8
+decoding steps (FBGEMM, AVX2 and up) read a quarter of the float32 weight bytes, which is what a
+one-code step is bound by. So `choose` reads the ISA and the vendor:
 
-`detect(device)` reads the device and, for a CPU, its ISA from /proc/cpuinfo's flags (falling back
-to `torch.backends.cpu.get_cpu_capability()`); `choose(hardware)` maps that to one `Choice`:
+| hardware                   | decoding (`generate`)    | first stage (`prepare_fast`) | training    |
+|----------------------------|--------------------------|------------------------------|-------------|
+| CPU with AMX-BF16          | bf16                     | channels_last + bf16         | bf16-mixed  |
+| AMD CPU with AVX512-BF16   | int8 one-code steps      | channels_last + bf16         | bf16-mixed  |
+| other CPU, AVX-512 / AVX2  | int8 one-code steps      | channels_last fp32           | 32          |
+| CPU without AVX2           | fp32                     | channels_last fp32           | 32          |
+| GPU with bf16              | bf16                     | channels_last + bf16         | bf16-mixed  |
+| GPU without bf16           | fp32                     | channels_last fp32           | 32          |
 
-| hardware                   | decoding (`generate`)   | first stage (`prepare_fast`) | training    |
-|----------------------------|-------------------------|------------------------------|-------------|
-| CPU with AMX-BF16          | bf16                    | channels_last + bf16         | bf16-mixed  |
-| AMD CPU with AVX512-BF16   | int8 one-position steps*| channels_last + bf16         | bf16-mixed  |
-| other CPU, AVX-512 / AVX2  | int8 one-position steps*| channels_last fp32           | 32          |
-| CPU without AVX2           | fp32                    | channels_last fp32           | 32          |
-| GPU with bf16              | bf16                    | channels_last + bf16         | bf16-mixed  |
-| GPU without bf16           | fp32                    | channels_last fp32           | 32          |
-
-* with an int8 key/value cache, a float32 scale per vector, and a bf16 prefill where bf16 is fast,
-  else an int8 one (`decode_plan`, below).
-
-int8 decoding goes through FBGEMM, which needs AVX2; it streams a quarter of the float32 weight
-bytes, which is what a one-code step is bound by, and runs ~5x the float32 rate for 4-128 rows
-with VNNI.
-
-Within decoding, `decode_plan(precision, device, rows)` decides each phase of `generate`
-(`DecodePlan`): the one-code steps' linears, the prefill's linears (the conditioning, B x L rows)
-and the key/value cache's dtype. Measured on the AMD AVX512-BF16 CPU (one thread, CPU seconds,
-the 26.5M GPT, BENCHMARKS.md "Sampling throughput"):
-- one-code steps: FBGEMM int8 beat packed bf16 at every row count, 1.7-1.9x at 32-128 rows (and
-  1.6-2x at 8192), so the steps stay int8 at every batch size (at batch 32 they are ~15% of a
-  sampling run; the attention over the cache is ~half of it);
-- prefill (8192 rows at batch 32): float32 7.2 s, int8 4.1 s, bf16 3.8 s (and bf16 is ~20x
-  closer to float32 than int8): bf16 wherever bf16 GEMMs are fast, int8 elsewhere;
-- the cache: a step's one-query attention reads the whole cache (0.5 FLOP per byte; at batch 32
-  the float32 cache is ~400 MB a step, three quarters of the step's time). PyTorch's bf16 kernels
-  for it (SDPA, batched matmul) ran 2.6-4x slower than float32 there, but a kernel that
-  widens the stored numbers to float32 as it loads (taming/transformer/cpu_attention.py) reads
-  only their bytes: over a bf16 cache 1.6-3.6x faster than float32 SDPA at batch 32-64 (one
-  layer alone), as fast at batch 4; over an int8 cache with a float32 scale per key or value
-  vector (~1.06 bytes a number) another 1.35x. Whole runs (int8 steps), batch 32: float32 prefill
-  and cache 19.6 s, bf16 prefill and cache 13.2 s, bf16 prefill and int8 cache 10.2 s; batch 4:
-  3.15, 2.6, 2.5 s. So "int8" sampling keeps an int8 cache on every CPU (the native step below
-  reads it; on the AVX2 class it halved a run against the float32 cache, BENCHMARKS.md "CPU
-  classes"), and "bf16" a bf16 one. Quality (bench_sampling.py --quality): validation NLL 1.1361
-  against 1.1365 in float32.
-Where the cache is int8, `generate` runs each one-code step as one native call
-(taming/transformer/cpu_step.py): int8 weights on AVX512-VNNI, AVX2 or portable-C dot products
-(one source, the same numbers from each), the attention over the int8 cache, norms and GELU,
-1.6-1.7 ms a step at batch 4 on AVX512-VNNI against ~4.3 ms through PyTorch ops, 1.1-1.2x the
-step's memory-bound limit (validation NLL 1.2991 against 1.2990 in float32).
-The Python API that mirrors the original stays exact float32: "auto" is only what the commands
-default to, or what a caller asks for.
+The measurements behind it: BENCHMARKS.md "Automatic precision" and "Why the decoding plan".
+The Python API that mirrors the original stays exact float32: "auto" is what the commands default to.
 
 **A CPU class on request.** `TAMING_CPU_ISA=amx_bf16|avx512_bf16|avx512|avx2|baseline` makes
 `detect` report that class instead of the machine's (a class above the machine's is refused with
-one line, `CpuClassError`), so the precision choice, the decode plan and the native kernels'
-build (taming.native: its compiler target and kernel variant) are those of that class. The
-libraries decide for themselves, so the class also needs their own switches, read before their
-first kernel runs: `library_switches(isa)` gives them (PyTorch's ATEN_CPU_CAPABILITY, oneDNN's
-ONEDNN_MAX_CPU_ISA, MKL's MKL_ENABLE_INSTRUCTIONS, FBGEMM's FBGEMM_ENABLE_INSTRUCTIONS), and
-importing this module with TAMING_CPU_ISA set fills in those not already set. Setting all of them
-in the environment of a fresh process is the sure way (tests/cpu_classes.py does, per class):
+one line, `CpuClassError`), so the precision choice, the decoding plan and its backend
+(taming.precision.decode_plan) and the native kernels' build (taming.native: compiler target,
+kernel variant, cache key) are those of that class. The libraries decide for themselves, so the
+class also needs their own switches, read before their first kernel runs: `library_switches(isa)`
+gives them (PyTorch's ATEN_CPU_CAPABILITY, oneDNN's ONEDNN_MAX_CPU_ISA, MKL's
+MKL_ENABLE_INSTRUCTIONS, FBGEMM's FBGEMM_ENABLE_INSTRUCTIONS), and importing this module with
+TAMING_CPU_ISA set fills in those not already set. Setting all of them in the environment of a
+fresh process is the sure way (tests/cpu_classes.py does, per class):
 
 | class       | ATEN_CPU_CAPABILITY | ONEDNN_MAX_CPU_ISA        | MKL_ENABLE_INSTRUCTIONS | FBGEMM_ENABLE_INSTRUCTIONS |
 |-------------|---------------------|---------------------------|-------------------------|----------------------------|
@@ -259,65 +223,5 @@ def choose(hw: Hardware | None = None) -> Choice:
     return Choice("fp32", None, "32", "CPU without AVX2: no FBGEMM int8, no fast bf16")
 
 
-def decode_precision(precision: str, device: torch.device | str | None = None) -> str:
-    """`precision` for taming.sampling, with "auto" resolved for `device`."""
-    return choose(detect(device)).decode if precision == "auto" else precision
-
-
-@dataclass(frozen=True)
-class DecodePlan:
-    """How sampling runs each phase for one precision on one device (see the module docstring)."""
-    step: str  # linears of one-code steps (few rows): "fp32", "bf16" or "int8"
-    prefill: str  # linears of longer inputs (the conditioning's prefill): "fp32" or "bf16"
-    cache: torch.dtype  # the key/value cache: float32, bf16 or int8 (attention reads 1/2 or ~1/4 of the bytes)
-
-    def describe(self) -> str:
-        cache = {torch.bfloat16: "bf16", torch.int8: "int8 (a float32 scale per vector)"}.get(self.cache, "fp32")
-        return f"one-code steps {self.step}, prefill {self.prefill}, key/value cache {cache}"
-
-
-def decode_plan(precision: str, device: torch.device | str | None = None, rows: int = 1) -> DecodePlan:
-    """The phases of decoding `rows` rows at `precision` ("auto" resolved first) on `device`.
-
-    "fp32" is float32 throughout (exact). "bf16": bf16 steps and cache, the prefill in bf16 where
-    bf16 GEMMs are fast. "int8" (CPUs): int8 steps and an int8 cache with a scale per vector (what
-    the native step reads); the prefill bf16 where bf16 is fast, else int8 (FBGEMM, 2x float32 at
-    8192 rows on AVX2, no measurable NLL cost: BENCHMARKS.md "CPU classes"). On a GPU,
-    "bf16" is autocast over everything. `rows` is accepted for choices by batch size; the
-    measurements behind this table found none that changes with it (int8 steps beat bf16 from 4 to
-    8192 rows, the bf16 cache won from batch 4 to 64)."""
-    precision = decode_precision(precision, device)
-    if precision == "fp32":
-        return DecodePlan("fp32", "fp32", torch.float32)
-    hw = detect(device)
-    fast = "bf16" if hw.bf16_fast else "fp32"
-    if precision == "bf16":
-        return DecodePlan("bf16", "bf16" if hw.device == "cuda" else fast, torch.bfloat16)
-    if hw.device == "cuda":  # no int8 kernels on a GPU here: float32
-        return DecodePlan("fp32", "fp32", torch.float32)
-    return DecodePlan("int8", fast if hw.bf16_fast else "int8", torch.int8)
-
-
-def first_stage_dtype(device: torch.device | str | None = None) -> torch.dtype | None:
-    return choose(detect(device)).first_stage
-
-
-def training_precision(accelerator: str | None = None) -> str:
-    """Lightning's precision for `--precision auto` on `accelerator` (cpu, gpu, cuda, auto or None)."""
-    device = "cpu" if accelerator == "cpu" or not torch.cuda.is_available() else "cuda"
-    return choose(detect(device)).train
-
-
-def summary(device: torch.device | str | None = None) -> str:
-    """One line for benchmarks and logs: what was detected and what "auto" chooses."""
-    hw = detect(device)
-    isa = "" if hw.device == "cuda" else f", ISA {hw.isa}"
-    if hw.machine_isa:
-        isa += f" (as {CPU_ISA_ENV} asks; this CPU: {hw.machine_isa})"
-    bf16 = f", bf16 {'yes' if hw.gpu_bf16 else 'no'}" if hw.device == "cuda" else ""
-    return (f"detected: {hw.device} {hw.name}{isa}{bf16}, torch {torch.__version__}; "
-            f"auto chooses: {choose(hw).describe()}; sampling: {decode_plan('auto', device).describe()}")
-
-
-__all__ = ["Hardware", "Choice", "CpuClassError", "DecodePlan", "ISAS", "CPU_ISA_ENV", "cpu_flags", "cpu_isa",
-           "detect_cpu", "detect_gpu", "detect", "library_switches", "requested_isa", "runnable_isas", "choose", "decode_precision", "decode_plan", "first_stage_dtype", "training_precision", "summary"]
+__all__ = ["Hardware", "Choice", "CpuClassError", "ISAS", "CPU_ISA_ENV", "cpu_flags", "cpu_isa", "detect_cpu",
+           "detect_gpu", "detect", "library_switches", "requested_isa", "runnable_isas", "choose"]

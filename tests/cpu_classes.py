@@ -22,10 +22,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 # the tests whose behaviour depends on the class: detection and the plan, the native kernels' build
-# and step, decoding's reduced copies, sampling through them (test_cpu_classes.py compares every
+# and step, the engine's reduced copies, sampling through them (test_cpu_classes.py compares every
 # class's build in any one run, so it is not repeated per class)
-FILES = ("tests/test_hardware.py", "tests/test_decode_plan.py", "tests/test_native.py", "tests/test_cpu_step.py",
-         "tests/test_gpt.py", "tests/test_sampling.py", "tests/test_sample_window.py")
+FILES = ("tests/test_hardware.py", "tests/test_precision.py", "tests/test_native.py", "tests/test_decode_engine.py",
+         "tests/test_decode_native.py", "tests/test_gpt.py", "tests/test_sampling.py", "tests/test_sample_window.py")
 
 
 def main() -> int:

@@ -2,6 +2,7 @@
 reference data is, tiny configs for training runs, the compat GPT fixtures."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -12,7 +13,7 @@ from taming.checkpoint import load_weights, read_state_dict
 from taming.transformer.gpt import GPT
 
 ROOT = Path(__file__).resolve().parents[1]
-SHARED = ROOT.parent / "shared"
+SHARED = Path(os.environ.get("TAMING_SHARED") or ROOT.parent / "shared")  # elsewhere: the GPU check's copy
 COMPAT = SHARED / "compat"
 FIXTURES = COMPAT / "fixtures"
 

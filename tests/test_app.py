@@ -418,3 +418,93 @@ def png_bytes_of(picture: Image.Image) -> bytes:
     buffer = io.BytesIO()
     picture.save(buffer, format="PNG")
     return buffer.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that claims width x height pixels and holds none: what a decompression bomb's header says."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)) + chunk(b"IEND", b"")
+
+
+def test_uploads_that_are_no_good_picture_are_said_in_plain_words():
+    """Issue 20: a text file named .png showed `cannot identify image file <_io.BytesIO object at 0x...>`,
+    a decompression bomb Pillow's own text."""
+    cases = [
+        (b"name,value\n1,2\n", "notes.png", "notes.png is not a picture: upload a PNG or JPEG file"),
+        (png_header_only(30000, 30000), "bomb.png", "bomb.png is far too large: it says it holds more than"),
+        (png_header_only(5000, 40), "wide.png", "wide.png: 5000x40 px is larger than the 2048 px per side allowed"),
+        (png_bytes_of(Image.new("RGB", (64, 64), (9, 99, 199)))[:-30], "cut.png",
+         "cut.png could not be read to the end: the picture is damaged or cut short"),
+        (b"", "empty.png", "empty.png is empty (0 bytes)"),
+    ]
+    for data, name, needle in cases:
+        for read in (lambda: image_upload(data, name, (16, 16)), lambda: segmentation_upload(data, name, 8, (16, 16))):
+            with pytest.raises(DataError) as err:
+                read()
+            message = str(err.value)
+            assert needle in message and "\n" not in message, message
+            assert not any(t in message for t in ("BytesIO", "object at 0x", "DOS attack", "Error:")), message
+
+
+def test_completing_an_upload_says_and_uses_the_map_it_names(seg_run, monkeypatch):
+    """Issue 20: the caption said "upload one.png" while landscape 0's map was used, unnamed."""
+    picture = png_bytes_of(Image.fromarray(np.round((LandscapesValidation(size=16, length=1)[0]["image"] + 1) * 127.5)
+                                           .astype(np.uint8)))
+    at = page(monkeypatch, "--logdir", str(seg_run))
+    at.radio(key="mode").set_value("complete an image").run()
+    at.radio(key="source").set_value("upload a file").run()
+    at.get("file_uploader")[0].upload("one.png", picture, "image/png").run()
+    at.number_input(key="complete_map").set_value(3).run()
+    assert not at.exception and not at.error
+    caption = "upload one.png under the map of landscape 3"
+    assert at.image[0].captions[0] == f"conditioning: {caption}"
+    run = load_run(resolve_run(str(seg_run)))
+    map3 = cond.landscape_example(run, 3, (16, 16))
+    at.button(key="sample_button").click().run()
+    assert not at.exception and not at.error
+    sample = at.session_state["sample"]
+    assert sample["caption"].startswith(caption)
+    # what was drawn: the upload's top rows kept, under landscape 3's map
+    image = image_upload(picture, "one.png", (16, 16))
+    settings = Settings((8, 8), top_k=16, seed=0, keep_rows=4)
+    codes = sample_codes(run, cond.encode_condition(run, map3), settings, given=image_codes(run, image))
+    np.testing.assert_array_equal(sample["pixels"], to_pixels(decode_codes(run, codes)))
+
+
+def test_the_page_says_in_plain_words_what_is_wrong_with_an_upload(seg_run, monkeypatch):
+    at = page(monkeypatch, "--logdir", str(seg_run))
+    at.radio(key="source").set_value("upload a file").run()
+    at.get("file_uploader")[0].upload("notes.png", b"name,value\n1,2\n", "image/png").run()
+    assert not at.exception
+    assert [e.value for e in at.error] == ["notes.png is not a picture: upload a PNG or JPEG file (this file's "
+                                           "content is no image format, whatever its name says)"]
+
+
+def test_a_file_outside_the_start_folder_names_the_flag_that_opens_it(seg_run, tmp_path, monkeypatch):
+    """Issue 20: an extra config outside the start folder suggested `--logdir /etc/...`."""
+    monkeypatch.chdir(tmp_path)
+    local = make_run(tmp_path, seg_transformer_config(None, None), "local")
+    outside = seg_run.parent / "extra.yaml"
+    outside.write_text("data:\n  params:\n    validation:\n      params: {length: 1}\n")
+    at = page(monkeypatch, "--logdir", str(local))
+    at.text_input(key="configs").input(str(outside)).run()
+    assert not at.exception and len(at.error) == 1
+    assert at.error[0].value.endswith(f"start `taming app --config {outside}` to open it"), at.error[0].value
+    at.text_input(key="configs").input("").run()
+    at.text_input(key="target").input(str(seg_run)).run()
+    assert at.error[0].value.endswith(f"start `taming app --logdir {seg_run}` to open it"), at.error[0].value
+
+
+def test_sampling_commands_name_themselves_for_a_first_stage_run(tmp_path, capsys):
+    """Issue 20: `taming sample -r <vqgan run>` said "the app samples from transformer runs"."""
+    first_stage = make_run(tmp_path, vqgan_config(), "vqgan")
+    for command in (["sample", "-n", "1"], ["sample-conditional"]):
+        assert main([*command, "-r", str(first_stage), "-o", str(tmp_path / "out")]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and f"`taming {command[0]}` samples from transformer runs" in err[0], err
+        assert "the app" not in err[0] and f"`taming reconstruct -r {first_stage} IMAGE` runs it" in err[0]

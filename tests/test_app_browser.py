@@ -4,14 +4,18 @@ The app is started as a user starts it (`taming app --logdir RUN --port P`) on a
 over a tiny run folder; the test picks a landscape example, presses Sample, waits for the image,
 downloads the PNG and checks its size, and checks that no exception text is on the page. Then
 `kill PID` must stop the server (the command execs Streamlit, so no child keeps the port).
+Two users of one app (two browsers, one cached model) sampling at the same time at different
+precisions each download the bytes they get alone.
 
 Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian packages chromium, chromium-driver, which
-.ci/run installs): without them this test FAILS, it is not skipped. The screenshot is written to
+`./run.sh test` installs): without them this test FAILS, it is not skipped. The screenshot is written to
 outputs/test-artifacts/app_browser.png (printed; under the repository root).
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -20,15 +24,23 @@ import sys
 import time
 import urllib.request
 from pathlib import Path
+from typing import Iterator
 
+import torch
 from PIL import Image
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support import expected_conditions as EC
 from selenium.webdriver.support.ui import WebDriverWait
 
 from helpers import make_run, seg_transformer_config
+from taming.checkpoint import read_state_dict, save_state_dict
+from taming.generation import conditioning as cond
+from taming.generation.drawing import Settings, decode_codes, sample_codes
+from taming.generation.pictures import png_bytes, to_pixels
+from taming.generation.runs import load_run, resolve_run
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "outputs" / "test-artifacts"
@@ -71,16 +83,39 @@ def browser(downloads: Path, profile: Path) -> webdriver.Chrome:
     return chrome
 
 
-def test_sample_and_download_in_chromium(tmp_path):
-    run = make_run(tmp_path, seg_transformer_config(None, None), "seg")  # 16 px images, 8x8 codes
-    port, downloads = free_port(), tmp_path / "downloads"
-    downloads.mkdir()
+def start_app(run: Path, cwd: Path) -> tuple[subprocess.Popen, int]:
+    port = free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
     app = subprocess.Popen([sys.executable, "-m", "taming.cli.main", "app", "--logdir", str(run), "--port", str(port)],
-                           cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                           cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    wait_for_server(port, app)
+    return app, port
+
+
+def stop_app(app: subprocess.Popen) -> None:
+    app.send_signal(signal.SIGTERM)  # what `kill PID` sends
+    try:
+        app.wait(timeout=20)
+    finally:
+        if app.poll() is None:
+            app.kill()
+
+
+def downloaded(folder: Path, timeout: float = 20) -> Path:
+    deadline = time.monotonic() + timeout
+    while not [p for p in folder.glob("*.png")] and time.monotonic() < deadline:
+        time.sleep(0.2)
+    (png,) = folder.glob("*.png")
+    return png
+
+
+def test_sample_and_download_in_chromium(tmp_path):
+    run = make_run(tmp_path, seg_transformer_config(None, None), "seg")  # 16 px images, 8x8 codes
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    app, port = start_app(run, tmp_path)
     chrome = None
     try:
-        wait_for_server(port, app)
         chrome = browser(downloads, tmp_path / "profile")
         chrome.get(f"http://127.0.0.1:{port}/")
         wait = WebDriverWait(chrome, 45)
@@ -98,21 +133,112 @@ def test_sample_and_download_in_chromium(tmp_path):
         body = chrome.find_element(By.TAG_NAME, "body").text
         assert not [t for t in EXCEPTION_TEXT if t in body], body
         download.click()
-        deadline = time.monotonic() + 20
-        while not [p for p in downloads.glob("*.png")] and time.monotonic() < deadline:
-            time.sleep(0.2)
-        (png,) = downloads.glob("*.png")
+        png = downloaded(downloads)
         assert png.name.startswith("2026-01-01T00-00-00-seg_landscape-0_8x8_k16_t1_seed0_")
         with Image.open(png) as picture:
             assert picture.size == (16, 16) and picture.mode == "RGB"
     finally:
         if chrome is not None:
             chrome.quit()
-        app.send_signal(signal.SIGTERM)  # what `kill PID` sends
-        try:
-            app.wait(timeout=20)
-        finally:
-            if app.poll() is None:
-                app.kill()
+        stop_app(app)
     with socket.socket() as s:  # nothing serves the port any more: no Streamlit child was left behind
         assert s.connect_ex(("127.0.0.1", port)) != 0
+
+
+@contextlib.contextmanager
+def served(tmp_path: Path, run: Path) -> Iterator[tuple[webdriver.Chrome, WebDriverWait]]:
+    """`taming app --logdir RUN` on a free port, a browser on its page; both stopped afterwards."""
+    app, port = start_app(run, tmp_path)
+    chrome = None
+    try:
+        (tmp_path / "downloads").mkdir(exist_ok=True)
+        chrome = browser(tmp_path / "downloads", tmp_path / "profile")
+        chrome.get(f"http://127.0.0.1:{port}/")
+        yield chrome, WebDriverWait(chrome, 60)
+    finally:
+        if chrome is not None:
+            chrome.quit()
+        stop_app(app)
+
+
+def test_stop_says_where_it_stopped_and_keeps_the_preview(tmp_path):
+    """Issue 20: after Stop the page showed neither "stopped at N%" nor the rows sampled so far (a stopped
+    Streamlit run may not write the session state, and the rerun starts before the stopped run ends)."""
+    run = make_run(tmp_path, seg_transformer_config(None, None), "seg")
+    with served(tmp_path, run) as (chrome, wait):
+        for label in ("height (codes)", "width (codes)"):  # 64x64 codes: seconds of sampling, time to press Stop
+            field = wait.until(EC.presence_of_element_located((By.XPATH, f"//input[@aria-label='{label}']")))
+            field.send_keys(Keys.CONTROL, "a")
+            field.send_keys("64", Keys.ENTER)
+            wait.until(lambda c: c.find_element(By.XPATH, f"//input[@aria-label='{label}']").get_attribute("value") == "64")
+        time.sleep(1)  # the rerun of the last change
+        wait.until(EC.element_to_be_clickable((By.XPATH, "//button[.//p[text()='Sample']]"))).click()
+        wait.until(EC.presence_of_element_located((By.XPATH, "//*[contains(text(), 'live preview')]")))
+        chrome.find_element(By.XPATH, "//button[.//p[text()='Stop sampling']]").click()
+        stopped = wait.until(EC.presence_of_element_located((By.XPATH, "//*[starts-with(text(), 'Sampling stopped at')]")))
+        percent = int(re.match(r"Sampling stopped at (\d+)%", stopped.text).group(1))
+        assert 0 < percent < 100, stopped.text
+        wait.until(EC.presence_of_element_located((By.XPATH, "//*[text()='what was sampled before it stopped']")))
+        body = chrome.find_element(By.TAG_NAME, "body").text
+        assert not [t for t in EXCEPTION_TEXT if t in body], body
+        assert "Download PNG" not in body  # no finished sample
+
+
+def sharpened(run: Path) -> None:
+    """The run's GPT weights made large: random small ones give near-uniform logits, where every
+    precision draws the same codes and a mix-up could not show."""
+    ckpt = run / "checkpoints" / "last.ckpt"
+    weights, g = read_state_dict(ckpt), torch.Generator().manual_seed(0)
+    for key, value in weights.items():
+        if key.startswith("transformer.") and not key.endswith(".mask"):
+            weights[key] = value + torch.randn(value.shape, generator=g) * 0.5
+    save_state_dict(ckpt, weights)
+
+
+def set_up(chrome: webdriver.Chrome, port: int, width: int, precision: str) -> None:
+    """A landscape sample `width` codes wide at `precision`, ready to press Sample."""
+    chrome.get(f"http://127.0.0.1:{port}/")
+    wait = WebDriverWait(chrome, 45)
+    wait.until(EC.element_to_be_clickable((By.XPATH, "//label[.//p[text()='procedural landscapes']]"))).click()
+    wait.until(EC.presence_of_element_located((By.XPATH, "//*[contains(text(), 'conditioning: landscape 0')]")))
+    for label, value in (("width (codes)", str(width)), ("decoding precision", precision)):
+        field = wait.until(EC.element_to_be_clickable((By.XPATH, f"//input[@aria-label='{label}']")))
+        field.click()
+        field.send_keys(Keys.CONTROL, "a")
+        field.send_keys(value, Keys.ENTER)  # a number; or the one option the typed text leaves
+        wait.until(lambda c: c.find_element(By.XPATH, f"//input[@aria-label='{label}']").get_attribute("value") == value)
+
+
+def test_two_users_at_different_precisions_each_get_their_own_sample(tmp_path):
+    run = make_run(tmp_path, seg_transformer_config(None, None), "seg")
+    sharpened(run)
+    width, precisions = 64, ("fp32", "int8")  # 8 x 64 codes: the sliding window, about a second each
+    loaded = load_run(resolve_run(str(run)))
+    condition = cond.encode_condition(loaded, cond.landscape_example(loaded, 0, (16, 2 * width)))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the app's server runs
+    try:
+        alone = {p: png_bytes(to_pixels(decode_codes(loaded, sample_codes(
+            loaded, condition, Settings((8, width), top_k=16, seed=0, precision=p))))) for p in precisions}
+    finally:
+        torch.set_num_threads(threads)
+    assert alone["fp32"] != alone["int8"]  # the two precisions draw different images: a mix-up would show
+    app, port = start_app(run, tmp_path)
+    chromes = []
+    try:
+        for p in precisions:
+            (tmp_path / p).mkdir()
+            chromes.append(browser(tmp_path / p, tmp_path / f"profile_{p}"))
+            set_up(chromes[-1], port, width, p)
+        buttons = [WebDriverWait(c, 45).until(EC.element_to_be_clickable((By.XPATH, "//button[.//p[text()='Sample']]")))
+                   for c in chromes]
+        for button in buttons:  # both users press Sample at once: the two runs overlap on the server
+            button.click()
+        for chrome, p in zip(chromes, precisions):
+            WebDriverWait(chrome, 90).until(EC.element_to_be_clickable(
+                (By.XPATH, "//button[.//p[starts-with(text(), 'Download PNG')]]"))).click()
+            assert downloaded(tmp_path / p).read_bytes() == alone[p], f"the {p} user got another image"
+    finally:
+        for chrome in chromes:
+            chrome.quit()
+        stop_app(app)

@@ -26,7 +26,21 @@ def files(tmp_path):
     (["train", "-b", "{cfg}", "-t", "lightning.trainer.max_steps=many"], "lightning.trainer.max_steps: expected int"),
     (["tokenize", "--config", "{cfg}", "--ckpt", "{junk}", "--out", "{out}"], "cannot read checkpoint {junk}"),
     (["tokenize", "--config", "{cfg}", "--out", "{out}", "--shard-size", "0"], "--shard-size must be >= 1"),
-    (["demo", "--steps", "abc"], "invalid float value: 'abc'"),
+    (["demo", "--steps", "abc"], "argument --steps: expected a finite number > 0, got 'abc'"),
+    # issue 20: every float flag is finite and in its range, checked as it is parsed
+    (["demo", "--temperature", "nan"], "argument --temperature: must be a finite number > 0, got 'nan'"),
+    (["sample", "-r", "{run}", "-n", "1", "-o", "{out}", "--temperature", "nan"],
+     "argument --temperature/-t: must be a finite number > 0, got 'nan'"),
+    (["sample", "-r", "{run}", "-n", "1", "-o", "{out}", "-t", "0"], "must be a finite number > 0, got '0'"),
+    (["sample", "-r", "{run}", "-n", "1", "-o", "{out}", "--top-p", "inf"],
+     "argument --top-p/--top_p/-p: must be a finite number > 0 and <= 1, got 'inf'"),
+    (["sample", "-r", "{run}", "-n", "1", "-o", "{out}", "--cfg-scale", "nan"],
+     "argument --cfg-scale: must be a finite number >= 0, got 'nan'"),
+    (["sample", "-r", "{run}", "-n", "1", "-o", "{out}", "--accept-rate", "1.5"],
+     "argument --accept-rate: must be a finite number > 0 and <= 1, got '1.5'"),
+    (["sample-conditional", "-r", "{run}", "-o", "{out}", "--top-p", "nan"], "must be a finite number > 0 and <= 1"),
+    (["sample-window", "-r", "{run}", "--condition", "{cfg}", "-o", "{out}", "--temperature=-inf"], "must be a finite number > 0"),
+    (["sample-scene", "-r", "{run}", "-o", "{out}", "--temperature", "nan"], "must be a finite number > 0, got 'nan'"),
 ])
 def test_one_line_and_non_zero_exit(files, capsys, argv, needle):
     rc = main([a.format(**files) for a in argv])

@@ -143,10 +143,12 @@ def test_ffhq_split_lists_flat_and_official(tmp_path, official):
     assert val[0]["image"].shape == (32, 32, 3)
 
 
-def test_split_list_missing_is_clear(tmp_path):
+def test_split_lists_ship_and_a_missing_one_is_clear(tmp_path):
     from taming.data.faceshq import FFHQTrain
-    with pytest.raises(DataError, match="ffhqtrain.txt not found"):
-        FFHQTrain(size=32, root=str(tmp_path))
+    with pytest.raises(DataError, match="ffhqtrain.txt not found; looked at .*mine.txt"):
+        FFHQTrain(size=32, root=str(tmp_path), split_file=str(tmp_path / "mine.txt"))
+    with pytest.raises(DataError, match=f"none of the 60000 listed files exist; looked in {tmp_path}.*taming/data/splits"):
+        FFHQTrain(size=32, root=str(tmp_path))  # the official list ships with taming: no file to fetch
 
 
 def make_faces(tmp_path):

@@ -5,6 +5,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from taming.models.vqgan import VQModel
+from taming.precision import prepare_first_stage
 from taming.sampling import generate, sample_window
 from taming.tokenizer.vqgan import VQGAN
 from taming.transformer.gpt import GPT
@@ -22,7 +23,7 @@ def test_encode_decode(device):
     x = torch.rand(2, 3, 16, 16) * 2 - 1
     codes = model.encode_to_codes(x)  # (2, 8, 8), the CPU float32 reference
     images = model.decode_codes(codes)
-    fast = model.to(device).prepare_fast("auto")
+    fast = prepare_first_stage(model.to(device), "auto")
     got = fast.encode_to_codes(x.to(device))
     assert got.device.type == device and (got.cpu() == codes).float().mean() > 0.9
     out = fast.decode_codes(codes.to(device)).cpu()

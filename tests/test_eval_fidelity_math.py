@@ -183,3 +183,31 @@ def test_fid_of_features_equals_fid_of_statistics(n1, n2, d):
     want = ((mu1 - mu2) ** 2).sum() + np.trace(s1) + np.trace(s2) - 2 * np.trace(covmean)
     assert fidelity.frechet_distance_of_features(a, b) == pytest.approx(want, rel=1e-6)
     assert fidelity.frechet_distance_of_features(b, a) == pytest.approx(want, rel=1e-6)
+
+
+@pytest.mark.parametrize("n,d", [(40, 64), (300, 16), (3000, 32)])
+def test_a_set_against_itself_is_zero_not_rounding(n, d):
+    """Issue 20: FID of a set against itself printed -5.05e-29, KID -3.46e-16; both are 0 by definition,
+    whichever route (low-rank, statistics) and whatever the order of the rows."""
+    g = torch.Generator().manual_seed(n)
+    x = torch.randn(n, d, generator=g).abs() * 3  # pool features are non-negative
+    shuffled = x[torch.randperm(n, generator=g)]
+    assert fidelity.frechet_distance_of_features(x, x) == 0.0
+    assert fidelity.frechet_distance_of_features(x, shuffled) == 0.0
+    stats = fidelity.feature_statistics(x)
+    assert fidelity.frechet_distance(*stats, *stats) == 0.0
+    kid = fidelity.kernel_inception_distance(x, shuffled, subsets=5, subset_size=min(n, 50))
+    assert kid[fidelity.KID_MEAN] == 0.0 and kid[fidelity.KID_STD] == 0.0
+    # two different sets keep the estimator's value, negative or not (torch-fidelity's parity)
+    y = torch.randn(n, d, generator=g).abs() * 3
+    assert fidelity.frechet_distance_of_features(x, y) > 0
+    other = fidelity.kernel_inception_distance(x, y, subsets=5, subset_size=min(n, 50))
+    assert other[fidelity.KID_MEAN] != 0.0
+
+
+def test_fid_rounding_below_zero_reads_zero():
+    """Statistics equal up to the last bit but not bit-identical: the trace difference may round below 0."""
+    x = torch.randn(500, 8, generator=torch.Generator().manual_seed(1)).double()
+    mu, sigma = fidelity.feature_statistics(x)
+    values = [fidelity.frechet_distance(mu, sigma, mu * (1 + eps), sigma) for eps in (1e-16, 2e-16, -1e-16, 3e-16)]
+    assert all(v >= 0.0 for v in values), values

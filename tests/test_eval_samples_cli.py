@@ -102,9 +102,32 @@ def test_user_errors_are_one_line(weights, folders, tmp_path, capsys, monkeypatc
     assert main(["eval", "samples", "--real", str(stats), "--fake", str(fake), "--metrics", "fid",
                  "--inception-weights", str(weights)]) == 2
     assert "'sigma'" in capsys.readouterr().err
+    np.savez(stats, mu=np.zeros(3), sigma=np.eye(3))
     assert main(["eval", "samples", "--real", str(stats), "--fake", str(fake), "--metrics", "kid",
                  "--inception-weights", str(weights)]) == 2
     assert "holds no features" in capsys.readouterr().err
+
+
+def test_every_input_is_checked_before_any_work(weights, folders, tmp_path, capsys, monkeypatch):
+    """Issue 20: all --fake features were computed before a missing --real was noticed."""
+    real, fake = folders
+
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the inputs were checked")
+
+    monkeypatch.setattr("taming.eval.samples.extract_features", no_work)
+    monkeypatch.setattr("taming.eval.inception.load_inception", no_work)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    for argv, needle in (
+            (["--real", str(tmp_path / "nope"), "--fake", str(fake)], f"--real {tmp_path / 'nope'}: not found"),
+            (["--real", str(real), "--fake", str(tmp_path / "gone")], f"--fake {tmp_path / 'gone'}: not found"),
+            (["--real", str(real), "--fake", str(empty)], f"no images (.png"),
+            (["--real", str(real), "--fake", str(fake), "--kid-subsets", "0"], "--kid-subsets 0: must be >= 1"),
+            (["--real", str(real), "--fake", str(fake), "--json", str(tmp_path)], f"--json {tmp_path}: is a folder")):
+        assert main(["eval", "samples", *argv, "--inception-weights", str(weights)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and needle in err[0], (argv, err)
 
 
 def test_folders_of_mixed_sizes_are_batched_by_size_in_file_order(tmp_path):

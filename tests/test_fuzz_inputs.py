@@ -1,4 +1,5 @@
-"""Property tests: random bytes to the checkpoint and image loaders, random YAML to the config loader.
+"""Property tests: random bytes to the checkpoint and image loaders, random YAML to the config loader,
+zero / negative / NaN / huge / wrong-type values to every ddconfig and lossconfig field.
 
 Every failure must be one of our clear errors (CheckpointError, DataError, ConfigError), never a raw
 traceback type. Inputs are random and also mutations of valid files (cut short, bytes flipped),
@@ -6,6 +7,8 @@ which reach deeper into the parsers than noise does.
 """
 from __future__ import annotations
 
+import copy
+import inspect
 import io
 import tempfile
 from pathlib import Path
@@ -19,9 +22,12 @@ from hypothesis import strategies as st
 from PIL import Image
 
 from taming.checkpoint import CheckpointError, checkpoint_problem, read_checkpoint, read_state_dict
-from taming.config import ConfigError, get_obj_from_str, load_config, to_plain, validate_params
+from taming.config import ConfigError, get_obj_from_str, instantiate_from_config, load_config, to_plain, validate_params
 from taming.data.errors import DataError
 from taming.data.imageio import read_depth, read_labels, read_rgb
+from taming.losses.vqperceptual import VQLPIPSWithDiscriminator
+from taming.tokenizer.ddconfig import DDConfig
+from helpers import vqgan_config
 
 FAST = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
@@ -162,3 +168,47 @@ def test_unresolvable_interpolations_are_config_errors(tmp_path, monkeypatch):
             assert needle in str(exc) and "model.params.ddconfig.ch" in str(exc), str(exc)
         else:
             raise AssertionError("no error")
+
+
+# ---- config values: every ddconfig and lossconfig field -------------------------------------------------
+BAD_VALUES = (0, -1, -2.5, float("nan"), float("inf"), float("-inf"), 2**40, 1e30, "abc", [1], {"a": 1}, None, True)
+DD_FIELDS = tuple(sorted(DDConfig.__annotations__))
+LOSS_FIELDS = tuple(n for n in inspect.signature(VQLPIPSWithDiscriminator).parameters)
+
+
+def _model(**changes) -> dict:
+    """The tiny VQGAN of tests/helpers.py with `changes` ({"ddconfig.ch": 0, ...}) written into its params."""
+    model = copy.deepcopy(vqgan_config()["model"])
+    if not any(k.startswith("lossconfig") for k in changes):
+        model["params"]["lossconfig"] = {"target": "taming.modules.losses.DummyLoss"}  # no LPIPS: fast
+    for path, value in changes.items():
+        node = model["params"]
+        *head, last = path.split(".")
+        for key in head:
+            node = node[key]
+        node[last] = value
+    return model
+
+
+def _builds_or_names_the_key(changes: dict) -> None:
+    """Building succeeds (a legal value, e.g. dropout 0) or fails with one ConfigError line naming a key."""
+    try:
+        instantiate_from_config(_model(**changes), where="model")
+    except ConfigError as exc:
+        text = str(exc)
+        assert "\n" not in text and any(f"model.params.{k.split('.')[0]}" in text and k.split(".")[-1] in text
+                                        for k in changes), (changes, text)
+
+
+@pytest.mark.parametrize("field", [f"ddconfig.{f}" for f in DD_FIELDS] + [f"lossconfig.params.{f}" for f in LOSS_FIELDS])
+def test_every_ddconfig_and_lossconfig_field_with_bad_values(field):
+    """Issue 20: zero, negative, NaN, huge and wrong-type values give one line naming the key, never a traceback."""
+    for value in BAD_VALUES:
+        _builds_or_names_the_key({field: value})
+
+
+@FAST
+@given(st.dictionaries(st.sampled_from([f"ddconfig.{f}" for f in DD_FIELDS] + ["n_embed", "embed_dim"]),
+                       st.sampled_from(BAD_VALUES), min_size=1, max_size=3))
+def test_several_bad_config_values_at_once(changes):
+    _builds_or_names_the_key(changes)

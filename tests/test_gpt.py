@@ -7,7 +7,6 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from helpers import COMPAT, expected, fixture_gpt
-from test_decode_plan import BF16_COPIES
 from taming.transformer.gpt import GPT
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -62,9 +61,9 @@ def test_cache_chunks_equal_full_forward(n_unmasked):
         cache = gpt.new_cache(3, 20)
         pieces, pos = [], 0
         for n in (6, 1, 1, 5, 1, 6):  # a prefill covering the unmasked prefix, then mixed chunks
-            pieces.append(gpt.forward_with_cache(idx[:, pos:pos + n], cache, pos))
+            pieces.append(gpt(idx[:, pos:pos + n], cache=cache, pos=pos)[0])
             pos += n
-        last = gpt.forward_with_cache(idx[:, 19:20], gpt.new_cache(3, 20), 19)  # unrelated cache: differs
+        last = gpt(idx[:, 19:20], cache=gpt.new_cache(3, 20), pos=19)[0]  # unrelated cache: differs
     torch.testing.assert_close(torch.cat(pieces, dim=1), full, rtol=1e-5, atol=1e-5)
     assert not torch.allclose(last[:, 0], full[:, 19], atol=1e-4)
 
@@ -76,9 +75,12 @@ def test_last_only_and_embeddings_prefix():
         full, _ = gpt(idx)
         # prepended embeddings are the original's way to feed a conditioning: the same as its tokens
         via_emb, _ = gpt(idx[:, 4:], embeddings=gpt.tok_emb(idx[:, :4]))
-        last = gpt.forward_with_cache(idx, gpt.new_cache(2, 10), 0, last_only=True)  # (2, V)
+        cache = gpt.new_cache(2, 10)
+        last = gpt(idx[:, :7], cache=cache, logits_from=6)[0]  # (2, 1, V): the last position's only
+        rest = gpt(idx[:, 7:], cache=cache, pos=7)[0]
     torch.testing.assert_close(via_emb, full, rtol=1e-5, atol=1e-5)
-    torch.testing.assert_close(last, full[:, -1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(last[:, 0], full[:, 6], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(rest, full[:, 7:], rtol=1e-5, atol=1e-5)  # the cache holds all 7 positions
 
 
 @pytest.mark.parametrize("n_unmasked", [0, 6])
@@ -125,7 +127,7 @@ def test_too_long_inputs_raise():
     with pytest.raises(ValueError, match="exceeds block_size 8"):
         gpt.new_cache(1, 9)
     with pytest.raises(ValueError, match="do not fit a cache of 4"):
-        gpt.forward_with_cache(torch.zeros(1, 5, dtype=torch.long), gpt.new_cache(1, 4), 0)
+        gpt(torch.zeros(1, 5, dtype=torch.long), cache=gpt.new_cache(1, 4))
 
 
 def test_init_as_original():
@@ -177,26 +179,3 @@ def test_sampling_between_training_steps_leaves_training_unchanged():
             opt.step()
     for a, b in zip(models[0].parameters(), models[1].parameters()):
         assert torch.equal(a, b)
-
-
-@pytest.mark.parametrize("precision, rows", [("fp32", 1), ("fp32", 4), ("bf16", 4), ("int8", 4)])
-def test_decoding_weights_keep_the_function(precision, rows):
-    gpt = tiny()
-    idx = torch.randint(0, 37, (rows, 10))
-    with torch.no_grad():
-        want, _ = gpt(idx)
-        state = {k: v.clone() for k, v in gpt.state_dict().items()}
-        with gpt.decoding(precision, rows):
-            # the reduced-precision copies exist (this torch build has the ops; bf16 ones from AVX-512
-            # on): the test checks them
-            reduced = precision == "int8" or (precision == "bf16" and BF16_COPIES)
-            assert (gpt.blocks[0].mlp[0]._packed is not None) == reduced
-            cache = gpt.new_cache(rows, 10)
-            prefill = gpt.forward_with_cache(idx[:, :6], cache, 0)  # many rows: float32 weights
-            steps = [gpt.forward_with_cache(idx[:, k:k + 1], cache, k) for k in range(6, 10)]
-    got = torch.cat([prefill] + steps, dim=1)
-    tol = {"fp32": 1e-5, "bf16": 2e-2, "int8": 5e-2}[precision]
-    torch.testing.assert_close(got, want, rtol=tol, atol=tol)
-    for k, v in gpt.state_dict().items():  # nothing changed, layout restored
-        assert torch.equal(v, state[k]) and v.is_contiguous()
-    assert all(getattr(m, "_packed", None) is None for m in gpt.modules())

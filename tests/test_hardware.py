@@ -1,7 +1,6 @@
-"""The precision decision (taming/hardware.py): on this machine's CPU, and on faked ones."""
+"""Hardware detection and the precision decision (taming/hardware.py): on this machine's CPU, and on faked ones."""
 import pytest
 import torch
-from omegaconf import OmegaConf
 
 from taming import hardware
 from taming.hardware import Hardware, choose, cpu_isa, detect_cpu
@@ -73,42 +72,6 @@ def test_choice_on_this_cpu():
         assert choose(hw).first_stage == (torch.bfloat16 if amd_bf16 else None)
         assert choose(hw).train == ("bf16-mixed" if amd_bf16 else "32")
     assert hw.isa in hardware.ISAS
-    assert "detected: cpu" in hardware.summary("cpu") and "auto chooses" in hardware.summary("cpu")
-
-
-def fake_amx(monkeypatch):
-    monkeypatch.setattr(hardware, "_detect", lambda device_type, index: detect_cpu(cpuinfo(FLAGS["amx_bf16"])))
-
-
-def test_auto_in_sampling_prepare_fast_and_training(monkeypatch):
-    from taming.sampling import generate, resolve_precision
-    from taming.tokenizer.vqgan import VQGAN
-    from taming.training.trainer import TrainOptions, trainer_kwargs
-    from taming.transformer.gpt import GPT
-
-    gpt = GPT(16, 8, n_layer=1, n_head=2, n_embd=16).eval()
-    ddconfig = dict(double_z=False, z_channels=4, resolution=16, in_channels=3, out_ch=3, ch=32, ch_mult=[1, 2],
-                    num_res_blocks=1, attn_resolutions=[], dropout=0.0)
-    expected = choose(hardware.detect("cpu"))
-    assert resolve_precision(gpt, "auto") == expected.decode
-    cond = torch.randint(0, 16, (2, 3))
-    codes = generate(gpt, cond, 4, greedy=True, precision="auto")
-    assert codes.shape == (2, 4)
-    vq = VQGAN(ddconfig, 8, 4).prepare_fast("auto")
-    assert vq.decoder.conv_out.weight.dtype == (expected.first_stage or torch.float32)
-    kw = trainer_kwargs(OmegaConf.create(), TrainOptions(accelerator="cpu", precision="auto"))
-    assert kw["precision"] == expected.train
-
-    fake_amx(monkeypatch)  # the same calls on an AMX CPU pick bf16 everywhere
-    assert resolve_precision(gpt, "auto") == "bf16"
-    assert VQGAN(ddconfig, 8, 4).prepare_fast("auto").decoder.conv_out.weight.dtype == torch.bfloat16
-    assert trainer_kwargs(OmegaConf.create(), TrainOptions(accelerator="cpu", precision="auto"))["precision"] \
-        == "bf16-mixed"
-    # explicit precisions are untouched, and the original's API stays float32
-    assert resolve_precision(gpt, "fp32") == "fp32"
-    assert VQGAN(ddconfig, 8, 4).prepare_fast().decoder.conv_out.weight.dtype == torch.float32
-    with pytest.raises(ValueError, match="precision must be one of"):
-        resolve_precision(gpt, "fp16")
 
 
 def test_a_cpu_class_on_request(monkeypatch):
@@ -136,15 +99,6 @@ def test_requested_class_against_the_machine():
     assert hardware.requested_isa("avx2", "") == "avx2"  # nothing asked: the machine's
     with pytest.raises(hardware.CpuClassError, match="this CPU .avx2. cannot run that class; it runs avx2, baseline"):
         hardware.requested_isa("avx2", "avx512")
-
-
-def test_forced_classes_choose_as_those_cpus(monkeypatch):
-    """The same decisions as the faked CPUs of that class (and the plan's int8 cache for the native step)."""
-    monkeypatch.setattr(hardware, "_detect", lambda device_type, index: Hardware(
-        "cpu", "AMD EPYC", "avx2", vendor="AuthenticAMD", machine_isa="avx512_bf16"))
-    assert choose(hardware.detect("cpu")) == choose(detect_cpu(cpuinfo(FLAGS["avx2"], vendor="AuthenticAMD")))
-    assert hardware.decode_plan("auto", "cpu") == hardware.DecodePlan("int8", "int8", torch.int8)
-    assert "ISA avx2 (as TAMING_CPU_ISA asks; this CPU: avx512_bf16)" in hardware.summary("cpu")
 
 
 @pytest.mark.parametrize("isa, vnni, want", [

@@ -123,7 +123,8 @@ def test_user_errors_are_one_line(class_run, uncond_run, tmp_path, capsys):
     assert sample(uncond_run, tmp_path / "x", "-n", "1", "--accept-rate", "0.5") == 2
     assert "rejection sampling needs a class-conditional model" in capsys.readouterr().err
     assert sample(class_run, tmp_path / "x", "-n", "1", "--accept-rate", "1.5", "--classifier", "x.pt") == 2
-    assert capsys.readouterr().err.strip() == "taming sample: error: --accept-rate 1.5: must be in (0, 1]"
+    assert capsys.readouterr().err.strip() == ("taming sample: error: argument --accept-rate: must be a finite number "
+                                               "> 0 and <= 1, got '1.5' (see taming sample --help)")
     assert sample(class_run, tmp_path / "x", "-n", "1", "--cfg-scale", "2") == 2
     assert "cfg_null_token: not set" in capsys.readouterr().err
 

@@ -15,24 +15,25 @@ from typing import Any, Mapping, NoReturn, Sequence
 
 import streamlit as st
 import torch
-from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from taming.app import layouts
 from taming.generation import conditioning as cond
 from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
                                 size_warning)
 from taming.app.launch import USER_ERRORS, build_parser, one_line
+from taming.config import fix_allow_list
 from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
 from taming.generation.pictures import (condition_picture, describe_run, download_name, enlarged, png_bytes,
                                  shown_factor, to_pixels)
 from taming.app.uploads import image_upload, segmentation_upload
-from taming.transformer.decoding import PRECISIONS
+from taming.precision import PRECISIONS
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 ROOT = Path.cwd()  # the folder the app was started in: typed paths must lie under it
 MAX_GROWTH = 8  # the largest output, in training windows per side
 UPLOAD = "upload a file"
 SAMPLE, COMPLETE = "sample", "complete an image"
+RUNNING = "sampling"  # session key: the progress of the sampling run in flight
 
 
 def stop_with(message: str | BaseException) -> NoReturn:
@@ -54,6 +55,7 @@ def cached_examples(_run: LoadedRun, source: RunSource, modified: float) -> Sequ
 def choose_run() -> LoadedRun:
     try:
         args = build_parser().parse_args(sys.argv[1:])
+        fix_allow_list(args.allow_import)  # what the command line allows, for every session of this server
     except USER_ERRORS as exc:
         stop_with(exc)
     runs = find_runs()
@@ -63,7 +65,9 @@ def choose_run() -> LoadedRun:
     configs = st.sidebar.text_input("Extra config files (merged over the run's; space-separated)",
                                     value=" ".join(args.config), key="configs").split()
     try:
-        check_allowed([p for p in (target, *configs) if p], ROOT, [p for p in (args.logdir, *args.config) if p])
+        given = [p for p in (args.logdir, *args.config) if p]
+        check_allowed([target] if target else [], ROOT, given, "--logdir")
+        check_allowed(configs, ROOT, given, "--config")
         source = resolve_run(target or None, configs)
         run = cached_run(source, source.modified())
     except USER_ERRORS as exc:
@@ -106,9 +110,16 @@ def upload_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.
         return None
     data = file.getvalue()
     if mode == COMPLETE:
-        example = cond.landscape_example(run, 0, size_px) if kind == cond.SEGMENTATION else None
         image = image_upload(data, file.name, size_px)
-        return cond.Example(image, example.condition if example else None, f"upload {file.name}")
+        if kind == "image":  # conditioned on the image itself: the upload is both
+            return cond.Example(image, image, f"upload {file.name} (also its conditioning)")
+        if kind != cond.SEGMENTATION or not cond.landscapes_fit(run.model):  # nothing to offer: said at sampling
+            return cond.Example(image, None, f"upload {file.name}")
+        # The upload is the image to complete; the map the GPT reads is a landscape's, chosen and named here.
+        scene = int(st.number_input("segmentation map: procedural landscape", 0, cond.LANDSCAPE_SCENES - 1, 0,
+                                    key="complete_map"))
+        example = cond.landscape_example(run, scene, size_px)
+        return cond.Example(image, example.condition, f"upload {file.name} under the map of landscape {scene}")
     if kind == cond.SEGMENTATION:
         n_labels = run.model.cond_stage_model.encoder.in_channels
         return cond.Example(None, segmentation_upload(data, file.name, n_labels, size_px), f"upload {file.name}")
@@ -157,7 +168,10 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
     stop = slot.empty()  # any click reruns the page, which stops this run (and says so)
     stop.button("Stop sampling", key="stop_button")
     bar, preview_slot = slot.progress(0.0, text="sampling codes"), slot.empty()
-    state = {"done": 0.0, "preview": None}
+    # Stored now and updated in place: a stopped run may no longer write the session state (Streamlit
+    # raises at that write), and the rerun that shows "stopped at N%" starts before this run ends.
+    state = {"done": 0.0, "preview": None, "key": key}
+    st.session_state[RUNNING] = state
     start = time.perf_counter()
 
     def progress(done: float) -> None:
@@ -176,12 +190,11 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
             given = image_codes(run, cond.fit_condition(example.image, tuple(x * run.factor for x in settings.size), False))
         codes = sample_codes(run, cond.encode_condition(run, example), settings, progress, preview, given)
         pixels = to_pixels(decode_codes(run, codes))
-    except ScriptControlException:  # Stop, or a widget changed: say so on the next run, keep the preview
-        st.session_state["interrupted"] = {"done": state["done"], "preview": state["preview"], "key": key}
-        raise
     except USER_ERRORS as exc:
+        st.session_state.pop(RUNNING, None)
         bar.empty()
         stop_with(exc)
+    st.session_state.pop(RUNNING, None)  # finished: nothing was stopped
     for placeholder in (stop, bar, preview_slot):
         placeholder.empty()
     h, w = settings.size
@@ -195,7 +208,8 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
 
 
 def show_interrupted(slot: Any, factor: int) -> None:
-    stopped = st.session_state.pop("interrupted", None)
+    """What a run stopped by Stop (or by a changed setting) had sampled: it left its progress behind."""
+    stopped = st.session_state.pop(RUNNING, None)
     if stopped is None:
         return
     slot.warning(f"Sampling stopped at {stopped['done']:.0%} (Stop pressed or a setting changed while it ran): "

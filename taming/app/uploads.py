@@ -7,12 +7,15 @@ The picture is resized to the output size (label maps nearest, pictures with ant
 """
 from __future__ import annotations
 
+import io
+import warnings
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from taming.data.errors import DataError
+from taming.data.errors import DataError, UnreadableFile
 from taming.data.imageio import open_image, to_rgb_array
 from taming.data.landscapes import PALETTE
 
@@ -21,12 +24,30 @@ MAX_BYTES = 10 * 2**20
 
 
 def read_upload(data: bytes, name: str) -> Image.Image:
+    """The uploaded picture, decoded; what is wrong with a file is said in plain words. The size in its
+    header is checked before anything is decoded: a small file may unpack to gigabytes (a
+    "decompression bomb")."""
     if len(data) > MAX_BYTES:
         raise DataError(f"{name}: {len(data) / 2**20:.1f} MB is more than the {MAX_BYTES // 2**20} MB allowed")
-    image = open_image(data, name)
-    if max(image.size) > MAX_SIDE:
-        raise DataError(f"{name}: {image.width}x{image.height} px is larger than the {MAX_SIDE} px per side allowed")
-    return image
+    if not data:
+        raise DataError(f"{name} is empty (0 bytes): upload a PNG or JPEG picture")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the side check below refuses it
+            with Image.open(io.BytesIO(data)) as header:  # reads the header only
+                width, height = header.size
+    except Image.DecompressionBombError:
+        raise DataError(f"{name} is far too large: it says it holds more than {2 * Image.MAX_IMAGE_PIXELS:,} pixels "
+                        f"(pictures may be at most {MAX_SIDE} px per side); it was not opened") from None
+    except Exception:  # UnidentifiedImageError and friends: not a picture at all
+        raise DataError(f"{name} is not a picture: upload a PNG or JPEG file (this file's content is no image "
+                        "format, whatever its name says)") from None
+    if max(width, height) > MAX_SIDE:
+        raise DataError(f"{name}: {width}x{height} px is larger than the {MAX_SIDE} px per side allowed")
+    try:
+        return open_image(data, name)
+    except UnreadableFile:
+        raise DataError(f"{name} could not be read to the end: the picture is damaged or cut short") from None
 
 
 def labels_from_upload(image: Image.Image, n_labels: int, name: str) -> np.ndarray:

@@ -30,8 +30,10 @@ import numpy as np
 import torch
 
 from taming.cli.errors import run_reporting_errors
+from taming.cli.numbers import POSITIVE
 from taming.cli.train import ArgumentParser
 from taming.data.landscapes import N_LABELS, ProceduralLandscapes, colorize
+from taming.precision import add_flag
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"
 DEFAULT_STEPS = {"vqgan": 1200, "segvq": 600, "transformer": 1500}
@@ -44,16 +46,16 @@ def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(prog="taming demo", description="Train both stages on procedural landscapes and sample.")
     p.add_argument("--out", default="outputs/demo", help="output folder")
     p.add_argument("--quick", action="store_true", help="a small fraction of the steps (a pipeline check)")
-    p.add_argument("--steps", type=float, default=1.0, help="scale every stage's step count")
+    p.add_argument("--steps", type=POSITIVE, default=1.0, help="scale every stage's step count")
     p.add_argument("--seed", type=int, default=23)
     p.add_argument("--tokenize-limit", type=int, default=None,
                    help="training scenes to tokenize (default 2000, 200 with --quick); flips double them")
     p.add_argument("--samples", type=int, default=32, help="conditional samples to draw (held-out maps)")
     p.add_argument("--top-k", type=int, default=20)
-    p.add_argument("--temperature", type=float, default=0.7,
+    p.add_argument("--temperature", type=POSITIVE, default=0.7,
                    help="sampling temperature (default 0.7: on the default run's weights, map agreement of the "
                         "panorama 0.69 instead of 0.57 at 1.0, samples 0.525 instead of 0.509)")
-    p.add_argument("--precision", default="auto", help="sampling precision: auto, fp32, bf16 or int8")
+    add_flag(p)
     p.add_argument("--stride", type=int, default=None,
                    help="sliding-window stride in codes (1: the exact window per code; default 2: 4x fewer "
                         "windows; 4 with --quick)")

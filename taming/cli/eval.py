@@ -28,8 +28,8 @@ import torch
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser
-from taming.config import ConfigError, allow_imports
-from taming.eval.runs import PRECISIONS
+from taming.config import ConfigError, fix_allow_list
+from taming.precision import add_flag, prepare_first_stage
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
 
@@ -45,7 +45,7 @@ def _run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="validation", help="data split of the config (default validation)")
     p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
     p.add_argument("--batch-size", type=int, default=None, help="default: the data config's")
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="of the evaluated model")
+    add_flag(p)  # of the evaluated model
     add_allow_import(p)  # the run's config is built: its targets go through the allow-list
 
 
@@ -93,14 +93,26 @@ def print_table(title: str, result: dict[str, Any]) -> None:
         print(f"  {column:<{width}}  (left out: {why})")
 
 
+def check_outputs(args: argparse.Namespace) -> None:
+    """Where results go can be written: checked before the work, not after it."""
+    for flag in ("json", "save_real_stats"):
+        path = getattr(args, flag, None)
+        if path and Path(path).is_dir():
+            raise ConfigError(f"--{flag.replace('_', '-')} {path}: is a folder; give a file name")
+
+
 def _samples(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.inception import load_inception
-    from taming.eval.samples import parse_metrics, sample_metrics
+    from taming.eval.samples import check_inputs, parse_metrics, sample_metrics
 
     try:
         metrics = parse_metrics(args.metrics)
     except ValueError as exc:
         raise ConfigError(f"--metrics: {exc}") from None
+    for flag, low in (("kid_subsets", 1), ("kid_subset_size", 2), ("isc_splits", 1), ("batch_size", 1)):
+        if getattr(args, flag) < low:
+            raise ConfigError(f"--{flag.replace('_', '-')} {getattr(args, flag)}: must be >= {low}")
+    check_inputs(args.real, args.fake)  # every input, before the networks load and features are computed
     skipped = {}
     if Path(args.real).is_file() and args.metrics == DEFAULT_METRICS:  # statistics hold no features
         skipped = {m: f"--real {args.real} holds statistics, not features" for m in ("kid", "prc")}
@@ -129,10 +141,10 @@ def _samples(args: argparse.Namespace) -> dict[str, Any]:
 
 def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval import reconstruction as rec
-    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+    from taming.eval.runs import load_evaluated, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
 
-    allow_imports(args.allow_import)
+    fix_allow_list(args.allow_import)
     model, config, ckpt = load_evaluated(args.run, args.config)
     model = model.to(args.device)
     first_stage = getattr(model, "first_stage_model", model)  # a transformer run: its first stage
@@ -164,9 +176,9 @@ def _reconstruction(args: argparse.Namespace) -> dict[str, Any]:
 
 def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
-    from taming.eval.runs import load_evaluated, prepare_first_stage, split_batches
+    from taming.eval.runs import load_evaluated, split_batches
 
-    allow_imports(args.allow_import)
+    fix_allow_list(args.allow_import)
     model, config, _ = load_evaluated(args.run, args.config)
     if not hasattr(model, "transformer"):
         raise ConfigError(f"{args.run}: the model is {type(model).__name__}, not a transformer; "
@@ -179,6 +191,7 @@ def _likelihood(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_outputs(args)
     with torch.no_grad():  # a context, not set_grad_enabled: main() runs inside other programs and tests too
         result = {"samples": _samples, "reconstruction": _reconstruction, "likelihood": _likelihood}[args.what](args)
     print_table(f"taming eval {args.what}", result)

@@ -13,18 +13,15 @@ from pathlib import Path
 from typing import Callable
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.sampling_args import PRECISION_CHOICES, Progress, add_model_args
+from taming.cli.sampling_args import Progress, add_model_args
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import first_stage as fs
 from taming.generation.files import remove_partial
-from taming.generation.models import first_stage_run, prepare_first_stage, resolve_precision
+from taming.generation.models import first_stage_run
+from taming.precision import add_flag, prepare_first_stage
 
 Job = Callable[..., int]
-
-
-def _device_of(model) -> str:
-    return model.post_quant_conv.weight.device.type
 
 
 def build_parser(command: str, what: str, takes_size: bool) -> argparse.ArgumentParser:
@@ -32,8 +29,7 @@ def build_parser(command: str, what: str, takes_size: bool) -> argparse.Argument
     add_model_args(p)
     p.add_argument("inputs", nargs="+", help="files or folders")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="fp32: the exact float32 path; bf16: bf16 convolutions; auto: chosen for this hardware")
+    add_flag(p)
     if takes_size:
         p.add_argument("--size", type=int, default=None,
                        help="resize the smaller side to S and centre-crop S x S (default: keep the size, "
@@ -51,7 +47,7 @@ def main_for(command: str, what: str, suffixes: tuple[str, ...], job: Job, argv:
             raise ConfigError(f"--size {args.size}: must be >= 1")
         files = fs.expand_inputs(args.inputs, suffixes)
         model, _ = first_stage_run(args.run, args.config, args.device)
-        model = prepare_first_stage(model, resolve_precision(args.precision, _device_of(model)))
+        model = prepare_first_stage(model, args.precision)
         out = Path(args.outdir)
         remove_partial(out)
         progress = Progress(len(files), 0, command)

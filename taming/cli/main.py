@@ -10,6 +10,9 @@
     taming reconstruct / encode / decode    first stage: images -> images / codes .npy -> images
     taming sample-scene -r RUN --layout L.json -o OUT.png   images from object layouts
     taming eval     samples|reconstruction|likelihood ...   FID/KID/IS/PRC, PSNR/SSIM/LPIPS/rFID, bits/dim
+    taming extract-depth / extract-segmentation IMAGES -o OUT   MiDaS depth / DeepLab label maps for training
+    taming extract-submodel CKPT OUT --submodel NAME          one submodel's weights out of a checkpoint
+    taming weights [fetch NAME...]          the published weight files: where looked for, download on request
 
 User errors (bad config key, missing file, bad value) print one line and exit with status 2.
 """
@@ -31,6 +34,10 @@ COMMANDS = {
     "decode": "taming.cli.decode",
     "eval": "taming.cli.eval",
     "sample-scene": "taming.cli.sample_scene",
+    "extract-depth": "taming.cli.extract_depth",
+    "extract-segmentation": "taming.cli.extract_segmentation",
+    "extract-submodel": "taming.cli.extract_submodel",
+    "weights": "taming.cli.weights",
 }
 USAGE = f"usage: taming {{{','.join(COMMANDS)}}} [options]   (taming COMMAND --help for options)"
 
@@ -44,6 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     if command not in COMMANDS:
         print(f"taming: unknown command {command!r}\n{USAGE}", file=sys.stderr)
         return 2
+    from taming.config import reset_allow_list
+
+    reset_allow_list()  # this command's own --allow-import and $TAMING_ALLOW_IMPORTS, fixed once they are read
     return importlib.import_module(COMMANDS[command]).main(rest)
 
 

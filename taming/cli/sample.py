@@ -19,12 +19,14 @@ import sys
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
+from taming.cli.numbers import NON_NEGATIVE, PROBABILITY
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
-from taming.generation.models import prepare_first_stage, checkpoint_info, resolve_precision, transformer_run
+from taming.generation.models import checkpoint_info, transformer_run
+from taming.precision import prepare_first_stage, resolve
 from taming.generation.samples import class_list, plan, write_samples
 
 
@@ -34,9 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--n-samples", "--n_samples", type=int, required=True, help="images (per class for class-conditional models)")
     p.add_argument("--batch-size", "--batch_size", type=int, default=25, help="images sampled together (default 25)")
     add_sampling_args(p)
-    p.add_argument("--cfg-scale", type=float, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
+    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
     p.add_argument("--classes", default=None, help="'all' (default) or comma-separated class numbers")
-    p.add_argument("--accept-rate", type=float, default=None,
+    p.add_argument("--accept-rate", type=PROBABILITY, default=None,
                    help="rejection sampling: keep this fraction (0, 1] of candidates, the most likely for their class")
     p.add_argument("--classifier", default=None, help="TorchScript/.pt2 classifier (default: the Inception network)")
     p.add_argument("--class-map", default=None,
@@ -61,11 +63,11 @@ def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.n_samples < 1 or args.batch_size < 1:
         raise ConfigError("-n and --batch-size must be >= 1")
-    loaded = transformer_run(args.run, args.config, args.device)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
-    precision = resolve_precision(args.precision, loaded.device)
-    settings = sample_settings(args, precision)
-    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
+    precision = resolve(args.precision, loaded.device)
+    settings = sample_settings(args, precision.name)
+    prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     remove_partial(out)
     items = plan(out, args.n_samples, labels)
@@ -108,7 +110,7 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
                                **rejection.acceptance_summary(records)}
     save_json(report, out / "settings.json")
     line = (f"{len(items)} samples in {out / 'samples'} ({done} already there, {progress.made} made at "
-            f"{progress.rate:.2f} images/s, precision {precision})")
+            f"{progress.rate:.2f} images/s, precision {precision.name})")
     if classifier is not None:
         line += f"; acceptance rate {report['rejection']['acceptance_rate']:.4f}"
     print(line)

@@ -19,7 +19,8 @@ from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
 from taming.generation.conditional import sample_split
 from taming.generation.files import remove_partial, save_json
-from taming.generation.models import prepare_first_stage, checkpoint_info, resolve_precision, transformer_run
+from taming.generation.models import checkpoint_info, transformer_run
+from taming.precision import prepare_first_stage, resolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,9 +36,10 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: argparse.Namespace, argv: list[str]) -> dict:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
-    loaded = transformer_run(args.run, args.config, args.device)
-    settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
-    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample-conditional`")
+    precision = resolve(args.precision, loaded.device)
+    settings = sample_settings(args, precision.name)
+    prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     remove_partial(out)
     progress = Progress(args.limit, 0, f"sampling {args.split}", unit="examples")

@@ -23,10 +23,10 @@ import torch
 from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
+from taming.cli.numbers import POSITIVE
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError, add_allow_import
-
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
+from taming.precision import add_flag
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,9 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--out", required=True, help="OUT.png with --layout, else an output folder")
     p.add_argument("--samples", type=int, default=1, help="samples per layout")
     p.add_argument("--top-k", type=int, default=100, help="sample among the k likeliest codes (0: all)")
-    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--temperature", type=POSITIVE, default=1.0)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--precision", choices=PRECISIONS, default="auto", help="decoding precision (see README)")
+    add_flag(p)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
     add_allow_import(p)
     return p

@@ -15,7 +15,8 @@ from taming.cli.errors import run_reporting_errors
 from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
 from taming.cli.train import ArgumentParser
 from taming.config import ConfigError
-from taming.generation.models import prepare_first_stage, resolve_precision, transformer_run
+from taming.generation.models import transformer_run
+from taming.precision import prepare_first_stage, resolve
 from taming.generation.window import parse_size, sample_map
 
 
@@ -38,9 +39,10 @@ def run(args: argparse.Namespace) -> tuple[int, int]:
         raise ConfigError(f"--frames {args.frames}: must be >= 1")
     if not Path(args.condition).is_file():
         raise FileNotFoundError(f"condition map not found: {args.condition}")
-    loaded = transformer_run(args.run, args.config, args.device)
-    settings = sample_settings(args, resolve_precision(args.precision, loaded.device))
-    prepare_first_stage(loaded.model.first_stage_model, settings.precision)
+    loaded = transformer_run(args.run, args.config, args.device, "`taming sample-window`")
+    precision = resolve(args.precision, loaded.device)
+    settings = sample_settings(args, precision.name)
+    prepare_first_stage(loaded.model.first_stage_model, precision)
     size = parse_size(args.size)
     f = loaded.factor
     total = (size[0] // f) * (size[1] // f) if size else None

@@ -10,9 +10,9 @@ from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.config import ConfigError
+from taming.cli.numbers import POSITIVE, PROBABILITY
 from taming.generation.samples import SampleSettings
-
-PRECISION_CHOICES = ("auto", "fp32", "bf16", "int8")
+from taming.precision import add_flag
 
 
 def add_model_args(p: argparse.ArgumentParser) -> None:
@@ -26,11 +26,10 @@ def add_model_args(p: argparse.ArgumentParser) -> None:
 
 def add_sampling_args(p: argparse.ArgumentParser, top_k: int | None = 250) -> None:
     p.add_argument("--top-k", "--top_k", "-k", type=int, default=top_k, help=f"keep the k most likely codes (default {top_k}; 0: all)")
-    p.add_argument("--top-p", "--top_p", "-p", type=float, default=None, help="nucleus sampling: keep codes up to this probability")
-    p.add_argument("--temperature", "-t", type=float, default=1.0, help="softmax temperature (default 1.0)")
+    p.add_argument("--top-p", "--top_p", "-p", type=PROBABILITY, default=None, help="nucleus sampling: keep codes up to this probability")
+    p.add_argument("--temperature", "-t", type=POSITIVE, default=1.0, help="softmax temperature (default 1.0)")
     p.add_argument("--seed", type=int, default=0, help="sample i is seeded by (seed, i) alone (default 0)")
-    p.add_argument("--precision", choices=PRECISION_CHOICES, default="auto",
-                   help="GPT decoding precision (default auto: chosen for this hardware)")
+    add_flag(p)
 
 
 def sample_settings(args: argparse.Namespace, precision: str) -> SampleSettings:

@@ -26,8 +26,9 @@ from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.train import ArgumentParser, split_overrides
 from taming.checkpoint import load_model
-from taming.config import ConfigError, allow_imports, instantiate_from_config, load_config
+from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
 from taming.data.code_shards import CodeEncoder, data_config_for, encode_split
+from taming.precision import add_flag, prepare_first_stage
 
 log = logging.getLogger(__name__)
 
@@ -46,8 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--batch-size", type=int, default=None, help="encoding batch (default: the data config's)")
     p.add_argument("--seed", type=int, default=0, help="seed of the crop positions")
     p.add_argument("--limit", type=int, default=None, help="encode at most this many images per split")
-    p.add_argument("--precision", choices=("auto", "fp32", "bf16", "int8"), default="auto",
-                   help="first-stage arithmetic: auto = bf16 where it is fast (taming/hardware.py), fp32 = exact")
+    add_flag(p)
     add_allow_import(p)
     return p
 
@@ -58,8 +58,7 @@ def run(args: argparse.Namespace, overrides: list[str]) -> dict:
     if data_cfg is None:
         raise ConfigError(f"no data: section in {args.data or args.config} (pass --data DATA.yaml)")
     tok = CodeEncoder(model)
-    if hasattr(tok.first_stage, "prepare_fast"):
-        tok.first_stage.prepare_fast(args.precision)
+    prepare_first_stage(tok.first_stage, args.precision)
     dm = instantiate_from_config(data_cfg, where="data")
     dm.setup("fit")
     datasets = getattr(dm, "datasets", {})
@@ -95,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             raise ConfigError(f"unrecognized argument {unknown[0]!r}")
         if args.shard_size < 1 or args.crops < 0:
             raise ConfigError("--shard-size must be >= 1 and --crops >= 0")
-        allow_imports(args.allow_import)
+        fix_allow_list(args.allow_import)
         run(args, overrides)
         return 0
 

@@ -6,7 +6,8 @@ each file is looked up in both.
 CelebA-HQ: .npy files of (1, 3, 1024, 1024) uint8 under `root` (default data/celebahq).
 Split lists: the official files (one name per line: "52535.png", "imgHQ20126.npy"), read from
 `split_file`; by default the original's data/ffhqtrain.txt (data/ffhqvalidation.txt,
-data/celebahqtrain.txt, data/celebahqvalidation.txt), else the same name inside `root`.
+data/celebahqtrain.txt, data/celebahqvalidation.txt), else the same name inside `root`, else the
+official lists that ship with taming (taming/data/splits/, the original repository's data/ files).
 Examples: {"image": (size, size, 3) float32 in [-1, 1], "file_path_"} (centre crop after resizing the
 smaller side); FacesHQ adds "class" (and "class_label", the same int) and, with coord=True, "coord"
 (crop_size, crop_size, 1), and crops `crop_size` (random for training, centre for validation).
@@ -23,13 +24,17 @@ from .errors import DataError
 from .transforms import PairedTransform
 
 
+SPLITS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "splits")  # the official lists, shipped
+
+
 def _split_list(split_file: str | None, default_name: str, root: str) -> tuple[list[str], str]:
-    candidates = [split_file] if split_file else [os.path.join("data", default_name), os.path.join(root, default_name)]
+    candidates = [split_file] if split_file else [os.path.join("data", default_name), os.path.join(root, default_name),
+                                                  os.path.join(SPLITS, default_name)]
     for candidate in candidates:
         if os.path.isfile(candidate):
             return read_list_file(candidate, "split list"), candidate
     raise DataError(f"split list {default_name} not found; looked at {', '.join(map(os.path.abspath, candidates))} "
-                    f"(the official lists ship with the original repository's data/ folder; set split_file)")
+                    f"(set split_file to a list of file names, one per line)")
 
 
 def ffhq_path(root: str, name: str) -> str:

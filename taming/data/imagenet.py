@@ -115,7 +115,8 @@ def select_images(root: str | None, split: str, sub_indices: str | None) -> tupl
     root_path = Path(root) if root else folder.parent
     relpaths = list_images(folder)
     if sub_indices is not None:
-        wanted = set(index_to_synset(root_path, folder)[i] for i in str_to_indices(sub_indices))
+        synsets = index_to_synset(root_path, folder)  # read once (it was read once per index)
+        wanted = set(synsets[i] for i in str_to_indices(sub_indices))
         relpaths = [p for p in relpaths if p.split("/")[0] in wanted]
         if not relpaths:
             raise DataError(f"no images of the sub_indices classes ({sub_indices}) under {folder}")

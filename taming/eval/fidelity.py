@@ -4,7 +4,8 @@ the FID Inception network's, precision/recall by default on VGG16's fc2_relu: se
 - FID (Heusel et al. 2017): |mu1 - mu2|^2 + tr(S1) + tr(S2) - 2 tr((S1 S2)^1/2), with the trace of the
   matrix square root taken as the sum of square roots of the eigenvalues of S1 S2 (torch-fidelity's
   scipy-free form: S1 S2 is similar to a PSD matrix, so its eigenvalues are real and >= 0 up to rounding).
-  Statistics: mean and unbiased covariance (N - 1) of the 2048-d pool features, float64.
+  Statistics: mean and unbiased covariance (N - 1) of the 2048-d pool features, float64. A distance is
+  never negative: rounding below zero reads 0, and a set against itself (or its own statistics) is 0.
   With the features at hand and fewer samples than dimensions (S = A^T A / (N - 1), A the centred
   features, rank < D), the same trace is the nuclear norm of A1 A2^T / sqrt((N1 - 1)(N2 - 1)): the
   nonzero eigenvalues of S1 S2 are the squared singular values of that N1 x N2 matrix. It is exact,
@@ -12,7 +13,9 @@ the FID Inception network's, precision/recall by default on VGG16's fc2_relu: se
 - KID (Binkowski et al. 2018): unbiased MMD^2 with the kernel (x.y / d + 1)^3, averaged over
   `subsets` random subsets of `subset_size` drawn without replacement (numpy RandomState(2020): first the
   first input's subset, then the second's, per subset). torch-fidelity refuses a subset larger than an
-  input; here it is clipped to the smaller input and the value used is reported.
+  input; here it is clipped to the smaller input and the value used is reported. The estimator may be
+  negative for two different sets (torch-fidelity reports those as they are); a set against itself
+  (the same feature rows, in any order) is 0 by definition.
 - Inception Score (Salimans et al. 2016): exp(E_x KL(p(y|x) || p(y))) on softmax(logits_unbiased) over
   `splits` consecutive chunks after a RandomState(2020) permutation; mean and (population) std.
 - Precision / recall (Kynkaenniemi et al. 2019): a sample is inside a set's manifold when it lies within
@@ -52,16 +55,30 @@ def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma
     if mu1.shape != mu2.shape or s1.shape != s2.shape or s1.shape != mu1.shape * 2:
         raise DataError(f"FID statistics do not match: mu {mu1.shape} vs {mu2.shape}, "
                          f"sigma {s1.shape} vs {s2.shape}")
+    if np.array_equal(mu1, mu2) and np.array_equal(s1, s2):
+        return 0.0  # the same statistics: 0 by definition, not a rounding error of either sign
     eig = torch.linalg.eigvals(torch.from_numpy(s1 @ s2))  # complex128 (D,)
     tr_sqrt = float(eig.sqrt().real.sum())
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt)
+    return max(0.0, float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * tr_sqrt))
+
+
+def same_set(features1: torch.Tensor, features2: torch.Tensor) -> bool:
+    """Whether two feature sets (N, D) hold the same rows, in any order (a folder against itself)."""
+    if features1.shape != features2.shape:
+        return False
+    if torch.equal(features1, features2):
+        return True
+    a, b = (f.detach().cpu().double().numpy() for f in (features1, features2))
+    return bool(np.array_equal(a[np.lexsort(a.T[::-1])], b[np.lexsort(b.T[::-1])]))
 
 
 def frechet_distance_of_features(features1: torch.Tensor, features2: torch.Tensor) -> float:
     """FID of two feature sets (N1, D), (N2, D); the low-rank route when either N <= D (see above)."""
     f1, f2 = features1.detach().cpu().double(), features2.detach().cpu().double()
     n1, n2, d = len(f1), len(f2), f1.shape[1]
+    if min(n1, n2) >= 2 and same_set(f1, f2):
+        return 0.0
     if min(n1, n2) > d:
         return frechet_distance(*feature_statistics(f1), *feature_statistics(f2))
     if min(n1, n2) < 2 or f2.shape[1] != d:
@@ -70,7 +87,7 @@ def frechet_distance_of_features(features1: torch.Tensor, features2: torch.Tenso
     a1, a2 = f1 - f1.mean(0), f2 - f2.mean(0)  # centred (N1, D), (N2, D)
     tr_sqrt = torch.linalg.svdvals(a1 @ a2.T).sum() / math.sqrt((n1 - 1) * (n2 - 1))
     diff = f1.mean(0) - f2.mean(0)
-    return float(diff @ diff + (a1 * a1).sum() / (n1 - 1) + (a2 * a2).sum() / (n2 - 1) - 2 * tr_sqrt)
+    return max(0.0, float(diff @ diff + (a1 * a1).sum() / (n1 - 1) + (a2 * a2).sum() / (n2 - 1) - 2 * tr_sqrt))
 
 
 def _polynomial_mmd2(x: np.ndarray, y: np.ndarray) -> float:
@@ -92,6 +109,8 @@ def kernel_inception_distance(features1: torch.Tensor, features2: torch.Tensor, 
     size = min(subset_size, len(f1), len(f2))
     if size < 2:
         raise DataError(f"KID needs at least 2 samples per input, got {len(f1)} and {len(f2)}")
+    if same_set(features1, features2):
+        return {KID_MEAN: 0.0, KID_STD: 0.0, "kid_subset_size": size}
     rng = np.random.RandomState(seed)
     mmds = []
     for _ in range(subsets):

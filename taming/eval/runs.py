@@ -8,7 +8,6 @@ The split's dataset is the config's `data.params.<split>` node, read in order (n
 """
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 from typing import Any, Sequence
@@ -20,8 +19,6 @@ from torch.utils.data import DataLoader, IterableDataset, Subset
 from taming.generation.runs import resolve_run
 from taming.checkpoint import load_model
 from taming.config import ConfigError, instantiate_from_config
-
-PRECISIONS = ("auto", "fp32", "bf16", "int8")
 
 
 def load_evaluated(target: str | None, configs: Sequence[str] = (), overrides: Sequence[str] = ()
@@ -40,17 +37,6 @@ def batch_images(batch: dict[str, Any], key: str) -> torch.Tensor:
     x = torch.as_tensor(batch[key])
     x = x[..., None] if x.dim() == 3 else x
     return x.permute(0, 3, 1, 2).float().contiguous()
-
-
-def prepare_first_stage(first_stage: torch.nn.Module, precision: str) -> None:
-    """The shared --precision convention: the string goes to VQGAN.prepare_fast ("fp32" changes nothing)."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    if precision == "fp32" or not hasattr(first_stage, "prepare_fast"):
-        return
-    if precision == "auto" and importlib.util.find_spec("taming.hardware") is None:
-        return  # a tree without branch `speed`'s hardware detection: "auto" is float32
-    first_stage.prepare_fast(precision)
 
 
 def split_batches(config: DictConfig, split: str, batch_size: int | None = None,

@@ -98,6 +98,20 @@ def load_statistics(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return mu, sigma
 
 
+def check_inputs(real: str | os.PathLike, fake: str | os.PathLike) -> None:
+    """Both inputs exist and hold what they should (images; or FID statistics as --real), before any
+    feature is computed: a typo in --real must not cost the minutes --fake's features take."""
+    if Path(real).is_file():
+        load_statistics(real)
+    elif not Path(real).exists():
+        raise DataError(f"--real {real}: not found (an image folder, or an .npz of FID statistics)")
+    else:
+        list_images(real)
+    if not Path(fake).exists():
+        raise DataError(f"--fake {fake}: not found (a folder of generated images)")
+    list_images(fake)
+
+
 def parse_metrics(text: str) -> tuple[str, ...]:
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     bad = [m for m in names if m not in METRICS]
@@ -113,6 +127,7 @@ def sample_metrics(net: torch.nn.Module | None, real, fake, metrics: Iterable[st
     `net` is the FID Inception network (None is fine when only prc on `prc_net` is asked); `prc_net` the
     VGG16 network for prc, or None for prc on `net`'s pool features."""
     metrics = tuple(metrics)
+    check_inputs(real, fake)
     real_is_stats = Path(real).is_file()
     if real_is_stats and set(metrics) & {"kid", "prc"}:
         raise DataError(f"--real {real} is a statistics file, which holds no features: it serves FID "

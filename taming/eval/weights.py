@@ -1,8 +1,9 @@
-"""Where the feature networks' weights come from. Nothing is ever downloaded.
+"""Where the feature networks' weights come from (taming/weights: nothing is downloaded unless asked).
 
 Each network has a standard file, looked for in order: the given path (its command-line flag), its
-environment variable, then the torch hub cache (`$TORCH_HOME/hub/checkpoints`, by default
-~/.cache/torch/hub/checkpoints) under each of its names. A path may name the file or its folder.
+environment variable, the `taming weights` cache, then the torch hub cache (`$TORCH_HOME/hub/checkpoints`,
+by default ~/.cache/torch/hub/checkpoints) under each of its names. A path may name the file or its
+folder. `taming weights fetch inception vgg16` downloads both.
 
 - FID Inception: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, or torch-fidelity's
   `weights-inception-2015-12-05-6726825d.pth` (same layout; one of them carries `num_batches_tracked`
@@ -17,14 +18,14 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from torch import nn
 
 from taming.checkpoint import load_weights, read_state_dict
+from taming.weights import files, registry
 
 
-class WeightsNotFound(FileNotFoundError):
-    """A weight file is not on disk; the message says where it was looked for and where to get it."""
+class WeightsNotFound(registry.WeightsNotFound):
+    """A weight file is not on disk; the message says where it was looked for and how to fetch it."""
 
 
 class InceptionWeightsNotFound(WeightsNotFound):
@@ -37,52 +38,23 @@ class VGG16WeightsNotFound(WeightsNotFound):
 
 @dataclass(frozen=True)
 class WeightFile:
-    what: str  # "the FID Inception weights"
-    files: tuple[str, ...]  # standard names, the preferred first
-    flag: str
-    env: str
-    obtained: str  # where users usually get it, for the error message
+    spec: registry.WeightFile  # the registry entry: names, URLs, variable, flag, checksum
     error: type[WeightsNotFound]
 
 
-FILES = ("pt_inception-2015-12-05-6726825d.pth", "weights-inception-2015-12-05-6726825d.pth")
-URLS = ("https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/" + FILES[0],
-        "https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/" + FILES[1])
-ENV = "TAMING_INCEPTION"
-INCEPTION = WeightFile("the FID Inception weights", FILES, "--inception-weights", ENV,
-                       f"{URLS[0]} (pytorch-fid) or {URLS[1]} (torch-fidelity)", InceptionWeightsNotFound)
+FILES = files.INCEPTION.files
+URLS = files.INCEPTION.urls
+ENV = files.INCEPTION.env
+INCEPTION = WeightFile(files.INCEPTION, InceptionWeightsNotFound)
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_URL = "https://download.pytorch.org/models/" + VGG16_FILE
-VGG16_ENV = "TAMING_VGG16"
-VGG16 = WeightFile("the VGG16 weights (torchvision's ImageNet VGG16, torch-fidelity's precision/recall features)",
-                   (VGG16_FILE,), "--vgg16-weights", VGG16_ENV,
-                   f"{VGG16_URL} (torchvision's download, which fills the same hub cache; fetch it on a machine "
-                   "with internet access and copy it here)", VGG16WeightsNotFound)
-
-
-def _candidates(spec: WeightFile, path) -> list[tuple[Path, str]]:
-    def expand(p: Path, why: str) -> list[tuple[Path, str]]:
-        return [(p / name, why) for name in spec.files] if p.is_dir() else [(p, why)]
-
-    if path:  # an explicit path is the only place looked at: a typo must not fall back silently
-        return expand(Path(path).expanduser(), spec.flag)
-    found = expand(Path(os.environ[spec.env]).expanduser(), f"${spec.env}") if os.environ.get(spec.env) else []
-    hub = Path(torch.hub.get_dir()) / "checkpoints"  # follows $TORCH_HOME
-    return found + [(hub / name, "torch hub cache") for name in spec.files]
+VGG16_FILE = files.VGG16.files[0]
+VGG16_URL = files.VGG16.urls[0]
+VGG16_ENV = files.VGG16.env
+VGG16 = WeightFile(files.VGG16, VGG16WeightsNotFound)
 
 
 def find_weights(spec: WeightFile, path: str | os.PathLike | None = None) -> Path:
-    looked = []
-    for candidate, why in _candidates(spec, path):
-        if candidate.is_file():
-            return candidate
-        looked.append(f"{candidate} ({why})")
-    names = f"'{spec.files[0]}'" + "".join(f" (or '{name}')" for name in spec.files[1:])
-    raise spec.error(
-        f"{spec.what} {names} are not on disk. Looked in: " + "; ".join(looked) + f". They are usually "
-        f"obtained from {spec.obtained}; pass {spec.flag} FILE or set ${spec.env}. Nothing is downloaded "
-        "automatically.")
+    return registry.find(spec.spec, path, error=spec.error)
 
 
 def find_inception_weights(path: str | os.PathLike | None = None) -> Path:

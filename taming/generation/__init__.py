@@ -6,7 +6,7 @@ taming.eval build on this package; it imports neither Lightning training code no
     conditioning.py conditioning examples (validation data, procedural landscapes, a class) and their codes
     drawing.py      sampling with a progress callback (generate / sliding window), decoding to pixels
     pictures.py     tensors as RGB pictures, PNG bytes, download names
-    models.py       a run folder or checkpoint -> a loaded model; its checkpoint step; the precision used
+    models.py       a run folder or checkpoint -> a loaded model; its checkpoint step
     files.py        output folders: stable names, atomic PNG writes (resume by skipping), settings JSON, grids
     samples.py      unconditional and class-conditional sampling, image i seeded by (seed, class, i) alone
     rejection.py    rejection sampling: keep the candidates a classifier scores most likely for their class

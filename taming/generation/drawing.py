@@ -36,7 +36,7 @@ class Settings:
     temperature: float = 1.0
     seed: int = 0
     fast: bool = False  # larger outputs: the strided sliding window
-    precision: str = "fp32"  # taming.transformer.decoding.PRECISIONS
+    precision: str = "fp32"  # taming.precision.PRECISIONS
     keep_rows: int = 0  # completion: rows of the given image codes kept at the top (0: sample everything)
 
 

@@ -34,30 +34,11 @@ def device_for(device: str | None) -> str:
     return device
 
 
-def resolve_precision(precision: str, device: str | torch.device) -> str:
-    """The decoding precision a command uses for `precision` ("auto": chosen for the hardware), so
-    that settings.json records what ran."""
-    try:
-        from taming.hardware import decode_precision
-    except ImportError:
-        # MERGE NOTE (coordinator): branch `speed` adds taming.hardware and makes "auto" valid in
-        # taming.sampling; until it is merged "auto" means fp32, mapped here and nowhere else.
-        return "fp32" if precision == "auto" else precision
-    return decode_precision(precision, device)
-
-
-def prepare_first_stage(model: torch.nn.Module, precision: str) -> torch.nn.Module:
-    """The first stage for a resolved `precision`: "fp32" keeps the exact float32 path (the numbers the
-    fixtures check); otherwise VQGAN.prepare_fast: bf16 weights for "bf16", channels_last float32 for
-    "int8" (a decoding precision of the GPT; convolutions have no int8 path here)."""
-    if precision == "fp32":
-        return model
-    return model.prepare_fast(torch.bfloat16 if precision == "bf16" else None)
-
-
-def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None) -> LoadedRun:
-    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode."""
-    return load_run(resolve_run(target, configs), device_for(device))
+def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None,
+                    command: str = "this command") -> LoadedRun:
+    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode; `command` (e.g.
+    "`taming sample`") is named when the run is of another kind."""
+    return load_run(resolve_run(target, configs), device_for(device), command)
 
 
 def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None

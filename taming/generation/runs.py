@@ -73,18 +73,19 @@ def resolve_run(target: str | None, configs: Sequence[str] = ()) -> RunSource:
     raise ConfigError(f"run folder or checkpoint not found: {path} (absolute: {path.resolve()})")
 
 
-def check_allowed(paths: Sequence[str], root: Path, given: Sequence[str] = ()) -> None:
+def check_allowed(paths: Sequence[str], root: Path, given: Sequence[str] = (), flag: str = "--logdir") -> None:
     """Refuse paths outside `root` (the folder the app was started in), except those given at start.
 
     A run folder's configs name code to build, so a page left running must not open files a visitor
-    types from elsewhere on the machine."""
+    types from elsewhere on the machine. `flag` is the `taming app` flag that would open them (a run
+    folder or checkpoint: --logdir; an extra config file: --config)."""
     root = root.resolve()
     allowed = {Path(g).resolve() for g in given}
     for p in paths:
         resolved = Path(p).resolve()
         if resolved not in allowed and not resolved.is_relative_to(root):
             raise ConfigError(f"{p} is outside {root}, the folder the app was started in; start "
-                              f"`taming app --logdir {p}` to open it")
+                              f"`taming app {flag} {p}` to open it")
 
 
 def find_runs(root: str | Path = "logs") -> list[Path]:
@@ -110,8 +111,9 @@ class LoadedRun:
         return self.model.transformer.head.weight.device
 
 
-def check_is_transformer(configs: Sequence[str], name: str) -> DictConfig:
-    """Fail before building anything when the config's model is not a Net2NetTransformer (e.g. a VQGAN run)."""
+def check_is_transformer(configs: Sequence[str], name: str, command: str = "the app") -> DictConfig:
+    """Fail before building anything when the config's model is not a Net2NetTransformer (e.g. a VQGAN run);
+    `command` is what the message says samples from transformer runs (the app, `taming sample`, ...)."""
     config = load_configs(configs)
     model = config.get("model")
     target = model.get("target") if isinstance(model, DictConfig) else None
@@ -119,8 +121,9 @@ def check_is_transformer(configs: Sequence[str], name: str) -> DictConfig:
         raise ConfigError(f"{name}: its config has no model.target")
     cls = get_obj_from_str(INFERENCE_TARGETS.get(target, target), "model.target")
     if not (isinstance(cls, type) and issubclass(cls, Net2Net)):
-        raise ConfigError(f"{name}: the model is {target}, not a Net2NetTransformer; the app samples "
-                          "from transformer runs (a first-stage run has no GPT to sample from)")
+        raise ConfigError(f"{name}: the model is {target}, not a Net2NetTransformer; {command} samples "
+                          f"from transformer runs (a first-stage run has no GPT to sample from; `taming reconstruct "
+                          f"-r {name} IMAGE` runs it)")
     return config
 
 
@@ -142,9 +145,9 @@ def no_weights_warning(source: RunSource, config: DictConfig) -> list[str]:
             "the GPT is randomly initialised, so samples are noise"]
 
 
-def load_run(source: RunSource, device: str | torch.device = "cpu") -> LoadedRun:
+def load_run(source: RunSource, device: str | torch.device = "cpu", command: str = "the app") -> LoadedRun:
     try:
-        check_is_transformer(source.configs, source.name)
+        check_is_transformer(source.configs, source.name, command)
         # Given as the transformer's own ckpt_path, the checkpoint replaces every stage's weights, so the
         # stage files a training config names (often paths of another machine) are not read.
         overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []

@@ -1,63 +1,39 @@
-"""Where the LPIPS weight files are found. Nothing is ever downloaded.
+"""Where the LPIPS weight files are found (taming/weights: nothing is downloaded unless asked).
 
-Two files, both from the user's disk:
+Two files, both from the user's disk (or `taming weights fetch vgg16 lpips`):
 - torchvision's ImageNet VGG16 `vgg16-397923af.pth`: an explicit path, else $TAMING_VGG16, else the
-  torch hub cache (`torch.hub.get_dir()/checkpoints`, where torchvision puts it);
+  `taming weights` cache, else the torch hub cache (`torch.hub.get_dir()/checkpoints`, where torchvision puts it);
 - the LPIPS v0.1 lin layers `vgg.pth` (the original code called it `vgg_lpips`): an explicit path,
-  else $TAMING_LPIPS, else `$XDG_CACHE_HOME/taming/lpips` (default ~/.cache/taming/lpips), else
+  else $TAMING_LPIPS, else the `taming weights` cache, else `$XDG_CACHE_HOME/taming/lpips` (default ~/.cache/taming/lpips), else
   `taming/losses/weights/` in this package, else `taming/modules/autoencoder/lpips/` under the
   working directory (where the original code saved its download).
 
-A missing file raises WeightsNotFound naming the file, every place looked at, and where it is
-usually obtained.
+A missing file raises WeightsNotFound naming the file, every place looked at, and the fetch command.
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
+from taming.weights import files, registry
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_URL = "https://download.pytorch.org/models/vgg16-397923af.pth"
-VGG16_ENV = "TAMING_VGG16"
-LIN_FILE = "vgg.pth"
-LIN_URL = "https://github.com/richzhang/PerceptualSimilarity/raw/master/lpips/weights/v0.1/vgg.pth"
-LIN_ENV = "TAMING_LPIPS"
+VGG16_FILE = files.VGG16.files[0]
+VGG16_ENV = files.VGG16.env
+LIN_FILE = files.LPIPS.files[0]
+LIN_ENV = files.LPIPS.env
 
 
-class WeightsNotFound(FileNotFoundError):
+class WeightsNotFound(registry.WeightsNotFound):
     """A weight file the user must provide is not on disk; the message says where to put it."""
 
 
-def _as_file(p: Path, name: str) -> Path:
-    # An env var or argument may name the file itself or the folder holding it.
-    return p / name if p.is_dir() else p
-
-
-def _search(name: str, what: str, url: str, env: str, explicit, defaults: list[Path]) -> Path:
-    looked: list[str] = []
-    if explicit:
-        candidates = [(_as_file(Path(explicit).expanduser(), name), "given path")]
-    else:
-        candidates = []
-        if os.environ.get(env):
-            candidates.append((_as_file(Path(os.environ[env]).expanduser(), name), f"${env}"))
-        candidates += [(d / name, "default") for d in defaults]
-    for path, why in candidates:
-        if path.is_file():
-            return path
-        looked.append(f"{path} ({why})")
-    raise WeightsNotFound(
-        f"LPIPS needs {what} '{name}' and it is not on disk. Looked in:\n  " + "\n  ".join(looked)
-        + f"\nIt is usually obtained from {url}\nPut it in one of those places, set ${env} to its path,"
-          " or train with perceptual_weight: 0 (no LPIPS). Nothing is downloaded automatically.")
+NO_LPIPS = "or train with perceptual_weight: 0 (no LPIPS)"
 
 
 def find_vgg16_file(path: str | os.PathLike | None = None) -> Path:
     """torchvision's ImageNet VGG16 weights."""
-    hub = Path(torch.hub.get_dir()) / "checkpoints"
-    return _search(VGG16_FILE, "torchvision's ImageNet VGG16 weights", VGG16_URL, VGG16_ENV, path, [hub])
+    return registry.find(files.VGG16, path, defaults=registry.hub_checkpoints(), error=WeightsNotFound,
+                         hint=NO_LPIPS, flag=None)
 
 
 def lin_search_dirs() -> list[Path]:
@@ -69,4 +45,5 @@ def lin_search_dirs() -> list[Path]:
 
 def find_lin_file(path: str | os.PathLike | None = None) -> Path:
     """The LPIPS v0.1 linear-layer weights for VGG."""
-    return _search(LIN_FILE, "the LPIPS v0.1 lin-layer weights", LIN_URL, LIN_ENV, path, lin_search_dirs())
+    return registry.find(files.LPIPS, path, defaults=lin_search_dirs(), error=WeightsNotFound,
+                         hint=NO_LPIPS, flag=None)

@@ -7,10 +7,13 @@ Under bf16 autocast the perceptual distance, the adaptive weight and all reducti
 """
 from __future__ import annotations
 
+from typing import Annotated, Literal
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from taming.config_types import MAX_WIDTH, Between, Width
 from taming.losses.discriminator import NLayerDiscriminator, weights_init
 from taming.losses.lpips import LPIPS
 
@@ -35,9 +38,11 @@ DISC_LOSSES = {"hinge": hinge_d_loss, "vanilla": vanilla_d_loss}
 
 class VQLPIPSWithDiscriminator(nn.Module):
     def __init__(self, disc_start: int, codebook_weight: float = 1.0, pixelloss_weight: float = 1.0,
-                 disc_num_layers: int = 3, disc_in_channels: int = 3, disc_factor: float = 1.0,
-                 disc_weight: float = 1.0, perceptual_weight: float = 1.0, use_actnorm: bool = False,
-                 disc_conditional: bool = False, disc_ndf: int = 64, disc_loss: str = "hinge") -> None:
+                 disc_num_layers: Annotated[int, Between(0, 16)] = 3, disc_in_channels: Width = 3,
+                 disc_factor: float = 1.0, disc_weight: float = 1.0, perceptual_weight: float = 1.0,
+                 use_actnorm: bool = False, disc_conditional: bool = False,
+                 disc_ndf: Annotated[int, Between(1, MAX_WIDTH // 8)] = 64,  # the last layers are 8x wider
+                 disc_loss: Literal["hinge", "vanilla"] = "hinge") -> None:
         super().__init__()
         if disc_loss not in DISC_LOSSES:
             raise ValueError(f"VQLPIPSWithDiscriminator: disc_loss must be one of {sorted(DISC_LOSSES)}, "

@@ -2,8 +2,10 @@
 
 Codebook collapse (a few codes used, the rest never chosen again) is the most common tokenizer
 failure. `CodebookHealth` counts, per code, how many training steps have passed since it was last
-chosen. Its buffers are non-persistent, so models that use it keep the original state_dict keys;
-after loading a checkpoint the counters simply start again from zero.
+chosen. Its buffers are non-persistent, so models that use it keep the original state_dict keys and
+load the original checkpoints strictly; a training checkpoint carries them beside the weights
+(`training_state`, saved and restored by taming.training.determinism.ModuleState), so a resumed run
+restarts the same codes at the same steps as one that never stopped.
 
 Restart (off unless `restart_after` is set): a code unused for `restart_after` training steps is
 moved onto a randomly chosen encoder output of the current batch, so it lies where the data is
@@ -12,10 +14,15 @@ and gets chosen again (as in Jukebox and ViT-VQGAN-style training recipes).
 from __future__ import annotations
 
 import math
+from typing import Annotated
 
 import torch
 import torch.distributed as dist
 from torch import nn
+
+from taming.config_types import Between
+
+CodebookSize = Annotated[int, Between(1, 2**22)]  # n_embed as a config gives it: checked before allocation
 
 
 def is_training_step(module: nn.Module) -> bool:
@@ -88,6 +95,20 @@ class CodebookHealth(nn.Module):
         self.steps_unused[dead] = 0
         self.restarted_total += int(dead.numel())
         return dead
+
+    def training_state(self) -> dict[str, torch.Tensor | int]:
+        """What a resumed run needs to continue exactly: the counters and the restart total."""
+        return {"steps_unused": self.steps_unused.detach().cpu().clone(),
+                "last_counts": self.last_counts.detach().cpu().clone(), "restarted_total": self.restarted_total}
+
+    def load_training_state(self, state: dict[str, torch.Tensor | int]) -> None:
+        for name in ("steps_unused", "last_counts"):
+            value = torch.as_tensor(state[name])
+            if value.shape != getattr(self, name).shape:
+                raise ValueError(f"codebook health {name}: the checkpoint has {tuple(value.shape)}, "
+                                 f"this codebook {tuple(getattr(self, name).shape)}")
+            getattr(self, name).copy_(value)
+        self.restarted_total = int(state["restarted_total"])
 
     def stats(self) -> dict[str, float]:
         """Floats to log: usage (fraction of codes chosen in the last step), perplexity of the last

@@ -6,34 +6,44 @@ keeps the keys equal to the named parameters of Encoder and Decoder.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence, TypedDict
+from typing import Annotated, Any, Mapping, Sequence, TypedDict
+
+from taming.config_types import MAX_WIDTH, Between, Width
+
+GROUPS = 32  # GroupNorm's groups (taming.tokenizer.layers.Normalize): every normalised width divides by it
 
 
 class DDConfig(TypedDict, total=False):
-    ch: int
-    out_ch: int
-    ch_mult: Sequence[int]
-    num_res_blocks: int
+    ch: Width
+    out_ch: Width
+    ch_mult: Sequence[Annotated[int, Between(1, 64)]]
+    num_res_blocks: Annotated[int, Between(1, 64)]
     attn_resolutions: Sequence[int]
-    dropout: float
+    dropout: Annotated[float, Between(0.0, 1.0)]
     resamp_with_conv: bool
-    in_channels: int
-    resolution: int
-    z_channels: int
+    in_channels: Width
+    resolution: Annotated[int, Between(1, 2**16)]
+    z_channels: Width
     double_z: bool
     give_pre_end: bool
 
 
 def check_ddconfig(cfg: Mapping[str, Any], where: str) -> None:
-    """Rules across keys: the image side must halve evenly at every downsampling level."""
+    """Rules across keys (each key's own type and range are checked first): widths GroupNorm can split,
+    no layer wider than MAX_WIDTH, and an image side that halves evenly at every downsampling level."""
     from taming.config import ConfigError
 
-    for key in ("ch", "num_res_blocks", "in_channels", "resolution", "z_channels", "out_ch"):
-        if key in cfg and cfg[key] < 1:
-            raise ConfigError(f"{where}.{key}: must be >= 1, got {cfg[key]}")
     mult = list(cfg.get("ch_mult", (1, 2, 4, 8)))
-    if not mult or min(mult) < 1:
+    if not mult:
         raise ConfigError(f"{where}.ch_mult: expected a non-empty list of positive ints, got {mult}")
+    ch = cfg.get("ch")
+    if ch is not None:
+        if ch % GROUPS:
+            raise ConfigError(f"{where}.ch: {ch} is not a multiple of {GROUPS} (the GroupNorm layers split "
+                              f"every width into {GROUPS} groups)")
+        if ch * max(mult) > MAX_WIDTH:
+            raise ConfigError(f"{where}.ch_mult: ch {ch} x {max(mult)} = {ch * max(mult)} channels is more than "
+                              f"{MAX_WIDTH}")
     factor = 2 ** (len(mult) - 1)
     if "resolution" in cfg and cfg["resolution"] % factor:
         raise ConfigError(f"{where}.resolution: {cfg['resolution']} is not divisible by {factor} "

@@ -13,14 +13,16 @@ from typing import Any, Mapping, Sequence
 import torch
 
 from taming.checkpoint import init_from_ckpt
+from taming.config_types import Width
 
+from .codebook import CodebookSize
 from .vqgan import VQGAN, EMAVQGAN, GumbelVQGAN
 
 
 class _FromTrainingConfig:
     """Takes a shell's arguments; those only training reads (loss, monitor, schedules) are unused."""
 
-    def __init__(self, ddconfig: Mapping[str, Any], n_embed: int, embed_dim: int,
+    def __init__(self, ddconfig: Mapping[str, Any], n_embed: CodebookSize, embed_dim: Width,
                  lossconfig: Mapping[str, Any] | None = None, ckpt_path: str | None = None,
                  ignore_keys: Sequence[str] = (), image_key: str = "image", colorize_nlabels: int | None = None,
                  n_labels: int | None = None, monitor: str | None = None, accumulate_grad_batches: int = 1,

@@ -35,9 +35,9 @@ import torch
 from torch import nn
 
 from taming.config import ConfigError, accepted_params, to_plain
-from taming.config_types import check_value
-from taming.hardware import first_stage_dtype
+from taming.config_types import Width, check_value
 
+from .codebook import CodebookSize
 from .ddconfig import DDConfig
 from .decoder import Decoder
 from .ema import EMAVectorQuantizer
@@ -60,14 +60,14 @@ def _check_options(model: nn.Module, cls: type, options: Mapping[str, Any], fixe
 
 
 class VQGAN(nn.Module):
-    def __init__(self, ddconfig: DDConfig, n_embed: int, embed_dim: int, remap: str | None = None,
+    def __init__(self, ddconfig: DDConfig, n_embed: CodebookSize, embed_dim: Width, remap: str | None = None,
                  sane_index_shape: bool = False, **quantizer_options: Any):
         super().__init__()  # cooperative: reaches LightningModule in `class VQModel(VQGAN, L.LightningModule)`
         ddconfig = to_plain(ddconfig)
         if not isinstance(ddconfig, Mapping) or "z_channels" not in ddconfig:
             raise ConfigError(f"ddconfig: expected a mapping with the encoder/decoder settings "
                               f"(ch, ch_mult, z_channels, ...), got {ddconfig!r}")
-        check_value(ddconfig, DDConfig, "ddconfig")  # built from a config, the path was checked already
+        check_value(ddconfig, DDConfig, "ddconfig", ConfigError)  # built from a config, the path was checked already
         self.n_embed, self.embed_dim = n_embed, embed_dim
         z_channels = ddconfig["z_channels"]
         self.encoder = Encoder(**ddconfig)
@@ -160,15 +160,10 @@ class VQGAN(nn.Module):
         with self._fast(quant, fast) as quant:
             return self.decode(quant).float().contiguous()
 
-    def prepare_fast(self, dtype: torch.dtype | str | None = None) -> "VQGAN":
+    def prepare_fast(self, dtype: torch.dtype | None = None) -> "VQGAN":
         """Store weights channels_last (same values and state_dict keys); with `dtype` (e.g.
         torch.bfloat16) also store encoder, decoder and the 1x1 convs in that dtype: inference only,
-        the quantizer stays float32. dtype "auto": bf16 where taming.hardware finds it fast for the
-        weights' device (AMX CPUs, GPUs with bf16), else channels_last float32 alone; "fp32" and
-        "bf16" (the commands' --precision strings) name the dtypes; "int8" means float32 here (it is
-        a decoding precision of the transformer)."""
-        if isinstance(dtype, str):
-            dtype = _prepare_dtype(dtype, self.post_quant_conv.weight.device)
+        the quantizer stays float32. Which one a `--precision` means: taming.precision.prepare_first_stage."""
         self.to(memory_format=torch.channels_last)
         if dtype is not None:
             for part in (self.encoder, self.decoder, self.quant_conv, self.post_quant_conv):
@@ -176,21 +171,11 @@ class VQGAN(nn.Module):
         return self
 
 
-def _prepare_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    if precision == "auto":
-        return first_stage_dtype(device)
-    if precision in ("fp32", "int8"):
-        return None
-    if precision == "bf16":
-        return torch.bfloat16
-    raise ValueError(f"prepare_fast: precision must be auto, fp32, bf16, int8 or a torch dtype, got {precision!r}")
-
-
 class GumbelVQGAN(VQGAN):
     """Codes from GumbelQuantize; quant_conv keeps z_channels because `quantize.proj` maps
     z_channels to the n_embed logits."""
 
-    def __init__(self, ddconfig: DDConfig, n_embed: int, embed_dim: int, remap: str | None = None,
+    def __init__(self, ddconfig: DDConfig, n_embed: CodebookSize, embed_dim: Width, remap: str | None = None,
                  kl_weight: float = 1e-8, **quantizer_options: Any):
         super().__init__(ddconfig, n_embed, embed_dim, remap=remap, kl_weight=kl_weight, **quantizer_options)
 

@@ -17,10 +17,11 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, IterableDataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from taming.config import ConfigError, instantiate_from_config
 from taming.data.collate import collate  # default_collate; per-example object lists stay lists
+from taming.training.determinism import EpochSampler, ResumableSampler, SeededSamples, batches_done_this_epoch
 
 
 class WrappedDataset(Dataset):
@@ -34,25 +35,6 @@ class WrappedDataset(Dataset):
 
     def __getitem__(self, idx: int) -> Any:
         return self.data[idx]
-
-
-class EpochSampler(DistributedSampler):
-    """DistributedSampler whose epoch is the trainer's current epoch when iteration starts.
-
-    Lightning hands `set_epoch` a restarted run's epoch counter one too high when the checkpoint was
-    written at the end of an epoch, so a resumed run would shuffle differently from an
-    uninterrupted one; `trainer.current_epoch` is right in both cases.
-    """
-
-    def __init__(self, dataset: Any, get_epoch: Any = None, **kwargs: Any) -> None:
-        super().__init__(dataset, **kwargs)
-        self.get_epoch = get_epoch
-
-    def __iter__(self):
-        epoch = self.get_epoch() if self.get_epoch is not None else None
-        if epoch is not None:
-            self.epoch = int(epoch)
-        return super().__iter__()
 
 
 def default_num_workers(batch_size: int) -> int:
@@ -115,8 +97,6 @@ class DataModuleFromConfig(L.LightningDataModule):
             return DataLoader(ds, drop_last=drop_last, **common)
         world, rank = self._world()
         if train:  # exact resume: seeded examples, mid-epoch skip (taming.training.determinism)
-            from taming.training.determinism import ResumableSampler, SeededSamples, batches_done_this_epoch
-
             sampler = ResumableSampler(ds, self._current_epoch, lambda: batches_done_this_epoch(self.trainer),
                                        self.batch_size, num_replicas=world, rank=rank, shuffle=self.shuffle,
                                        seed=seed, drop_last=drop_last)

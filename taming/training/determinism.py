@@ -10,6 +10,9 @@ Three sources of randomness, each made independent of how many steps ran before:
   saves the global generators in each checkpoint and puts them back before the first resumed
   batch. Validation and image logging draw in a forked state, so the training stream is the same
   whether or not a run stopped and validated in between.
+State of the model outside its state_dict (the codebook health counters that time dead-code
+restarts, kept out of it so the original checkpoints load strictly) travels in the checkpoint too
+(`ModuleState`).
 """
 from __future__ import annotations
 
@@ -21,9 +24,26 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
-from taming.training.datamodule import EpochSampler
+
+class EpochSampler(DistributedSampler):
+    """DistributedSampler whose epoch is the trainer's current epoch when iteration starts.
+
+    Lightning hands `set_epoch` a restarted run's epoch counter one too high when the checkpoint was
+    written at the end of an epoch, so a resumed run would shuffle differently from an
+    uninterrupted one; `trainer.current_epoch` is right in both cases.
+    """
+
+    def __init__(self, dataset: Any, get_epoch: Any = None, **kwargs: Any) -> None:
+        super().__init__(dataset, **kwargs)
+        self.get_epoch = get_epoch
+
+    def __iter__(self):
+        epoch = self.get_epoch() if self.get_epoch is not None else None
+        if epoch is not None:
+            self.epoch = int(epoch)
+        return super().__iter__()
 
 
 def example_seed(*key: int) -> int:
@@ -139,3 +159,21 @@ class RandomState(Callback):
         if self.outside is not None:
             restore(self.outside)
             self.outside = None
+
+
+class ModuleState(Callback):
+    """Saves `training_state()` of every submodule that has one (CodebookHealth) in the checkpoint,
+    beside the state_dict, and puts it back on resume. A checkpoint without it (older ones, the
+    original's) leaves the modules as built."""
+
+    KEY = "taming_module_state"
+
+    def on_save_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        checkpoint[self.KEY] = {name: m.training_state() for name, m in pl_module.named_modules()
+                                if callable(getattr(m, "training_state", None))}
+
+    def on_load_checkpoint(self, trainer, pl_module, checkpoint: dict[str, Any]) -> None:
+        saved = checkpoint.get(self.KEY) or {}
+        for name, module in pl_module.named_modules():
+            if name in saved and callable(getattr(module, "load_training_state", None)):
+                module.load_training_state(saved[name])

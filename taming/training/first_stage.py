@@ -36,14 +36,16 @@ import torch.nn.functional as F
 
 from taming.checkpoint import init_from_ckpt
 from taming.config import ConfigError, instantiate_from_config
+from taming.config_types import Width
 from taming.optim import fused
+from taming.tokenizer.codebook import CodebookSize
 from taming.tokenizer.ddconfig import DDConfig
 from taming.tokenizer.vqgan import VQGAN, EMAVQGAN, GumbelVQGAN
 from taming.training.sharding import data_parallel_mesh, shard
 
 
 class VQModel(VQGAN, L.LightningModule):
-    def __init__(self, ddconfig: DDConfig, lossconfig: Mapping[str, Any], n_embed: int, embed_dim: int,
+    def __init__(self, ddconfig: DDConfig, lossconfig: Mapping[str, Any], n_embed: CodebookSize, embed_dim: Width,
                  ckpt_path: str | None = None, ignore_keys: Sequence[str] = (), image_key: str = "image",
                  colorize_nlabels: int | None = None, monitor: str | None = None, remap: str | None = None,
                  sane_index_shape: bool = False, accumulate_grad_batches: int = 1, **quantizer_options: Any):
@@ -176,7 +178,7 @@ class GumbelVQ(VQModel, GumbelVQGAN):
     """Codes from a Gumbel-softmax; its temperature follows `temperature_scheduler_config` (a callable
     step -> temperature, e.g. taming.lr_scheduler.LambdaWarmUpCosineScheduler) at every training step."""
 
-    def __init__(self, ddconfig: DDConfig, lossconfig: Mapping[str, Any], n_embed: int, embed_dim: int,
+    def __init__(self, ddconfig: DDConfig, lossconfig: Mapping[str, Any], n_embed: CodebookSize, embed_dim: Width,
                  temperature_scheduler_config: Mapping[str, Any], ckpt_path: str | None = None,
                  ignore_keys: Sequence[str] = (), image_key: str = "image", colorize_nlabels: int | None = None,
                  monitor: str | None = None, kl_weight: float = 1e-8, remap: str | None = None,

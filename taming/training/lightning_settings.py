@@ -12,7 +12,7 @@ import torch
 from omegaconf import DictConfig
 
 from taming.config import ConfigError, check_keys, check_types, to_plain
-from taming.hardware import training_precision
+from taming.precision import resolve
 from taming.training.options import TrainOptions
 from taming.training.sharding import FSDPDataParallel
 
@@ -78,11 +78,33 @@ def trainer_kwargs(lightning_config: DictConfig, opts: TrainOptions) -> dict[str
             kw[key] = value
     kw["devices"] = _parse_devices(kw.get("devices", 1))
     kw.setdefault("accelerator", "auto")
-    if str(kw.get("precision")) == "auto":  # bf16-mixed where bf16 is fast (taming/hardware.py), else 32
-        kw["precision"] = training_precision(kw["accelerator"])
+    if str(kw.get("precision")) == "auto":  # bf16-mixed where bf16 is fast (taming/precision.py), else 32
+        gpu = kw["accelerator"] != "cpu" and torch.cuda.is_available()
+        kw["precision"] = resolve("auto", "cuda" if gpu else "cpu").train
     if kw.get("strategy") == "fsdp":
         kw["strategy"] = FSDPDataParallel()  # FSDP2, on GPUs and CPUs (taming/training/sharding.py)
     return kw
+
+
+def require_gpus(kw: dict[str, Any], opts: TrainOptions) -> None:
+    """GPUs asked for (--gpus, --accelerator gpu, lightning.trainer) that this machine does not have:
+    one line saying so and how to train on the CPU, before anything is built (Lightning's own error
+    is a MisconfigurationException traceback)."""
+    if kw.get("accelerator") not in ("gpu", "cuda"):
+        return
+    count, devices = torch.cuda.device_count(), kw.get("devices", 1)
+    if isinstance(devices, list):
+        absent = [d for d in devices if d >= count]
+    else:
+        wanted = count if devices in (-1, "-1", "auto") else int(devices)
+        absent = list(range(count, wanted)) if wanted > count or not count else []
+    if not absent and count:
+        return
+    where = f"--gpus {opts.gpus}" if opts.gpus else "--accelerator gpu" if opts.accelerator else "lightning.trainer"
+    have = f"{count} GPU{'s' if count != 1 else ''} (ids 0-{count - 1})" if count else "no GPU that torch can use"
+    fix = "leave out --gpus" if opts.gpus else "pass --accelerator cpu"
+    raise ConfigError(f"{where}: GPU {', '.join(map(str, absent)) or 'any'} is not there; this machine has {have}. "
+                      f"To train on the CPU, {fix}.")
 
 
 def is_distributed(kw: dict[str, Any]) -> bool:

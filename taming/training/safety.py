@@ -133,16 +133,29 @@ class FinalCheckpoint(Callback):
 
     ModelCheckpoint writes last.ckpt after a validation or an epoch; a run stopped by max_steps between
     two of them would otherwise leave last.ckpt steps behind, and the next stage (or a resume) would
-    read stale weights. Runs stopped by a signal or a non-finite loss never reach on_train_end."""
+    read stale weights. When the step limit falls inside an epoch the save happens at the end of that
+    batch, where a signal saves: after the epoch's end hooks Lightning's loop state calls the epoch
+    finished, and a resume with a larger --max_steps would start a new one instead of continuing it.
+    Runs stopped by a signal or a non-finite loss never reach these saves."""
 
     def __init__(self, ckptdir: str | Path) -> None:
         super().__init__()
         self.ckptdir = Path(ckptdir)
+        self.saved_step = -1
+
+    def _save(self, trainer: L.Trainer) -> None:
+        trainer.save_checkpoint(str(self.ckptdir / "last.ckpt"), weights_only=False)
+        self.saved_step = trainer.global_step
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        loop = trainer.fit_loop.epoch_loop
+        if 0 < trainer.max_steps <= trainer.global_step and not loop.batch_progress.is_last_batch:
+            self._save(trainer)
 
     def on_train_end(self, trainer, pl_module) -> None:
         saved = getattr(trainer.checkpoint_callback, "_last_global_step_saved", -1)
-        if trainer.global_step != saved and not trainer.interrupted:
-            trainer.save_checkpoint(str(self.ckptdir / "last.ckpt"), weights_only=False)
+        if trainer.global_step not in (saved, self.saved_step) and not trainer.interrupted:
+            self._save(trainer)
 
 
 def safety_callbacks(ckptdir: str | Path, stop_on_nan: bool = True) -> list[Callback]:

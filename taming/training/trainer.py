@@ -13,25 +13,26 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import warnings
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterator
 
 import lightning as L
-from lightning.pytorch.callbacks import LearningRateMonitor, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig, OmegaConf
 
-from taming.config import ConfigError, allow_imports, check_keys, instantiate_from_config, load_configs, to_plain
+from taming.config import ConfigError, check_keys, fix_allow_list, instantiate_from_config, load_configs, to_plain
+from taming.config_types import check_value
 from taming.training.callbacks import (ImageLogger, ResumeStepFix, SetupCallback, StepTimer,
                                        make_checkpoint_callback)
 from taming.training.checkpoint_io import AtomicCheckpointIO
-from taming.training.determinism import RandomState
-from taming.training.lightning_settings import is_distributed, trainer_kwargs
+from taming.training.determinism import ModuleState, RandomState
+from taming.training.lightning_settings import is_distributed, require_gpus, trainer_kwargs
 from taming.training.options import TrainOptions
-from taming.training.resume import pick_resume_checkpoint
+from taming.training.resume import ResumedLearningRate, pick_resume_checkpoint
 from taming.training.run_folder import RunPaths, resolve_paths
 from taming.training.safety import safety_callbacks
 
@@ -62,9 +63,17 @@ def expected_warnings_silenced() -> Iterator[None]:
         yield
 
 
+def built(obj: Any, kind: type, what: str, where: str) -> Any:
+    """`obj` if it is a `kind`; a target of the user's own package may build anything, even None."""
+    if not isinstance(obj, kind):
+        raise ConfigError(f"{where}.target built {'None' if obj is None else 'a ' + type(obj).__name__}, not {what}")
+    return obj
+
+
 def _instantiate_callback(name: str, node: Any) -> Any:
     # original targets (main.ImageLogger, pytorch_lightning.callbacks.*) resolve through TARGET_ALIASES
-    return instantiate_from_config(to_plain(node), where=f"lightning.callbacks.{name}")
+    where = f"lightning.callbacks.{name}"
+    return built(instantiate_from_config(to_plain(node), where=where), Callback, "a Lightning callback", where)
 
 
 def build_callbacks(paths: RunPaths, config: DictConfig, lightning_config: DictConfig, model: L.LightningModule,
@@ -105,7 +114,8 @@ def build_loggers(paths: RunPaths, lightning_config: DictConfig) -> list:
     if node is not None:
         nodes = to_plain(node)
         nodes = nodes if isinstance(nodes, list) else [nodes]
-        return [instantiate_from_config(n, where="lightning.logger", save_dir=str(paths.logdir)) for n in nodes]
+        return [built(instantiate_from_config(n, where="lightning.logger", save_dir=str(paths.logdir)), Logger,
+                      "a Lightning logger", "lightning.logger") for n in nodes]
     # one CSV file per start of the run (a resumed run would overwrite the file), all in csv/
     version, n = paths.now, 0
     while (paths.logdir / "csv" / version).exists():
@@ -115,12 +125,21 @@ def build_loggers(paths: RunPaths, lightning_config: DictConfig) -> list:
             CSVLogger(save_dir=str(paths.logdir), name="csv", version=version)]
 
 
-def scale_learning_rate(model: L.LightningModule, config: DictConfig, accumulate: int, ngpu: int) -> float:
-    """model.learning_rate = accumulate x devices x batch x base_learning_rate, printed as the original."""
-    bs = config.data.params.batch_size
+def base_learning_rate(config: DictConfig) -> float:
+    """model.base_learning_rate, checked before anything is built: a finite number >= 0."""
     base_lr = config.model.get("base_learning_rate", None)
     if base_lr is None:
         raise ConfigError("model.base_learning_rate: missing (the learning rate is derived from it)")
+    check_value(base_lr, float, "model.base_learning_rate", ConfigError)
+    if not math.isfinite(base_lr) or base_lr < 0:
+        raise ConfigError(f"model.base_learning_rate: must be a finite number >= 0, got {base_lr}")
+    return float(base_lr)
+
+
+def scale_learning_rate(model: L.LightningModule, config: DictConfig, accumulate: int, ngpu: int) -> float:
+    """model.learning_rate = accumulate x devices x batch x base_learning_rate, printed as the original."""
+    bs = config.data.params.batch_size
+    base_lr = base_learning_rate(config)
     model.learning_rate = accumulate * ngpu * bs * base_lr
     say("Setting learning rate to {:.2e} = {} (accumulate_grad_batches) * {} (num_gpus) * {} (batchsize) "
                    "* {:.2e} (base_lr)".format(model.learning_rate, accumulate, ngpu, bs, base_lr))
@@ -160,7 +179,7 @@ class Job:
 
 
 def build_job(opts: TrainOptions) -> Job:
-    allow_imports(opts.allow_import)
+    fix_allow_list(opts.allow_import)
     paths = resolve_paths(opts)
     L.seed_everything(opts.seed, workers=True, verbose=False)
     config = load_configs(paths.configs, opts.overrides)
@@ -168,13 +187,17 @@ def build_job(opts: TrainOptions) -> Job:
     for key in ("model", "data"):
         if key not in config:
             raise ConfigError(f"config {' + '.join(paths.configs)}: missing top-level '{key}:' section")
+    base_learning_rate(config)  # a bad value fails before anything is built
     kw = trainer_kwargs(lightning_config, opts)
+    require_gpus(kw, opts)
     legacy_resume = kw.pop("resume_from_checkpoint", None)
     if legacy_resume and paths.resume_ckpt is None:
         paths.resume_ckpt = pick_resume_checkpoint(legacy_resume)
 
-    model = instantiate_from_config(config.model, where="model")
-    data = instantiate_from_config(config.data, where="data")
+    model = built(instantiate_from_config(config.model, where="model"), L.LightningModule, "a LightningModule "
+                  "(a training shell such as taming.models.vqgan.VQModel)", "model")
+    data = built(instantiate_from_config(config.data, where="data"), L.LightningDataModule, "a LightningDataModule "
+                 "(e.g. main.DataModuleFromConfig)", "data")
     data.setup("fit")  # fail early (missing files, unreadable data) before any process is launched
     for split, ds in getattr(data, "datasets", {}).items():
         size = len(ds) if hasattr(ds, "__len__") else "streamed"
@@ -189,7 +212,7 @@ def build_job(opts: TrainOptions) -> Job:
     callbacks = build_callbacks(paths, config, lightning_config, model, resume=paths.resume_ckpt is not None,
                                 progress_bar=kw.get("enable_progress_bar", True) is not False)
     callbacks += safety_callbacks(paths.ckptdir, stop_on_nan=kw.pop("terminate_on_nan", True))
-    callbacks.append(RandomState())  # exact resume (taming.training.determinism)
+    callbacks += [RandomState(), ModuleState(), ResumedLearningRate()]  # exact resume, the rate it prints
     # written to <now>-lightning.yaml, so a resumed run keeps the same limits
     saved_kw = {**kw, "accumulate_grad_batches": accumulate}
     if kw.get("max_steps") not in (None, -1):

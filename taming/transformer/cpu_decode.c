@@ -1,11 +1,11 @@
 /* Sampling's one-code steps on the CPU, built by taming.native for the CPU at hand:
-   - taming_attend: the attention over a reduced key/value cache (cpu_attention.py);
-   - taming_int8_step: the whole step over int8 weights and an int8 cache (cpu_step.py; below).
+   - taming_attend: the attention over a reduced key/value cache (decode/attention.py);
+   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below).
 
    The attention, for every row b and head h, in one call:
    1. writes the step's key and value (from the fused q|k|v row) at position `pos` of the cache,
       int8 with one float scale per vector (largest magnitude / 127, round half to even: the numbers
-      KVCache.write stores) or bf16 (round to nearest even, as torch converts);
+      QuantizedCache.write stores) or bf16 (round to nearest even, as torch converts);
    2. attends the query over positions [0, pos]: softmax(q . k / sqrt(hd)) v, every product and sum
       in float, the stored numbers widened as they are loaded: one pass over the keys, one over the
       values, nothing else of cache size.
@@ -298,7 +298,7 @@ void taming_attend(const float* qkv, void* k_cache, void* v_cache, float* k_scal
 
    Per layer: x += proj(attention(qkv(ln1(x)))); x += fc2(gelu(fc1(ln2(x)))); then the logits
    head(ln_f(x)). Every Linear holds int8 weights w in [-127, 127] with one float scale per output
-   row (the same numbers as the FBGEMM copies of decoding.py); the activations are quantized per row
+   row (the same numbers as the FBGEMM copies of decode/weights.py); the activations are quantized per row
    to integers a in [-127, 127] (scale max|x| / 127), and y = s_x * s_w * (sum_k a w) + b, the
    integer sum exact in int32 in every build:
    - AVX512-VNNI: vpdpbusd multiplies unsigned by signed bytes, so the activations are stored as
@@ -363,8 +363,6 @@ typedef struct {             /* scratch; rows padded to a multiple of 4 (mp) */
 
 /* 2: AVX512-VNNI, 1: AVX2, 0: portable C (every build has the step; they compute the same numbers) */
 int taming_step_variant(void) { return STEP_VARIANT; }
-
-int taming_step_available(void) { return 1; }
 
 /* erf(x), Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), vectorizable */
 static inline float erf_approx(float x) {
@@ -585,4 +583,37 @@ int taming_int8_step(const StepModel* M, const StepScratch* S, const int64_t* to
         linear_int8(&M->head, xq, sx, m, mp, logits, M->vocab, STORE);
     }
     return 0;
+}
+
+/* ---- The layout of the structures above, checked against the ctypes mirror -----------------------
+   Every structure and field the Python side mirrors (taming/transformer/decode/native.py), once:
+   taming_layout_names() names them in this order, taming_layout(out, n) writes each structure's
+   size and each field's offset in the same order into out[0..n) and returns how many numbers that
+   is. The mirror is compared with them by name when the library loads: a field added, dropped or
+   moved on one side only is an error there, never a kernel reading the wrong pointer. */
+#include <stddef.h>
+
+#define TAMING_LAYOUT(S, F) \
+    S(PackedLinear) F(PackedLinear, w) F(PackedLinear, scale) F(PackedLinear, colsum) F(PackedLinear, bias) \
+    F(PackedLinear, n) F(PackedLinear, k) F(PackedLinear, kp) \
+    S(StepLayer) F(StepLayer, ln1_w) F(StepLayer, ln1_b) F(StepLayer, ln2_w) F(StepLayer, ln2_b) F(StepLayer, qkv) \
+    F(StepLayer, proj) F(StepLayer, fc1) F(StepLayer, fc2) F(StepLayer, k_cache) F(StepLayer, v_cache) \
+    F(StepLayer, k_scale) F(StepLayer, v_scale) \
+    S(StepModel) F(StepModel, n_layer) F(StepModel, n_head) F(StepModel, n_embd) F(StepModel, vocab) \
+    F(StepModel, max_len) F(StepModel, eps) F(StepModel, tok_emb) F(StepModel, pos_emb) F(StepModel, layers) \
+    F(StepModel, lnf_w) F(StepModel, lnf_b) F(StepModel, head) \
+    S(StepScratch) F(StepScratch, x) F(StepScratch, h) F(StepScratch, qkv) F(StepScratch, att) \
+    F(StepScratch, work) F(StepScratch, ln) F(StepScratch, xq) F(StepScratch, sx)
+#define LAYOUT_SIZE(T) (int64_t)sizeof(T),
+#define LAYOUT_OFFSET(T, f) (int64_t)offsetof(T, f),
+#define LAYOUT_STRUCT_NAME(T) #T " "
+#define LAYOUT_FIELD_NAME(T, f) #f " "
+
+const char* taming_layout_names(void) { return TAMING_LAYOUT(LAYOUT_STRUCT_NAME, LAYOUT_FIELD_NAME); }
+
+int64_t taming_layout(int64_t* out, int64_t n) {
+    const int64_t layout[] = {TAMING_LAYOUT(LAYOUT_SIZE, LAYOUT_OFFSET)};
+    const int64_t count = (int64_t)(sizeof(layout) / sizeof(layout[0]));
+    for (int64_t i = 0; i < count && i < n; ++i) out[i] = layout[i];
+    return count;
 }

@@ -4,36 +4,27 @@ State-dict names are the original minGPT ones (`tok_emb`, `pos_emb`, `blocks.N.{
 attn.{key, query, value, proj, mask}, mlp.0, mlp.2}`, `ln_f`, `head`), so the released
 checkpoints load strictly. Attention runs through `F.scaled_dot_product_attention`.
 
-Two ways to run it:
-- `forward(idx, embeddings, targets)`: the whole sequence at once (training, the original API);
-- `forward_with_cache(idx, cache, start_pos)`: a chunk of positions `[start_pos, start_pos + t)`
-  whose keys/values are written into a preallocated `KVCache`; attention reads every cached
-  position before it. Prefill and one-token decoding are both this call (see taming/sampling.py).
+One forward, `forward(idx, embeddings, targets, logits_from, cache=, pos=)`: without a cache, the
+whole sequence (training, the original API); with a `KVCache`, the positions [pos, pos + T) given
+every earlier one in the cache, whose keys and values it writes there (prefill and one-code steps
+alike). Plain PyTorch: sampling runs it through the decoding engine (taming/transformer/decode/),
+which owns the faster paths.
 """
 from __future__ import annotations
-
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from taming.optim import fused
-from taming.transformer.cpu_attention import attend_step, quantize_vectors
-from taming.transformer.decoding import Linear, decoding_weights
 
 
 class KVCache:
     """Preallocated keys and values of every layer: `k[l]`, `v[l]` are (B, n_head, max_len, head_dim).
 
-    Positions are written by `GPT.forward_with_cache`; the cache does not track how many are
-    filled, the caller does (it passes `start_pos`). Rows of the batch are independent sequences
-    that share positions.
-
-    dtype torch.int8 (CPU sampling, taming.hardware.decode_plan): every key and value vector of
-    head_dim numbers is stored as int8 times one float32 scale (its largest magnitude / 127, in
-    `k_scale[l]`, `v_scale[l]` (B, n_head, max_len, 1)): 1.06 bytes a number instead of 4, for the
-    one-query attention that reads the whole cache at every decoded code.
+    The cache does not track how many positions are filled; the caller does (it passes `pos`).
+    Rows of the batch are independent sequences that share positions. The decoding engine adds an
+    int8 variant (taming/transformer/decode/attention.py: QuantizedCache).
     """
 
     def __init__(self, n_layer: int, batch: int, n_head: int, max_len: int, head_dim: int,
@@ -42,10 +33,6 @@ class KVCache:
         # empty, not zeros: only written positions are ever read, and the sliding window opens many
         self.k = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
         self.v = [torch.empty(shape, dtype=dtype, device=device) for _ in range(n_layer)]
-        self.quantized = dtype == torch.int8
-        scales = (batch, n_head, max_len, 1) if self.quantized else (0,)
-        self.k_scale = [torch.empty(scales, device=device) for _ in range(n_layer)]
-        self.v_scale = [torch.empty(scales, device=device) for _ in range(n_layer)]
         self.max_len = max_len
 
     @property
@@ -54,39 +41,33 @@ class KVCache:
 
     def write(self, layer: int, start: int, k: torch.Tensor, v: torch.Tensor) -> None:
         """k, v (B, nh, T, hd) at positions [start, start + T) of `layer`."""
-        end = start + k.shape[2]
-        for x, store, scale in ((k, self.k, self.k_scale), (v, self.v, self.v_scale)):
-            if self.quantized:
-                x, scale[layer][:, :, start:end] = quantize_vectors(x)  # scale (B, nh, T, 1)
-            store[layer][:, :, start:end] = x
+        self.k[layer][:, :, start:start + k.shape[2]] = k
+        self.v[layer][:, :, start:start + v.shape[2]] = v
 
     def read(self, layer: int, end: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of positions [0, end) of `layer` in `dtype`: (B, nh, end, hd) each."""
-        k, v = self.k[layer][:, :, :end], self.v[layer][:, :, :end]
-        if self.quantized:
-            return k.to(dtype) * self.k_scale[layer][:, :, :end], v.to(dtype) * self.v_scale[layer][:, :, :end]
-        return k.to(dtype), v.to(dtype)
+        return self.k[layer][:, :, :end].to(dtype), self.v[layer][:, :, :end].to(dtype)
+
+    def update(self, layer: int, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v (B, nh, T, hd) at positions [pos, pos + T) -> keys and values of [0, pos + T)
+        (from 0, the given ones: unrounded by the cache's dtype)."""
+        self.write(layer, pos, k, v)
+        return (k, v) if pos == 0 else self.read(layer, pos + k.shape[2], k.dtype)
 
 
 class CausalSelfAttention(nn.Module):
-    # while decoding (decoding.py): query, key and value as one reduced-precision GEMM for inputs of
-    # up to _fused_rows rows (one call instead of three: at batch 4 a call costs more than its bytes)
-    DECODE_FUSED = ("query", "key", "value")
-    _fused: Callable[[torch.Tensor], torch.Tensor] | None = None
-    _fused_rows = 0
-
     def __init__(self, n_embd: int, n_head: int, block_size: int, attn_pdrop: float,
                  resid_pdrop: float, n_unmasked: int):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"GPT: n_embd={n_embd} is not divisible by n_head={n_head}")
         self.n_head = n_head
-        self.key = Linear(n_embd, n_embd)
-        self.query = Linear(n_embd, n_embd)
-        self.value = Linear(n_embd, n_embd)
+        self.key = nn.Linear(n_embd, n_embd)
+        self.query = nn.Linear(n_embd, n_embd)
+        self.value = nn.Linear(n_embd, n_embd)
         self.attn_pdrop = attn_pdrop
         self.resid_drop = nn.Dropout(resid_pdrop)
-        self.proj = Linear(n_embd, n_embd)
+        self.proj = nn.Linear(n_embd, n_embd)
         # 1 = may attend. Causal, except that the first n_unmasked positions see each other fully
         # (the original's option for a bidirectional conditioning prefix). Float and persistent
         # because the released checkpoints hold it.
@@ -96,67 +77,33 @@ class CausalSelfAttention(nn.Module):
         self.register_buffer("mask", mask.view(1, 1, block_size, block_size))
         self.n_unmasked = n_unmasked
 
-    def _heads(self, x: torch.Tensor, lin: nn.Linear) -> torch.Tensor:
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, T, C) -> (B, nh, T, hd)."""
         B, T, C = x.shape
-        return lin(x).view(B, T, self.n_head, C // self.n_head).transpose(1, 2)  # (B, nh, T, hd)
+        return x.view(B, T, self.n_head, C // self.n_head).transpose(1, 2)
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                start_pos: int = 0, queries_from: int = 0) -> torch.Tensor:
-        """x (B, T, C) at positions [start_pos, start_pos + T) -> (B, T - queries_from, C): the outputs
-        of positions from `queries_from` on (keys and values still come from all of x)."""
-        B, T, C = x.shape  # (B, T, C)
-        dropout = self.attn_pdrop if self.training else 0.0
-        if cache is not None and T == 1 and not isinstance(start_pos, torch.Tensor) and start_pos > 0 \
-                and start_pos >= self.n_unmasked and x.device.type == "cpu" and cache.k[layer].dtype != x.dtype \
-                and not dropout:
-            # one code over a bf16 or int8 cache on the CPU: one native call writes its key and
-            # value and reads the cache at its own size (cpu_attention.py)
-            scales = (cache.k_scale[layer], cache.v_scale[layer]) if cache.quantized else ()
-            y = attend_step(self._qkv(x), cache.k[layer], cache.v[layer], start_pos, *scales)  # (B, 1, C)
-            return self.resid_drop(self.proj(y.to(x.dtype)))
-        q = self._heads(x[:, queries_from:] if queries_from else x, self.query)  # (B, nh, T - queries_from, hd)
-        k, v = self._heads(x, self.key), self._heads(x, self.value)  # (B, nh, T, hd)
-        out_dtype = q.dtype
-        if isinstance(start_pos, torch.Tensor):  # fixed shapes for CUDA graphs (static_decode.py)
-            return self.resid_drop(self.proj(self._static_step(q, k, v, cache, layer, start_pos).to(out_dtype)))
-        end = start_pos + T
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0,
+                queries_from: int = 0) -> torch.Tensor:
+        """x (B, T, C) at positions [pos, pos + T) -> (B, T - queries_from, C): the outputs of positions
+        from `queries_from` on (keys and values still come from all of x, and go to `cache`)."""
+        B, T, C = x.shape
+        q = self.heads(self.query(x[:, queries_from:] if queries_from else x))  # (B, nh, Tq, hd)
+        k, v = self.heads(self.key(x)), self.heads(self.value(x))  # (B, nh, T, hd)
         if cache is not None:
-            cache.write(layer, start_pos, k, v)
-            if start_pos > 0:  # earlier positions from the cache (from 0, k and v hold them all, unrounded)
-                k, v = cache.read(layer, end, q.dtype)  # (B, nh, end, hd)
-        y = self._attend(q, k, v, start_pos, queries_from, dropout)  # (B, nh, Tq, hd)
-        y = y.transpose(1, 2).reshape(B, T - queries_from, C).to(out_dtype)  # (B, Tq, C)
-        return self.resid_drop(self.proj(y))
+            k, v = cache.update(layer, pos, k, v)  # (B, nh, pos + T, hd)
+        y = self.attend(q, k, v, pos, queries_from, self.attn_pdrop if self.training else 0.0)
+        return self.resid_drop(self.proj(y.transpose(1, 2).reshape(B, T - queries_from, C)))
 
-    def _qkv(self, x: torch.Tensor) -> torch.Tensor:
-        """x (B, T, C) -> [query | key | value] (B, T, 3C): the fused decoding copy where it serves x."""
-        if self._fused is not None and not torch.is_grad_enabled() and x.shape[:-1].numel() <= self._fused_rows:
-            return self._fused(x)
-        return torch.cat([self.query(x), self.key(x), self.value(x)], dim=-1)
-
-    def _attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start_pos: int, queries_from: int,
-                dropout: float) -> torch.Tensor:
+    def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, pos: int, queries_from: int = 0,
+               dropout: float = 0.0) -> torch.Tensor:
         """q (B, nh, Tq, hd) at positions [end - Tq, end), k and v (B, nh, end, hd) -> (B, nh, Tq, hd)."""
         Tq, end = q.shape[2], k.shape[2]
-        if start_pos == 0 and self.n_unmasked == 0 and not queries_from:
+        if pos == 0 and self.n_unmasked == 0 and not queries_from:
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, is_causal=True)
         if Tq == 1 and end - 1 >= self.n_unmasked:  # the last position sees every earlier one: no mask
             return F.scaled_dot_product_attention(q, k, v, dropout_p=dropout)
         allowed = self.mask[:, :, end - Tq:end, :end] > 0  # (1, 1, Tq, end)
         return F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=dropout)
-
-    def _static_step(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, cache: KVCache, layer: int,
-                     pos: torch.Tensor) -> torch.Tensor:
-        """One position at device tensor pos (1,): q, k, v (B, nh, 1, hd) -> (B, 1, C). Its key and
-        value go to the cache at pos, and the query attends over the whole cache with the positions
-        after pos masked: the same shapes at every step, so one captured graph replays them all."""
-        B, nh, _, hd = q.shape
-        cache.k[layer].index_copy_(2, pos, k.to(cache.k[layer].dtype))
-        cache.v[layer].index_copy_(2, pos, v.to(cache.v[layer].dtype))
-        k, v = cache.k[layer], cache.v[layer]  # (B, nh, max_len, hd)
-        allowed = (torch.arange(cache.max_len, device=pos.device) <= pos).view(1, 1, 1, -1)  # (1, 1, 1, max_len)
-        y = F.scaled_dot_product_attention(q.to(k.dtype), k, v, attn_mask=allowed)  # (B, nh, 1, hd)
-        return y.transpose(1, 2).reshape(B, 1, nh * hd)
 
 
 class Block(nn.Module):
@@ -167,26 +114,18 @@ class Block(nn.Module):
         self.ln2 = nn.LayerNorm(n_embd)
         self.attn = CausalSelfAttention(n_embd, n_head, block_size, attn_pdrop, resid_pdrop, n_unmasked)
         self.mlp = nn.Sequential(
-            Linear(n_embd, 4 * n_embd),
+            nn.Linear(n_embd, 4 * n_embd),
             nn.GELU(),
-            Linear(4 * n_embd, n_embd),
+            nn.Linear(4 * n_embd, n_embd),
             nn.Dropout(resid_pdrop),
         )
 
-    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0,
-                start_pos: int = 0, queries_from: int = 0) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cache: KVCache | None = None, layer: int = 0, pos: int = 0,
+                queries_from: int = 0) -> torch.Tensor:
         """x (B, T, C) -> (B, T - queries_from, C): see CausalSelfAttention.forward."""
-        h = self.attn(self.ln1(x), cache, layer, start_pos, queries_from)
+        h = self.attn(self.ln1(x), cache, layer, pos, queries_from)
         x = (x[:, queries_from:] if queries_from else x) + h
-        return x + self._mlp(self.ln2(x))
-
-    def _mlp(self, x: torch.Tensor) -> torch.Tensor:
-        """self.mlp(x); in a bf16 prefill the GELU runs inside the first GEMM (decoding.py)."""
-        first, act, second, drop = self.mlp
-        hidden = first.forward_gelu(x) if isinstance(act, nn.GELU) and act.approximate == "none" else None
-        if hidden is None:
-            return self.mlp(x)
-        return drop(second(hidden).to(x.dtype))  # (B, T, C)
+        return x + self.mlp(self.ln2(x))
 
 
 class GPT(nn.Module):
@@ -208,7 +147,7 @@ class GPT(nn.Module):
             Block(n_embd, n_head, block_size, attn_pdrop, resid_pdrop, n_unmasked) for _ in range(n_layer)
         ])
         self.ln_f = nn.LayerNorm(n_embd)
-        self.head = Linear(n_embd, vocab_size, bias=False)
+        self.head = nn.Linear(n_embd, vocab_size, bias=False)
         self.apply(self._init_weights)
 
     @staticmethod
@@ -224,34 +163,37 @@ class GPT(nn.Module):
     def get_block_size(self) -> int:
         return self.block_size
 
-    def _embed(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None, start_pos: int) -> torch.Tensor:
+    def embed(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None = None, pos: int = 0) -> torch.Tensor:
+        """Token and position embeddings of positions [pos, pos + Te + T): (B, Te + T, C)."""
         parts = [] if embeddings is None else [embeddings]  # (B, Te, C) prepended, as the original
         if idx is not None:
             parts.append(self.tok_emb(idx))  # (B, T, C)
         if not parts:
             raise ValueError("GPT: give token indices, embeddings or both")
         x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
-        if isinstance(start_pos, torch.Tensor):  # one position given as a device tensor (1,)
-            return self.drop(x + self.pos_emb[:, start_pos])
-        end = start_pos + x.shape[1]
+        end = pos + x.shape[1]
         if end > self.block_size:
             raise ValueError(f"GPT: sequence reaches position {end} but block_size is {self.block_size}")
-        return self.drop(x + self.pos_emb[:, start_pos:end])
+        return self.drop(x + self.pos_emb[:, pos:end])
 
     def forward(self, idx: torch.Tensor | None, embeddings: torch.Tensor | None = None,
-                targets: torch.Tensor | None = None, logits_from: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+                targets: torch.Tensor | None = None, logits_from: int = 0, *, cache: KVCache | None = None,
+                pos: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
         """idx (B, T) codes; embeddings (B, Te, C) prepended; -> logits (B, Te + T - logits_from, V) of the
         positions from `logits_from` on, and the mean CE loss against targets (same length) or None.
 
-        With logits_from > 0 the last block runs its queries, MLP and the head on those positions
-        only: nothing after it reads the others (the transformer stage needs logits of the image
-        codes only, half the sequence). Same values as slicing the full logits."""
-        x = self._embed(idx, embeddings, 0)
+        With a cache, the inputs sit at positions [pos, pos + Te + T) after the ones the cache holds,
+        and their keys and values are written into it. With logits_from > 0 the last block runs its
+        queries, MLP and the head on those positions only: nothing after it reads the others (the
+        transformer stage needs the image codes' logits only, sampling the last one's)."""
+        x = self.embed(idx, embeddings, pos)
         if not 0 <= logits_from < x.shape[1]:
             raise ValueError(f"GPT: logits_from={logits_from} outside a sequence of {x.shape[1]}")
+        if cache is not None and pos + x.shape[1] > cache.max_len:
+            raise ValueError(f"GPT: positions up to {pos + x.shape[1]} do not fit a cache of {cache.max_len}")
         last = len(self.blocks) - 1
         for i, block in enumerate(self.blocks):
-            x = block(x, queries_from=logits_from if i == last else 0)
+            x = block(x, cache, i, pos, logits_from if i == last else 0)
         if last < 0:
             x = x[:, logits_from:]
         logits = self.head(self.ln_f(x))
@@ -269,30 +211,6 @@ class GPT(nn.Module):
         ref = self.head.weight
         return KVCache(self.n_layer, batch, self.n_head, max_len, self.n_embd // self.n_head,
                        dtype=dtype or ref.dtype, device=device or ref.device)
-
-    def forward_with_cache(self, idx: torch.Tensor | None, cache: KVCache, start_pos: int,
-                           embeddings: torch.Tensor | None = None, last_only: bool = False) -> torch.Tensor:
-        """Run positions [start_pos, start_pos + T) given every earlier position in `cache`.
-
-        idx (B, T) codes (embeddings (B, Te, C) go before them, as in `forward`); writes their
-        keys/values into `cache` and returns logits (B, T', V), or (B, V) for the last position only
-        when `last_only` (what sampling needs; it skips the head on the others).
-        start_pos may be a device tensor (1,) for one position (T = 1): then every shape is the same
-        at every position (see taming/transformer/static_decode.py).
-        """
-        x = self._embed(idx, embeddings, start_pos)
-        if not isinstance(start_pos, torch.Tensor) and start_pos + x.shape[1] > cache.max_len:
-            raise ValueError(f"GPT: positions up to {start_pos + x.shape[1]} do not fit a cache of {cache.max_len}")
-        for layer, block in enumerate(self.blocks):
-            x = block(x, cache, layer, start_pos)
-        if last_only:
-            x = x[:, -1]
-        return self.head(self.ln_f(x))
-
-    def decoding(self, precision: str = "fp32", rows: int = 1):
-        """Context for decoding `rows` rows one position at a time: faster few-row matmuls on the
-        CPU (column-major float32 weights, or packed bf16 copies); see taming/transformer/decoding.py."""
-        return decoding_weights(self, precision, rows)
 
     def param_groups(self, weight_decay: float) -> list[dict]:
         """AdamW groups as the original: decay on Linear weights only, none on biases, LayerNorm,

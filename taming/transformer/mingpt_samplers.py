@@ -1,12 +1,12 @@
 """The original minGPT module-level samplers (`taming.modules.transformer.mingpt`), with their
-original signatures, on top of the key/value-cached sampler of taming/sampling.py."""
+original signatures, on top of the key/value-cached sampler of taming/transformer/decode/."""
 from __future__ import annotations
 
 from typing import Callable
 
 import torch
 
-from taming.sampling import generate
+from taming.transformer.decode import generate
 from taming.transformer.gpt import GPT
 
 

@@ -28,7 +28,7 @@ from torch import nn
 
 from taming.checkpoint import init_from_ckpt as load_checkpoint_into
 from taming.config import ConfigError, instantiate_from_config, to_plain
-from taming.sampling import generate, sample_logits
+from taming.transformer.decode import generate, sample_logits
 from taming.transformer.cond_stages import build_cond_stage, encode_codes, freeze
 
 log = logging.getLogger(__name__)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -17,9 +17,7 @@ from PIL import Image, ImageDraw, ImageFont
 from ..helper_types import Annotation
 from .boxes import to_pixels
 
-if TYPE_CHECKING:
-    from .objects_center_points import ObjectsCenterPointsConditionalBuilder
-
+Builder = Any  # an ObjectsCenterPointsConditionalBuilder (which imports this module to plot itself)
 # tab10, the palette the original cycles through
 PALETTE = [(30, 118, 179), (255, 126, 13), (43, 159, 43), (213, 38, 39), (147, 102, 188),
            (139, 85, 74), (226, 118, 193), (126, 126, 126), (187, 188, 33), (22, 189, 206)]
@@ -58,13 +56,13 @@ def flags_text(annotation: Annotation) -> str:
     return "(" + ",".join(names) + ")" if names else ""
 
 
-def label(builder: "ObjectsCenterPointsConditionalBuilder", representation: int,
+def label(builder: Builder, representation: int,
           label_for_category_no: Callable[[int], str]) -> str:
     annotation = builder.representation_to_annotation(representation)
     return f"{label_for_category_no(annotation.category_no)} {flags_text(annotation)}".rstrip()
 
 
-def draw_layout(builder: "ObjectsCenterPointsConditionalBuilder", conditional: torch.Tensor,
+def draw_layout(builder: Builder, conditional: torch.Tensor,
                 label_for_category_no: Callable[[int], str], figure_size: tuple[int, int], line_width: int = 3,
                 font_size: Optional[int] = None) -> torch.Tensor:
     """Tokens (embedding_dim,) -> (3, H, W) float in [-1, 1]; figure_size is (W, H)."""
