@@ -173,7 +173,7 @@ def test_reduced_copies_are_kept_until_the_weights_change():
 
 
 @pytest.mark.parametrize("step, prefill, tol", [("int8", "bf16", 8e-2), ("bf16", "bf16", 3e-2),
-                                                ("int8", "int8", 8e-2)])  # measured: 3e-2, 0.6e-2, 3e-2
+                                                ("int8", "int8", 1e-1)])  # measured: 3e-2, 0.6e-2, 3.6e-2
 def test_reduced_phases_stay_close_to_float32(step, prefill, tol):
     gpt = model()
     cond = torch.randint(0, 29, (40, 24), generator=torch.Generator().manual_seed(1))  # 960 prefill rows

@@ -10,9 +10,10 @@ numbers from each (see its comment; `STEP_VARIANTS` names them); numbers in BENC
 decoding plan" and "CPU classes".
 
 `library(isa)` loads the kernels built for CPU class `isa` (default: the detected one, which honours
-TAMING_CPU_ISA), or returns None (after one warning) where they cannot be built, and checks the ctypes structures below against the layout the C file exports (`taming_layout`, by
-field name): a field added, dropped or moved on one side only raises `LayoutMismatch` naming it,
-never lets a kernel read a wrong pointer.
+TAMING_CPU_ISA), or returns None (after one warning) where they cannot be built, and checks the
+ctypes structures below against the layout that build exports (`taming_layout`, by field name): a
+field added, dropped or moved on one side only raises `LayoutMismatch` naming it, never lets a
+kernel read a wrong pointer.
 
 `NativeStep.build(gpt, cache)` is step(token (rows,), pos) -> logits (rows, V) over `cache` (an int8
 QuantizedCache), or None where it does not apply (a bidirectional prefix, another activation, not a
@@ -219,4 +220,5 @@ class NativeStep:
         return logits
 
 
-__all__ = ["STEP_VARIANTS", "LayoutMismatch", "NativeStep", "applies", "check_layout", "exported_layout", "library", "pack_int8"]
+__all__ = ["STEP_VARIANTS", "LayoutMismatch", "NativeStep", "applies", "check_layout", "exported_layout", "library",
+           "pack_int8"]

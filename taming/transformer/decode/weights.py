@@ -14,7 +14,7 @@ handful of rows: it streams the whole weight for very little arithmetic. Ways to
   FEW_ROWS["int8"] rows (batched decoding).
 - the prefill (B x L rows) runs through a bf16 copy laid out for many rows where the plan says
   bf16 GEMMs are fast (`DecodePlan.prefill`), with the MLP's GELU fused into its first GEMM; through
-  the int8 copies where it says int8 (CPUs without fast bf16: FBGEMM at ~2x float32 there).
+  the int8 copies where it says int8 (CPUs without fast bf16: ~1.5x float32 there on AVX2).
 - attention's query, key and value as one reduced copy of the three side by side (`qkv`): one call
   instead of three (at batch 4 an int8 call costs ~20 us whatever its size).
 
