@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from taming.hardware import Hardware, choose, detect
+from taming.hardware import CPU_ISA_ENV, Hardware, choose, detect
 
 PRECISIONS = ("auto", "fp32", "bf16", "int8")
 FLAG_HELP = ("auto (default): chosen for this hardware; fp32: exact float32; bf16: bf16 convolutions and "
@@ -28,7 +28,7 @@ _NAMES = {torch.float32: "fp32", torch.bfloat16: "bf16", torch.int8: "int8 (a fl
 class DecodePlan:
     """How sampling decodes on one device."""
     step: str  # the Linears of one-code steps (few rows): "fp32", "bf16" or "int8"
-    prefill: str  # the Linears of longer inputs (the conditioning's prefill): "fp32" or "bf16"
+    prefill: str  # the Linears of longer inputs (the conditioning's prefill): "fp32", "bf16" or "int8"
     cache: torch.dtype  # the key/value cache: float32, bf16 or int8 (attention reads 1/2 or ~1/4 of the bytes)
     backend: str = "pytorch"  # generate's one-code steps: "pytorch", "native" (one C call), "cuda_graph"
     autocast: bool = False  # everything under bf16 autocast (GPUs)
@@ -55,21 +55,21 @@ def check(precision: str) -> str:
 
 def decode_plan(name: str, hw: Hardware) -> DecodePlan:
     """The plan of decoding precision `name` ("fp32", "bf16", "int8") on `hw`. The one place a CPU class
-    (taming.hardware.detect, with its override) chooses a decoding backend."""
+    (taming.hardware.detect, with its override) chooses a decoding backend.
+
+    "int8" on a CPU: an int8 cache read by the native step, which has a build for every class (AVX512-VNNI,
+    AVX2, portable C: the same numbers); the prefill in bf16 where bf16 GEMMs are fast, else on the int8
+    copies (FBGEMM: the 8192-row prefill of batch 32 ~1.5x faster than float32 on AVX2; BENCHMARKS.md
+    "CPU classes")."""
     if hw.device == "cuda":  # one CUDA graph per sampling call; no int8 kernels on a GPU here: float32
         bf16 = name == "bf16"
         return DecodePlan(name if bf16 else "fp32", "bf16" if bf16 else "fp32", torch.bfloat16 if bf16 else torch.float32,
                           "cuda_graph", autocast=bf16)
     if name == "fp32":
         return DecodePlan("fp32", "fp32", torch.float32)
-    # bf16 GEMMs for the prefill where they are fast; an int8 cache where a kernel that widens it as it
-    # loads was measured faster than float32 (bf16_fast CPUs), read by the native step
-    prefill = "bf16" if hw.bf16_fast else "fp32"
-    if name == "bf16":
-        return DecodePlan("bf16", prefill, torch.bfloat16)
-    if hw.bf16_fast:
-        return DecodePlan("int8", prefill, torch.int8, "native")
-    return DecodePlan("int8", prefill, torch.float32)
+    if name == "bf16":  # bf16 GEMMs for the prefill only where they are fast
+        return DecodePlan("bf16", "bf16" if hw.bf16_fast else "fp32", torch.bfloat16)
+    return DecodePlan("int8", "bf16" if hw.bf16_fast else "int8", torch.int8, "native")
 
 
 def resolve(precision: str, device: torch.device | str | None = None) -> Precision:
@@ -102,6 +102,8 @@ def summary(device: torch.device | str | None = None) -> str:
     """One line for benchmarks and logs: what was detected and what "auto" chooses."""
     hw = detect(device)
     isa = f", bf16 {'yes' if hw.gpu_bf16 else 'no'}" if hw.device == "cuda" else f", ISA {hw.isa}"
+    if hw.machine_isa:
+        isa += f" (as {CPU_ISA_ENV} asks; this CPU: {hw.machine_isa})"
     auto = resolve("auto", device)
     return (f"detected: {hw.device} {hw.name}{isa}, torch {torch.__version__}; auto chooses: "
             f"{choose(hw).describe()}; sampling: {auto.decode.describe()}")

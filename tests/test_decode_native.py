@@ -1,8 +1,8 @@
 """The engine's native code (taming/transformer/cpu_decode.c through decode/native.py and attention.py):
 the one-code attention kernel against float32 SDPA, the int8 cache, the layout check of the ctypes
 mirror, and the whole int8 step: its weight layout, its logits against float32 and against PyTorch's
-int8 step, what it refuses, and `generate` through it. Where this CPU class has no native step,
-the tests assert that the engine runs PyTorch's step instead."""
+int8 step, what it refuses, and `generate` through it. On this run's CPU class (tests/cpu_classes.py
+runs each; every class has the step); tests/test_cpu_classes.py compares the builds of every class."""
 import ctypes
 
 import pytest
@@ -22,7 +22,6 @@ pytestmark = pytest.mark.usefixtures("one_thread")  # tiny models
 
 BF16, FP32, INT8 = torch.bfloat16, torch.float32, torch.int8
 lib = native.library()
-STEP_BUILT = lib is not None and bool(lib.taming_step_available())  # the step exists for this CPU class
 PYTORCH_INT8 = DecodePlan("int8", "bf16", INT8)  # the same plan, the one-code steps as PyTorch ops
 
 
@@ -113,7 +112,7 @@ def test_int8_cache_round_trip():
 
 @pytest.mark.parametrize("dtype", [BF16, INT8])
 def test_attention_falls_back_to_pytorch_ops_without_a_compiler(monkeypatch, dtype):
-    def broken(source):
+    def broken(source, isa=None):
         raise native_build.NativeUnavailable("no C compiler found (install gcc, or set CC)")
     monkeypatch.setattr(native, "_failed", False)
     monkeypatch.setattr(native_build, "load", broken)
@@ -185,7 +184,7 @@ def steps_logits(gpt: GPT, cond: torch.Tensor, steps: int, plan: DecodePlan) -> 
     with dec.running():
         cache = dec.new_cache(L + steps)
         step = dec.stepper(cache)
-        assert isinstance(step, native.NativeStep) == (plan.backend == "native" and STEP_BUILT)
+        assert isinstance(step, native.NativeStep) == (plan.backend == "native")
         dec.forward(cond, cache, 0)
         return torch.stack([step((cond[:, k] * 7 + k) % gpt.vocab_size, L + k) for k in range(steps)], 1)
 
@@ -200,9 +199,6 @@ def test_native_step_is_as_close_to_float32_as_the_pytorch_int8_step(monkeypatch
     exact = steps_logits(gpt, cond, 10, DecodePlan("fp32", "fp32", FP32))
     native_steps = steps_logits(gpt, cond, 10, AMD_INT8)
     pytorch_int8 = steps_logits(gpt, cond, 10, PYTORCH_INT8)
-    if not STEP_BUILT:  # this CPU class has no native step: the engine ran PyTorch's
-        assert torch.equal(native_steps, pytorch_int8)
-        return
     err, ref = rel_err(native_steps, exact), rel_err(pytorch_int8, exact)
     assert err.max() < 5e-2 and err.mean() < 1.2 * ref.mean(), (err, ref)  # measured: 0.64-0.86x the PyTorch error
     assert err.min() > 0  # int8, not float32
@@ -220,7 +216,7 @@ def test_a_wrong_weight_is_far_outside_the_tolerance(monkeypatch):
         return real(weight, bias)
     monkeypatch.setattr(native, "pack_int8", swapped)
     err = rel_err(steps_logits(gpt, cond, 4, AMD_INT8), exact)
-    assert (err.min() > 0.1) == STEP_BUILT  # without the native step, PyTorch's is right
+    assert err.min() > 0.1
 
 
 def test_generate_goes_through_the_plans_backend(monkeypatch):
@@ -236,7 +232,7 @@ def test_generate_goes_through_the_plans_backend(monkeypatch):
     first = run(3)
     from taming.precision import resolve
     native_plan = resolve("auto", "cpu").decode.backend == "native"
-    assert len(built) == native_plan and all((s is not None) == STEP_BUILT for s in built)
+    assert len(built) == native_plan and all(s is not None for s in built)
     assert torch.equal(first, run(3)) and not torch.equal(first, run(4))
     exact = generate(gpt, cond, 12, greedy=True)
     assert (generate(gpt, cond, 12, greedy=True, precision="auto") == exact).float().mean() > 0.8
@@ -247,11 +243,6 @@ def test_native_step_refuses_bad_codes_and_positions():
     dec = Decoder(gpt, AMD_INT8, 2)
     with dec.running():
         step = dec.stepper(dec.new_cache(20))
-        if not STEP_BUILT:  # this CPU class runs PyTorch's step, which refuses positions past the cache too
-            assert not isinstance(step, native.NativeStep)
-            with pytest.raises(ValueError, match="positions up to 21 do not fit a cache of 20"):
-                step(torch.tensor([1, 2]), 20)
-            return
         with pytest.raises(ValueError, match=r"codes must be in \[0, 32\), got \[3, 32\]"):
             step(torch.tensor([3, 32]), 5)
         with pytest.raises(ValueError, match="takes 2 codes, got shape .3,."):
@@ -276,18 +267,15 @@ def test_native_step_applies_only_where_it_computes_the_model():
     assert not native.applies(tanh, dec.new_cache(20))
 
 
-def test_native_step_is_none_without_vnni_or_kernels(monkeypatch):
-    class NoVNNI:
-        def taming_step_available(self):
-            return 0
+def test_native_step_is_built_for_this_class_and_none_without_kernels(monkeypatch):
+    """AVX512-VNNI, AVX2 or portable C: every class has the step (tests/test_cpu_classes.py: the same numbers)."""
     gpt = model()
-    monkeypatch.setattr(native, "library", lambda: NoVNNI())
+    assert isinstance(NativeStepBuild(gpt, 2), native.NativeStep)
+    monkeypatch.setattr(native, "library", lambda: None)  # no C compiler
     assert NativeStepBuild(gpt, 2) is None
     dec = Decoder(gpt, AMD_INT8, 2)
     with dec.running():
         assert not isinstance(dec.stepper(dec.new_cache(20)), native.NativeStep)  # the PyTorch step instead
-    monkeypatch.setattr(native, "library", lambda: None)  # no C compiler
-    assert NativeStepBuild(gpt, 2) is None
 
 
 def test_sequence_nll_in_float32_is_the_teacher_forced_cross_entropy():

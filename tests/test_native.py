@@ -5,7 +5,7 @@ import os
 
 import pytest
 
-from taming import native
+from taming import hardware, native
 
 SOURCE = "int twice(int x) { return 2 * x; }\n"
 
@@ -66,7 +66,7 @@ def test_a_missing_compiler_is_named(fresh, monkeypatch):
 
 def test_a_failing_build_says_what_the_compiler_said(fresh):
     fresh.write_text("int twice(int x) { return 2 * x }\n")  # a syntax error
-    with pytest.raises(native.NativeUnavailable, match=r"compiling twice.c with \S+ failed \(-march=native -fopenmp: .*error"):
+    with pytest.raises(native.NativeUnavailable, match=r"compiling twice.c for the \w+ class with \S+ failed \(.*-fopenmp: .*error"):
         native.load(fresh)
     assert not list(native.cache_dir().glob("*.so"))  # nothing half-written is left to load
 
@@ -96,3 +96,52 @@ def test_an_unwritable_cache_is_named(fresh, monkeypatch, tmp_path):
 def test_a_missing_source_is_named(fresh):
     with pytest.raises(native.NativeUnavailable, match="the kernel source .*gone.c is missing"):
         native.load(fresh.with_name("gone.c"))
+
+
+TARGET = """int vector_bits(void) {
+#if defined(__AVX512F__)
+    return 512;
+#elif defined(__AVX2__)
+    return 256;
+#else
+    return 128;
+#endif
+}
+"""
+BITS = {"amx_bf16": 512, "avx512_bf16": 512, "avx512": 512, "avx2": 256, "baseline": 128}
+
+
+def test_every_class_the_machine_runs_builds_for_that_class(fresh, tmp_path):
+    """One library per class, named by it, compiled for that class's vector width (the machine's own
+    class with -march=native), so a test can run the kernels of every class below the machine's."""
+    fresh.write_text(TARGET)
+    machine = hardware.detect("cpu").machine_isa or hardware.detect("cpu").isa
+    classes = hardware.runnable_isas(machine)
+    for isa in classes:
+        bits = native.load(fresh, isa).vector_bits()
+        if isa != machine or native.platform.machine().lower() in ("x86_64", "amd64"):
+            assert bits == BITS[isa], isa
+    assert len({p.name for p in (tmp_path / "kernels").glob("twice-*.so")}) == len(classes)
+    assert {p.name.split("-")[1] for p in (tmp_path / "kernels").glob("twice-*.so")} == set(classes)
+
+
+@pytest.mark.parametrize("isa, flags, want", [
+    ("avx2", set(), ("-march=x86-64-v3", "-mtune=native", "-fopenmp")),
+    ("baseline", set(), ("-march=x86-64", "-mtune=native", "-fopenmp")),
+    ("avx512", {"avx512_vnni"}, ("-march=x86-64-v4", "-mavx512vnni", "-mtune=native", "-fopenmp")),
+    ("avx512", set(), ("-march=x86-64-v4", "-mtune=native", "-fopenmp")),  # Skylake-SP: no VNNI
+    ("avx512_bf16", {"avx512_vnni"}, ("-march=x86-64-v4", "-mavx512vnni", "-mavx512bf16", "-mtune=native", "-fopenmp")),
+])
+def test_target_flags_of_a_lower_class(monkeypatch, isa, flags, want):
+    monkeypatch.setattr(native.platform, "machine", lambda: "x86_64")
+    tries = native.target_flags(isa, "amx_bf16", flags)
+    assert tries[0] == want and tries[-1] == want[:-2]  # without OpenMP last; never -march=native
+    assert not any("-march=native" in t for t in tries)
+
+
+def test_target_flags_of_the_machines_own_class_or_another_architecture(monkeypatch):
+    assert native.target_flags("avx2", "avx2")[0] == ("-march=native", "-fopenmp")
+    monkeypatch.setattr(native.platform, "machine", lambda: "aarch64")  # ARM: only the baseline class
+    assert native.target_flags("baseline", "baseline")[0] == ("-march=native", "-fopenmp")
+    with pytest.raises(native.NativeUnavailable, match="no CPU class 'sse9'"):
+        native.target_flags("sse9", "avx2")

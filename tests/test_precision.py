@@ -27,8 +27,8 @@ def fake(monkeypatch, hw: Hardware) -> None:
 
 @pytest.mark.parametrize("hw, auto", [
     (AMD, DecodePlan("int8", "bf16", INT8, "native")),  # fast bf16 GEMMs, FBGEMM int8 steps faster still
-    (INTEL, DecodePlan("int8", "fp32", FP32)),  # bf16 at half the fp32 rate: nothing in bf16
-    (AVX2, DecodePlan("int8", "fp32", FP32)),
+    (INTEL, DecodePlan("int8", "int8", INT8, "native")),  # bf16 at half the fp32 rate: nothing in bf16
+    (AVX2, DecodePlan("int8", "int8", INT8, "native")),  # the native step's AVX2 build over the int8 cache
     (AMX, DecodePlan("bf16", "bf16", BF16)),
     (BASELINE, DecodePlan("fp32", "fp32", FP32)),
     (GPU, DecodePlan("bf16", "bf16", BF16, "cuda_graph", autocast=True)),
@@ -43,8 +43,9 @@ def test_auto_plan_per_hardware(monkeypatch, hw, auto):
 def test_explicit_precisions_follow_the_hardware_for_the_other_phases():
     assert decode_plan("int8", AMD) == DecodePlan("int8", "bf16", INT8, "native")
     assert decode_plan("bf16", AMD) == DecodePlan("bf16", "bf16", BF16)
-    assert decode_plan("int8", INTEL) == DecodePlan("int8", "fp32", FP32)
+    assert decode_plan("int8", INTEL) == DecodePlan("int8", "int8", INT8, "native")
     assert decode_plan("bf16", INTEL) == DecodePlan("bf16", "fp32", BF16)
+    assert decode_plan("int8", BASELINE) == DecodePlan("int8", "int8", INT8, "native")  # asked for: portable C
     assert decode_plan("int8", GPU) == DecodePlan("fp32", "fp32", FP32, "cuda_graph")  # no int8 kernels on GPUs
 
 
@@ -66,9 +67,19 @@ def test_plan_on_this_cpu_follows_its_detected_class():
     hw = hardware.detect("cpu")
     plan = resolve("auto", "cpu").decode
     assert plan == decode_plan(choose(hw).decode, hw)
-    assert plan.prefill == ("bf16" if hw.bf16_fast and plan.step != "fp32" else "fp32")
+    assert plan.prefill == ("fp32" if plan.step == "fp32" else "bf16" if hw.bf16_fast else plan.step)
+    assert plan.cache == {"fp32": FP32, "bf16": BF16, "int8": INT8}[plan.step]
     assert (plan.backend == "native") == (plan.cache == INT8)
     assert "sampling: one-code steps" in precision.summary("cpu") and "auto chooses" in precision.summary("cpu")
+
+
+def test_a_forced_class_plans_as_that_cpu(monkeypatch):
+    """TAMING_CPU_ISA=avx2 on this project's AMD AVX512-BF16 CPU: the decisions of an AVX2 CPU, and the
+    summary names both classes."""
+    fake(monkeypatch, Hardware("cpu", "AMD EPYC", "avx2", vendor="AuthenticAMD", machine_isa="avx512_bf16"))
+    assert choose(hardware.detect("cpu")) == choose(AVX2)
+    assert resolve("auto", "cpu").decode == decode_plan("int8", AVX2) == DecodePlan("int8", "int8", INT8, "native")
+    assert "ISA avx2 (as TAMING_CPU_ISA asks; this CPU: avx512_bf16)" in precision.summary("cpu")
 
 
 def test_one_flag_for_every_command():

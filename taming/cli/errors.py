@@ -15,9 +15,10 @@ def user_errors() -> tuple[type[BaseException], ...]:
         errors.append(DataError)
     except ImportError:  # the data package is optional for this module
         pass
+    from taming.hardware import CpuClassError  # TAMING_CPU_ISA naming a class this CPU cannot run
     from taming.training.stop import NonFiniteLoss  # no heavy imports
 
-    errors.append(NonFiniteLoss)
+    errors += [CpuClassError, NonFiniteLoss]
     return tuple(errors)
 
 

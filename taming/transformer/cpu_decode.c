@@ -1,18 +1,26 @@
 /* Sampling's one-code steps on the CPU, built by taming.native for the CPU at hand:
-   - taming_attend: the attention over a reduced key/value cache (cpu_attention.py);
-   - taming_int8_step: the whole step over int8 weights and an int8 cache (cpu_step.py; below).
+   - taming_attend: the attention over a reduced key/value cache (decode/attention.py);
+   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below).
 
    The attention, for every row b and head h, in one call:
    1. writes the step's key and value (from the fused q|k|v row) at position `pos` of the cache,
       int8 with one float scale per vector (largest magnitude / 127, round half to even: the numbers
-      KVCache.write stores) or bf16 (round to nearest even, as torch converts);
+      QuantizedCache.write stores) or bf16 (round to nearest even, as torch converts);
    2. attends the query over positions [0, pos]: softmax(q . k / sqrt(hd)) v, every product and sum
       in float, the stored numbers widened as they are loaded: one pass over the keys, one over the
       values, nothing else of cache size.
 
    Layouts (all contiguous): qkv (B, 3C) = [query | key | value], C = nh * hd; caches (B, nh, max_len,
    hd); int8 scales (B, nh, max_len); out (B, C); work (B, nh, max_len) floats of scratch.
-   Built with reassociation allowed (-fassociative-math): dot products are summed as vector trees. */
+
+   One source, three builds of the step's int8 dot products, chosen by the compiler's target
+   (taming.native picks the target from the CPU class): AVX512-VNNI (vpdpbusd), AVX2 (vpmaddubsw /
+   vpmaddwd, the idiom of FBGEMM and llama.cpp) and portable C loops (the compiler vectorizes what it
+   can: SSE2, NEON). Every build computes bit-identical numbers: the integer dot products are exact,
+   every float sum runs in one fixed order (LANES partial sums, then a fixed tree, below) and
+   taming.native compiles without reassociation or contracted multiply-adds (-ffp-contract=off), so
+   no target's vector width or FMA changes a rounding. The same seed samples the same codes on an
+   AVX-512, an AVX2 and a plain CPU. */
 #include <math.h>
 #include <stdint.h>
 #ifdef _OPENMP
@@ -58,6 +66,134 @@ static inline uint16_t float_to_bf16(float x) {
 /* a > b ? a : b: one instruction (fmaxf is a libm call when NaNs must be honoured) */
 static inline float max_of(float a, float b) { return a > b ? a : b; }
 
+/* Float sums in one order on every target: element i goes to partial sum i % LANES (a "lanes"
+   value of 16 floats), the partial sums are added as a fixed tree (16 -> 8 -> 4 -> 2 -> 1, halves
+   added pairwise). A reduction left to the compiler is summed in the order of its vector width,
+   and the builds would differ in the last bits; here each build does the same arithmetic: one
+   AVX-512 register, two AVX2 registers, or 16 floats in plain C (vectorized as the compiler can). */
+#define LANES 16
+
+/* the tree over 16 partial sums in memory (the portable build's, and every build's tail path) */
+static inline float tree_sum(const float* a) {
+    float b[8], c[4];
+    for (int j = 0; j < 8; ++j) b[j] = a[j] + a[j + 8];
+    for (int j = 0; j < 4; ++j) c[j] = b[j] + b[j + 4];
+    return (c[0] + c[2]) + (c[1] + c[3]);
+}
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#include <immintrin.h>
+typedef __m512 lanes;
+static inline lanes lanes_zero(void) { return _mm512_setzero_ps(); }
+static inline lanes lanes_load(const float* x) { return _mm512_loadu_ps(x); }
+static inline lanes lanes_load_i8(const int8_t* x) {
+    return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(_mm_loadu_si128((const __m128i*)x)));
+}
+static inline lanes lanes_load_bf16(const uint16_t* x) {
+    return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i*)x)), 16));
+}
+static inline lanes lanes_add(lanes a, lanes b) { return _mm512_add_ps(a, b); }
+static inline lanes lanes_mul(lanes a, lanes b) { return _mm512_mul_ps(a, b); }
+static inline lanes lanes_sub1(lanes a, float c) { return _mm512_sub_ps(a, _mm512_set1_ps(c)); }
+static inline void lanes_store(float* out, lanes a) { _mm512_storeu_ps(out, a); }
+static inline float lanes_tree(lanes p) {
+    const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(p),
+                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1)));
+    const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));  /* c0 + c2, c1 + c3 */
+    return _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)));
+}
+#elif defined(__AVX2__)
+#include <immintrin.h>
+typedef struct { __m256 lo, hi; } lanes;  /* lanes 0-7, 8-15 */
+static inline lanes lanes_zero(void) { return (lanes){_mm256_setzero_ps(), _mm256_setzero_ps()}; }
+static inline lanes lanes_load(const float* x) { return (lanes){_mm256_loadu_ps(x), _mm256_loadu_ps(x + 8)}; }
+static inline lanes lanes_load_i8(const int8_t* x) {
+    const __m128i v = _mm_loadu_si128((const __m128i*)x);
+    return (lanes){_mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v)), _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)))};
+}
+static inline lanes lanes_load_bf16(const uint16_t* x) {
+    const __m256i v = _mm256_loadu_si256((const __m256i*)x);
+    return (lanes){_mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_castsi256_si128(v)), 16)),
+                   _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm256_extracti128_si256(v, 1)), 16))};
+}
+static inline lanes lanes_add(lanes a, lanes b) { return (lanes){_mm256_add_ps(a.lo, b.lo), _mm256_add_ps(a.hi, b.hi)}; }
+static inline lanes lanes_mul(lanes a, lanes b) { return (lanes){_mm256_mul_ps(a.lo, b.lo), _mm256_mul_ps(a.hi, b.hi)}; }
+static inline lanes lanes_sub1(lanes a, float c) {
+    const __m256 v = _mm256_set1_ps(c);
+    return (lanes){_mm256_sub_ps(a.lo, v), _mm256_sub_ps(a.hi, v)};
+}
+static inline void lanes_store(float* out, lanes a) { _mm256_storeu_ps(out, a.lo); _mm256_storeu_ps(out + 8, a.hi); }
+static inline float lanes_tree(lanes p) {
+    const __m256 b = _mm256_add_ps(p.lo, p.hi);
+    const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
+    const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));
+    return _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)));
+}
+#else
+typedef struct { float v[LANES]; } lanes;
+static inline lanes lanes_zero(void) { lanes r = {{0}}; return r; }
+static inline lanes lanes_load(const float* x) { lanes r; for (int j = 0; j < LANES; ++j) r.v[j] = x[j]; return r; }
+static inline lanes lanes_load_i8(const int8_t* x) {
+    lanes r;
+    for (int j = 0; j < LANES; ++j) r.v[j] = (float)x[j];
+    return r;
+}
+static inline lanes lanes_load_bf16(const uint16_t* x) {
+    lanes r;
+    for (int j = 0; j < LANES; ++j) r.v[j] = bf16_to_float(x[j]);
+    return r;
+}
+static inline lanes lanes_add(lanes a, lanes b) { for (int j = 0; j < LANES; ++j) a.v[j] += b.v[j]; return a; }
+static inline lanes lanes_mul(lanes a, lanes b) { for (int j = 0; j < LANES; ++j) a.v[j] *= b.v[j]; return a; }
+static inline lanes lanes_sub1(lanes a, float c) { for (int j = 0; j < LANES; ++j) a.v[j] -= c; return a; }
+static inline void lanes_store(float* out, lanes a) { for (int j = 0; j < LANES; ++j) out[j] = a.v[j]; }
+static inline float lanes_tree(lanes p) { return tree_sum(p.v); }
+#endif
+
+/* the partial sums p, with the tail t[0..n) (n < LANES) added to lanes 0..n-1, through the tree */
+static inline float lanes_sum(lanes p, const float* t, int64_t n) {
+    if (n == 0) return lanes_tree(p);
+    float a[LANES];
+    lanes_store(a, p);
+    for (int64_t j = 0; j < n; ++j) a[j] += t[j];
+    return tree_sum(a);
+}
+
+/* sum of x[0..n) */
+static inline float sum_of(const float* x, int64_t n) {
+    lanes p = lanes_zero();
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) p = lanes_add(p, lanes_load(x + i));
+    return lanes_sum(p, x + i, n - i);
+}
+
+/* sum of (x - c)^2 over x[0..n) */
+static inline float sum_sq_dev(const float* x, float c, int64_t n) {
+    lanes p = lanes_zero();
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+        const lanes d = lanes_sub1(lanes_load(x + i), c);
+        p = lanes_add(p, lanes_mul(d, d));
+    }
+    float t[LANES];
+    for (int64_t j = 0; i + j < n; ++j) t[j] = (x[i + j] - c) * (x[i + j] - c);
+    return lanes_sum(p, t, n - i);
+}
+
+/* q . k over [0, n) for int8 and bf16 stored k, widened to float as loaded */
+#define DEFINE_DOT(name, T, load_lanes, widen)                                                           \
+    static inline float name(const float* q, const T* k, int64_t n) {                                   \
+        lanes p = lanes_zero();                                                                           \
+        int64_t i = 0;                                                                                    \
+        for (; i + LANES <= n; i += LANES) p = lanes_add(p, lanes_mul(lanes_load(q + i), load_lanes(k + i))); \
+        float t[LANES];                                                                                   \
+        for (int64_t j = 0; i + j < n; ++j) t[j] = q[i + j] * widen(k[i + j]);                            \
+        return lanes_sum(p, t, n - i);                                                                    \
+    }
+DEFINE_DOT(dot_int8, int8_t, lanes_load_i8, (float))
+DEFINE_DOT(dot_bf16, uint16_t, lanes_load_bf16, bf16_to_float)
+
 static void store_int8(const float* x, int8_t* out, float* scale, int64_t hd) {
     float m = 0.0f;
     for (int64_t d = 0; d < hd; ++d) m = max_of(m, fabsf(x[d]));
@@ -73,15 +209,11 @@ static void store_bf16(const float* x, uint16_t* out, int64_t hd) {
 /* s[0..n) <- exp(s - max) in place; returns their sum */
 static float softmax_numerators(float* s, int64_t n) {
     float m = -INFINITY;
-    for (int64_t l = 0; l < n; ++l) m = max_of(m, s[l]);
-    float sum = 0.0f;
-    #pragma omp simd reduction(+:sum)
-    for (int64_t l = 0; l < n; ++l) {
-        const float e = exp_nonpositive(s[l] - m);
-        s[l] = e;
-        sum += e;
-    }
-    return sum;
+    #pragma omp simd reduction(max:m)
+    for (int64_t l = 0; l < n; ++l) m = max_of(m, s[l]);  /* exact in any order */
+    #pragma omp simd
+    for (int64_t l = 0; l < n; ++l) s[l] = exp_nonpositive(s[l] - m);
+    return sum_of(s, n);
 }
 
 /* One row and head of attend_int8; always inlined, so a constant hd specializes every loop. */
@@ -94,10 +226,7 @@ static inline __attribute__((always_inline)) void int8_head(
     for (int64_t l = 0; l < end; ++l) {
         const int8_t* kl = K + l * hd;
         if (l + PREFETCH_ROWS < end) __builtin_prefetch(kl + PREFETCH_ROWS * hd, 0, 0);
-        float acc = 0.0f;
-        #pragma omp simd reduction(+:acc)
-        for (int64_t d = 0; d < hd; ++d) acc += q[d] * (float)kl[d];
-        s[l] = acc * inv_sqrt * KS[l];
+        s[l] = dot_int8(q, kl, hd) * inv_sqrt * KS[l];
     }
     const float sum = softmax_numerators(s, end);
     float o[hd];
@@ -120,10 +249,7 @@ static inline __attribute__((always_inline)) void bf16_head(
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
     for (int64_t l = 0; l < end; ++l) {
         const uint16_t* kl = K + l * hd;
-        float acc = 0.0f;
-        #pragma omp simd reduction(+:acc)
-        for (int64_t d = 0; d < hd; ++d) acc += q[d] * bf16_to_float(kl[d]);
-        s[l] = acc * inv_sqrt;
+        s[l] = dot_bf16(q, kl, hd) * inv_sqrt;
     }
     const float sum = softmax_numerators(s, end);
     float o[hd];
@@ -171,13 +297,32 @@ void taming_attend(const float* qkv, void* k_cache, void* v_cache, float* k_scal
 /* ---- A whole one-code step of the GPT (int8 weights, int8 key/value cache) in one call ----------
 
    Per layer: x += proj(attention(qkv(ln1(x)))); x += fc2(gelu(fc1(ln2(x)))); then the logits
-   head(ln_f(x)). Every Linear holds int8 weights with one float scale per output row (the same
-   numbers as the FBGEMM copies of decoding.py) and runs on VNNI dot products: the activations are
-   quantized per row to 8 bits (uint8 with zero point 128, scale max|x| / 127), and
-   y = s_x * s_w * (sum_k x_u8 w - 128 * sum_k w) + b. One call instead of ~70 PyTorch ops per
-   layer: at batch 4 the step is bound by reading the weights and the cache, not by arithmetic,
-   and every op of the PyTorch path costs microseconds of dispatch. Built only where the compiler
-   targets AVX512-VNNI (taming_step_available() says so); elsewhere the PyTorch path runs. */
+   head(ln_f(x)). Every Linear holds int8 weights w in [-127, 127] with one float scale per output
+   row (the same numbers as the FBGEMM copies of decode/weights.py); the activations are quantized per row
+   to integers a in [-127, 127] (scale max|x| / 127), and y = s_x * s_w * (sum_k a w) + b, the
+   integer sum exact in int32 in every build:
+   - AVX512-VNNI: vpdpbusd multiplies unsigned by signed bytes, so the activations are stored as
+     a + 128 (zero point 128) and 128 * sum_k w is subtracted (colsum);
+   - AVX2: vpmaddubsw (unsigned x signed bytes -> pairs summed into 16 bits, saturating) then
+     vpmaddwd against ones (pairs of those -> 32 bits). With a + 128 in [1, 255] a pair could reach
+     2 * 255 * 127 = 64770 and saturate at 32767, so the activations stay signed and the signs move
+     onto them (llama.cpp's idiom): |w| * (a * sign(w)), both factors within 127, a pair at most
+     2 * 127 * 127 = 32258 < 32767: never saturates, so the sums equal VNNI's exactly;
+   - portable: the same integer sums in C (int32), vectorized by the compiler where it can.
+   One call instead of ~70 PyTorch ops per layer: at batch 4 the step is bound by reading the
+   weights and the cache, not by arithmetic, and every op of the PyTorch path costs microseconds of
+   dispatch. taming_step_variant() names the build. */
+
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
+#define STEP_VARIANT 2   /* AVX512-VNNI */
+#define ZERO_POINT 128
+#elif defined(__AVX2__)
+#define STEP_VARIANT 1   /* AVX2 */
+#define ZERO_POINT 0
+#else
+#define STEP_VARIANT 0   /* portable C */
+#define ZERO_POINT 0
+#endif
 
 typedef struct {
     const int8_t* w;         /* (np / 16, kp / 4, 16, 4): 16 output rows x 4 inputs per 64 bytes */
@@ -216,13 +361,8 @@ typedef struct {             /* scratch; rows padded to a multiple of 4 (mp) */
     float* sx;               /* per thread (threads, mp) their scales */
 } StepScratch;
 
-int taming_step_available(void) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-    return 1;
-#else
-    return 0;
-#endif
-}
+/* 2: AVX512-VNNI, 1: AVX2, 0: portable C (every build has the step; they compute the same numbers) */
+int taming_step_variant(void) { return STEP_VARIANT; }
 
 /* erf(x), Abramowitz & Stegun 7.1.26 (absolute error < 1.5e-7), vectorizable */
 static inline float erf_approx(float x) {
@@ -237,46 +377,50 @@ static void layer_norm_rows(const float* x, int64_t m, int64_t c, const float* w
                             float* out) {
     for (int64_t r = 0; r < m; ++r) {
         const float* xr = x + r * c;
-        float mean = 0.0f, var = 0.0f;
-        #pragma omp simd reduction(+:mean)
-        for (int64_t i = 0; i < c; ++i) mean += xr[i];
-        mean /= (float)c;
-        #pragma omp simd reduction(+:var)
-        for (int64_t i = 0; i < c; ++i) var += (xr[i] - mean) * (xr[i] - mean);
-        const float inv = 1.0f / sqrtf(var / (float)c + eps);
+        const float mean = sum_of(xr, c) / (float)c;
+        const float inv = 1.0f / sqrtf(sum_sq_dev(xr, mean, c) / (float)c + eps);
         #pragma omp simd
         for (int64_t i = 0; i < c; ++i) out[r * c + i] = (xr[i] - mean) * inv * w[i] + b[i];
     }
 }
 
-/* rows [0, m) of x (row stride k) -> uint8 (row stride kp, zero point 128) and one scale per row;
-   rows [m, mp) and columns [k, kp) hold the zero point (they contribute nothing) */
+/* rows [0, m) of x (row stride k) -> integers in [-127, 127] plus ZERO_POINT as bytes (row stride
+   kp) and one scale per row; rows [m, mp) and columns [k, kp) hold the zero point (they contribute
+   nothing) */
 static void quantize_rows(const float* x, int64_t m, int64_t mp, int64_t k, int64_t kp, uint8_t* xq, float* sx) {
     for (int64_t r = 0; r < mp; ++r) {
         uint8_t* q = xq + r * kp;
         if (r >= m) {
-            for (int64_t i = 0; i < kp; ++i) q[i] = 128;
+            for (int64_t i = 0; i < kp; ++i) q[i] = ZERO_POINT;
             sx[r] = 0.0f;
             continue;
         }
         const float* xr = x + r * k;
         float mx = 0.0f;
-        for (int64_t i = 0; i < k; ++i) mx = max_of(mx, fabsf(xr[i]));
+        #pragma omp simd reduction(max:mx)
+        for (int64_t i = 0; i < k; ++i) mx = max_of(mx, fabsf(xr[i]));  /* exact in any order */
         const float s = max_of(mx, 1e-30f) / 127.0f, inv = 1.0f / s;
         #pragma omp simd
-        for (int64_t i = 0; i < k; ++i) q[i] = (uint8_t)(int32_t)(nearbyintf(xr[i] * inv) + 128.0f);
-        for (int64_t i = k; i < kp; ++i) q[i] = 128;
+        for (int64_t i = 0; i < k; ++i) q[i] = (uint8_t)(int32_t)(nearbyintf(xr[i] * inv) + (float)ZERO_POINT);
+        for (int64_t i = k; i < kp; ++i) q[i] = ZERO_POINT;
         sx[r] = s;
     }
 }
 
 enum { STORE = 0, ADD = 1, GELU = 2 };
 
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
-#include <immintrin.h>
+/* out[0..count) = or += (GELU of) v: the end of every build's Linear for one row and 16 outputs */
+static inline void finish_row(float* out, const float* v, int64_t count, int mode) {
+    for (int64_t j = 0; j < count; ++j) out[j] = mode == ADD ? out[j] + v[j] : v[j];
+    if (mode == GELU) {
+        #pragma omp simd
+        for (int64_t j = 0; j < count; ++j) out[j] = 0.5f * out[j] * (1.0f + erf_approx(out[j] * 0.70710678118654752f));
+    }
+}
 
 /* y[r][n] (row stride ldy) = or += (GELU of) the Linear of rows [0, m); called by every thread of a
-   parallel region, which share the output blocks of 16 */
+   parallel region, which share the output blocks of 16. Each build computes, per row and output,
+   (float)(integer sum) * (s_w * s_x) + b, then adds or stores: the same operations in the same order. */
 static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* sx, int64_t m, int64_t mp,
                         float* y, int64_t ldy, int mode) {
     const int64_t blocks = (L->n + 15) / 16, groups = L->kp / 4;
@@ -284,10 +428,11 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
     for (int64_t nb = 0; nb < blocks; ++nb) {
         const int8_t* wb = L->w + nb * groups * 64;
         const int64_t n0 = nb * 16;
+        const int64_t count = L->n - n0 < 16 ? L->n - n0 : 16;  /* outputs of this block to write */
+#if STEP_VARIANT == 2
         const __m512 ws = _mm512_loadu_ps(L->scale + n0);
         const __m512i zero_fix = _mm512_mullo_epi32(_mm512_loadu_si512(L->colsum + n0), _mm512_set1_epi32(128));
         const __m512 bias = _mm512_loadu_ps(L->bias + n0);
-        const int64_t count = L->n - n0 < 16 ? L->n - n0 : 16;  /* outputs of this block to write */
         const __mmask16 keep = (__mmask16)((1u << count) - 1u);
         for (int64_t r0 = 0; r0 < mp; r0 += 4) {
             const uint8_t* x0 = xq + r0 * L->kp;
@@ -306,22 +451,70 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
             }
             __m512i acc[4] = {a0, a1, a2, a3};
             for (int64_t i = 0; i < 4 && r0 + i < m; ++i) {
-                const __m512 v = _mm512_fmadd_ps(
+                const __m512 v = _mm512_add_ps(_mm512_mul_ps(
                     _mm512_cvtepi32_ps(_mm512_sub_epi32(acc[i], zero_fix)),
-                    _mm512_mul_ps(ws, _mm512_set1_ps(sx[r0 + i])), bias);
+                    _mm512_mul_ps(ws, _mm512_set1_ps(sx[r0 + i]))), bias);
                 float* out = y + (r0 + i) * ldy + n0;
                 if (mode == ADD) {
                     _mm512_mask_storeu_ps(out, keep, _mm512_add_ps(_mm512_maskz_loadu_ps(keep, out), v));
                 } else {
                     _mm512_mask_storeu_ps(out, keep, v);
-                    if (mode == GELU) {
-                        #pragma omp simd
-                        for (int64_t j = 0; j < count; ++j)
-                            out[j] = 0.5f * out[j] * (1.0f + erf_approx(out[j] * 0.70710678118654752f));
-                    }
+                    if (mode == GELU) finish_row(out, out, count, GELU);
                 }
             }
         }
+#elif STEP_VARIANT == 1
+        const __m256i ones = _mm256_set1_epi16(1);
+        for (int64_t r0 = 0; r0 < mp; r0 += 4) {
+            const uint8_t* x0 = xq + r0 * L->kp;
+            __m256i acc[2][4];  /* outputs 0-7 and 8-15 of the block, for 4 rows */
+            for (int half = 0; half < 2; ++half) {  /* one half at a time: 4 accumulators, no spills */
+                __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
+                for (int64_t g = 0; g < groups; ++g) {
+                    const __m256i w = _mm256_loadu_si256((const __m256i*)(wb + g * 64 + 32 * half));
+                    const __m256i aw = _mm256_sign_epi8(w, w);  /* |w| */
+                    int32_t v0, v1, v2, v3;
+                    __builtin_memcpy(&v0, x0 + 4 * g, 4);
+                    __builtin_memcpy(&v1, x0 + L->kp + 4 * g, 4);
+                    __builtin_memcpy(&v2, x0 + 2 * L->kp + 4 * g, 4);
+                    __builtin_memcpy(&v3, x0 + 3 * L->kp + 4 * g, 4);
+                    /* 4 signed activations in every lane, given w's signs: |w| * (a * sign(w)) */
+                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v0), w)), ones));
+                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v1), w)), ones));
+                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v2), w)), ones));
+                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v3), w)), ones));
+                }
+                acc[half][0] = a0, acc[half][1] = a1, acc[half][2] = a2, acc[half][3] = a3;
+            }
+            for (int64_t i = 0; i < 4 && r0 + i < m; ++i) {
+                const __m256 s = _mm256_set1_ps(sx[r0 + i]);
+                float v[16];
+                for (int half = 0; half < 2; ++half)
+                    _mm256_storeu_ps(v + 8 * half, _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(acc[half][i]),
+                        _mm256_mul_ps(_mm256_loadu_ps(L->scale + n0 + 8 * half), s)), _mm256_loadu_ps(L->bias + n0 + 8 * half)));
+                finish_row(y + (r0 + i) * ldy + n0, v, count, mode);
+            }
+        }
+#else
+        for (int64_t r0 = 0; r0 < mp; r0 += 4) {
+            const int8_t* x0 = (const int8_t*)xq + r0 * L->kp;
+            int32_t acc[4][16] = {{0}};
+            for (int64_t g = 0; g < groups; ++g) {
+                const int8_t* w = wb + g * 64;
+                for (int i = 0; i < 4; ++i) {
+                    const int8_t* x = x0 + i * L->kp + 4 * g;
+                    for (int j = 0; j < 16; ++j)
+                        acc[i][j] += x[0] * w[4 * j] + x[1] * w[4 * j + 1] + x[2] * w[4 * j + 2] + x[3] * w[4 * j + 3];
+                }
+            }
+            for (int64_t i = 0; i < 4 && r0 + i < m; ++i) {
+                float v[16];
+                for (int j = 0; j < 16; ++j)
+                    v[j] = (float)acc[i][j] * (L->scale[n0 + j] * sx[r0 + i]) + L->bias[n0 + j];
+                finish_row(y + (r0 + i) * ldy + n0, v, count, mode);
+            }
+        }
+#endif
     }
 }
 
@@ -339,14 +532,19 @@ static void attention_rows(const StepLayer* L, const StepModel* M, const float* 
         BY_HEAD_SIZE(STEP_HEAD)
     }
 }
-#endif
+
+/* One Linear alone, as the step runs it (for tests): x (m, L->k) float -> y (m, L->n); xq (mp, L->kp)
+   bytes and sx (mp,) floats of scratch, mp = m rounded up to a multiple of 4. One thread. */
+void taming_int8_linear(const PackedLinear* L, const float* x, int64_t m, float* y, uint8_t* xq, float* sx) {
+    const int64_t mp = (m + 3) / 4 * 4;
+    quantize_rows(x, m, mp, L->k, L->kp, xq, sx);
+    linear_int8(L, xq, sx, m, mp, y, L->n, STORE);  /* outside a parallel region: its loop runs here */
+}
 
 /* tokens (m,) at position pos -> logits (m, vocab); writes pos of every layer's cache. Returns 0;
-   -2 for a token outside [0, vocab) (nothing written); -1 where this build has no VNNI step
-   (taming_step_available() is 0). */
+   -2 for a token outside [0, vocab) (nothing written). */
 int taming_int8_step(const StepModel* M, const StepScratch* S, const int64_t* tokens, float* logits, int64_t m,
                      int64_t pos, int threads) {
-#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VNNI__)
     const int64_t C = M->n_embd, mp = (m + 3) / 4 * 4;
     for (int64_t r = 0; r < m; ++r)
         if (tokens[r] < 0 || tokens[r] >= M->vocab) return -2;
@@ -385,10 +583,6 @@ int taming_int8_step(const StepModel* M, const StepScratch* S, const int64_t* to
         linear_int8(&M->head, xq, sx, m, mp, logits, M->vocab, STORE);
     }
     return 0;
-#else
-    (void)M; (void)S; (void)tokens; (void)logits; (void)m; (void)pos; (void)threads;
-    return -1;
-#endif
 }
 
 /* ---- The layout of the structures above, checked against the ctypes mirror -----------------------

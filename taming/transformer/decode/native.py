@@ -1,20 +1,23 @@
-"""The engine's native code (taming/transformer/cpu_decode.c, compiled for this CPU by taming.native),
+"""The engine's native code (taming/transformer/cpu_decode.c, compiled for the CPU class by taming.native),
 and its largest use: a whole one-code decoding step of the GPT as one call (int8 weights, int8 cache).
 
 At batch 4 a one-code step of the 26.5M GPT reads ~25 MB of int8 weights and ~13 MB of cache, a
 millisecond of memory traffic, but through PyTorch it is ~70 ops a layer (FBGEMM's int8 linears,
 layer norms, GELU, residual adds, the attention call), each costing microseconds of dispatch and,
-for the linears, ~20 us of fixed cost. `taming_int8_step` runs the same step in one call with VNNI
-int8 dot products (see its comment); numbers in BENCHMARKS.md "Why the decoding plan".
+for the linears, ~20 us of fixed cost. `taming_int8_step` runs the same step in one call with int8
+dot products built for the CPU class: AVX512-VNNI, AVX2 (maddubs/madd) or portable C, the same
+numbers from each (see its comment; `STEP_VARIANTS` names them); numbers in BENCHMARKS.md "Why the
+decoding plan" and "CPU classes".
 
-`library()` loads the kernels, or returns None (after one warning) where they cannot be built, and
-checks the ctypes structures below against the layout the C file exports (`taming_layout`, by
-field name): a field added, dropped or moved on one side only raises `LayoutMismatch` naming it,
-never lets a kernel read a wrong pointer.
+`library(isa)` loads the kernels built for CPU class `isa` (default: the detected one, which honours
+TAMING_CPU_ISA), or returns None (after one warning) where they cannot be built, and checks the
+ctypes structures below against the layout that build exports (`taming_layout`, by field name): a
+field added, dropped or moved on one side only raises `LayoutMismatch` naming it, never lets a
+kernel read a wrong pointer.
 
 `NativeStep.build(gpt, cache)` is step(token (rows,), pos) -> logits (rows, V) over `cache` (an int8
 QuantizedCache), or None where it does not apply (a bidirectional prefix, another activation, not a
-float32 CPU model) or this build has no such step (no VNNI, no compiler): the engine then runs the
+float32 CPU model) or the kernels cannot be built (no compiler): the engine then runs the
 PyTorch step. Numbers: the same int8 weights (one scale per output row) as the FBGEMM copies of
 weights.py; activations quantized per row to 8 bits (FBGEMM: per call, 7 bits), so the step is at
 least as close to float32 as the PyTorch int8 step (tests/test_decode_native.py).
@@ -34,6 +37,7 @@ from taming.transformer.gpt import GPT, KVCache
 
 SOURCE = Path(__file__).parents[1] / "cpu_decode.c"
 _P, _I = ctypes.c_void_p, ctypes.c_int64
+STEP_VARIANTS = ("portable", "avx2", "avx512_vnni")  # taming_step_variant(): the build's int8 dot products
 _failed = False
 
 
@@ -90,14 +94,14 @@ def check_layout(exported: dict[str, dict[str, int]]) -> None:
                                      "here (edit both together)")
 
 
-def library() -> ctypes.CDLL | None:
-    """The built kernels of cpu_decode.c, layout checked, or None (after one warning) where they
-    cannot be built here."""
+def library(isa: str | None = None) -> ctypes.CDLL | None:
+    """The kernels of cpu_decode.c built for CPU class `isa` (default: the detected one), layout
+    checked, or None (after one warning) where they cannot be built here."""
     global _failed
     if _failed:
         return None
     try:
-        lib = native.load(SOURCE)
+        lib = native.load(SOURCE, isa)
     except native.NativeUnavailable as err:
         _failed = True
         warnings.warn(f"sampling on the CPU: the native decoding kernels are unavailable ({err}); "
@@ -109,9 +113,11 @@ def library() -> ctypes.CDLL | None:
         check_layout(exported_layout(lib))
         lib.taming_attend.argtypes = [_P] * 7 + [_I] * 5 + [ctypes.c_int]
         lib.taming_attend.restype = None
-        lib.taming_step_available.restype = ctypes.c_int
+        lib.taming_step_variant.restype = ctypes.c_int
         lib.taming_int8_step.argtypes = [_P] * 4 + [_I] * 2 + [ctypes.c_int]
         lib.taming_int8_step.restype = ctypes.c_int
+        lib.taming_int8_linear.argtypes = [_P, _P, _I, _P, _P, _P]
+        lib.taming_int8_linear.restype = None
         lib._taming_checked = True
     return lib
 
@@ -177,13 +183,13 @@ class NativeStep:
 
     @classmethod
     def build(cls, gpt: GPT, cache: KVCache) -> NativeStep | None:
-        """The step over `cache`, or None where it does not apply or is not built here."""
+        """The step over `cache`, or None where it does not apply or the kernels cannot be built here."""
         if not applies(gpt, cache):
             return None
         if len(cache.k) != len(gpt.blocks):
             raise ValueError(f"native step: a cache of {len(cache.k)} layers for a {len(gpt.blocks)}-layer GPT")
         lib = library()
-        return cls(gpt, cache, lib) if lib is not None and lib.taming_step_available() else None
+        return None if lib is None else cls(gpt, cache, lib)
 
     def _ptr(self, t: torch.Tensor) -> int:
         t = t.detach().contiguous()
@@ -211,9 +217,8 @@ class NativeStep:
                                            logits.data_ptr(), self.rows, pos, self.threads)
         if status == -2:
             raise ValueError(f"GPT: codes must be in [0, {self.vocab}), got {tokens.tolist()}")
-        if status:
-            raise RuntimeError("the native int8 step is not built for this CPU")
         return logits
 
 
-__all__ = ["LayoutMismatch", "NativeStep", "applies", "check_layout", "exported_layout", "library", "pack_int8"]
+__all__ = ["STEP_VARIANTS", "LayoutMismatch", "NativeStep", "applies", "check_layout", "exported_layout", "library",
+           "pack_int8"]

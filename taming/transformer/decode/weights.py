@@ -13,7 +13,8 @@ handful of rows: it streams the whole weight for very little arithmetic. Ways to
   quantized per call): a quarter of the float32 bytes, VNNI dot products, for inputs of up to
   FEW_ROWS["int8"] rows (batched decoding).
 - the prefill (B x L rows) runs through a bf16 copy laid out for many rows where the plan says
-  bf16 GEMMs are fast (`DecodePlan.prefill`), with the MLP's GELU fused into its first GEMM.
+  bf16 GEMMs are fast (`DecodePlan.prefill`), with the MLP's GELU fused into its first GEMM; through
+  the int8 copies where it says int8 (CPUs without fast bf16: ~1.5x float32 there on AVX2).
 - attention's query, key and value as one reduced copy of the three side by side (`qkv`): one call
   instead of three (at batch 4 an int8 call costs ~20 us whatever its size).
 
@@ -150,8 +151,8 @@ class Weights:
             for m in gpt.modules():
                 if isinstance(m, CausalSelfAttention) and m.query in self.few:
                     self.few[m] = _reduced([m.query, m.key, m.value], plan.step, rows)
-        if plan.prefill == "bf16":
-            self.bulk = {m: _reduced([m], "bf16", BULK_ROWS_HINT) for m in linears}
+        if plan.prefill in REDUCED:  # bf16 copies laid out for many rows; int8 ones are the steps' own
+            self.bulk = {m: _reduced([m], plan.prefill, BULK_ROWS_HINT) for m in linears}
         elif plan.step == "fp32" and COLUMN_MAJOR_ROWS[0] <= rows <= COLUMN_MAJOR_ROWS[1]:
             for m in linears:  # every input, prefill and steps alike
                 if m.weight.is_contiguous():
