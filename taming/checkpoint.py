@@ -77,8 +77,9 @@ def _safe_load(path: Path, mmap: bool = False) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
 
 
-def read_checkpoint(path: str | os.PathLike) -> dict:
-    """The whole checkpoint as a dict (safetensors files give {'state_dict': ..., 'metadata': ...})."""
+def read_checkpoint(path: str | os.PathLike, mmap: bool = False) -> dict:
+    """The whole checkpoint as a dict (safetensors files give {'state_dict': ..., 'metadata': ...});
+    `mmap`: tensors stay on disk until used (reading a large checkpoint's step costs nothing)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path} (absolute: {path.resolve()})")
@@ -93,7 +94,7 @@ def read_checkpoint(path: str | os.PathLike) -> dict:
             raise CheckpointError(f"cannot read safetensors file {path}: {exc}") from exc
         return {"state_dict": sd, "metadata": meta}
     try:
-        obj = _safe_load(path)
+        obj = _safe_load(path, mmap)
     except CheckpointError:
         raise
     except Exception as exc:

@@ -8,11 +8,20 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+
+
+def channels_first(x: Any) -> torch.Tensor:
+    """A batch entry channels-last (B, H, W[, C]) (array or tensor) -> float (B, C, H, W), contiguous:
+    the layout the models read. The one place datasets' images and maps change layout."""
+    x = torch.as_tensor(x)
+    x = x[..., None] if x.dim() == 3 else x
+    return x.permute(0, 3, 1, 2).contiguous().float()
 
 
 def to_rgb(images: torch.Tensor) -> torch.Tensor:

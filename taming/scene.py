@@ -18,6 +18,7 @@ import difflib
 import json
 import math
 import random
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -30,7 +31,9 @@ from taming.data.conditional_builder import BUILDERS
 from taming.data.conditional_builder.boxes import FULL_CROP
 from taming.data.errors import DataError
 from taming.data.helper_types import Annotation
-from taming.sampling import generate
+from taming.generation.conditioning import Condition
+from taming.generation.drawing import SamplingSpec, sample_grid
+from taming.generation.runs import LoadedRun
 
 FLAGS = {"group": "is_group_of", "occluded": "is_occluded", "depiction": "is_depiction", "inside": "is_inside"}
 
@@ -126,24 +129,14 @@ def layout_tokens(dataset: AnnotatedObjectsDataset, key: str, objects: Sequence[
     return builder.build(objects, tuple(crop), rng=random.Random(seed))
 
 
-def code_grid(model: torch.nn.Module) -> tuple[int, int, int]:
-    """(embedding dim, h, w) of the first stage's code grid for its training resolution."""
-    encoder = model.first_stage_model.encoder
-    side = encoder.resolution // 2 ** (encoder.num_resolutions - 1)
-    return model.first_stage_model.embed_dim, side, side
-
-
 @torch.no_grad()
-def sample_scenes(model: torch.nn.Module, tokens: torch.Tensor, top_k: Optional[int] = 100,
-                  temperature: float = 1.0, generator: Optional[torch.Generator] = None,
-                  precision: str = "auto") -> torch.Tensor:
+def sample_scenes(model: torch.nn.Module, tokens: torch.Tensor, spec: SamplingSpec,
+                  generator: Optional[torch.Generator] = None) -> torch.Tensor:
     """Layout tokens (B, L) -> images (B, 3, H, W) in [-1, 1] from a scene Net2NetTransformer."""
-    device = model.transformer.head.weight.device
-    c_codes = model.encode_to_c(tokens.to(device))[1]  # (B, L): the layout tokens are the codes
-    dim, h, w = code_grid(model)
-    codes = generate(model.transformer, c_codes, steps=h * w, temperature=temperature, top_k=top_k,
-                     generator=generator, precision=precision)  # (B, h*w) in transformer order
-    return model.decode_to_img(codes, (codes.shape[0], dim, h, w)).clamp(-1, 1)
+    run = LoadedRun.of(model)
+    c_codes = model.encode_to_c(tokens.to(run.device))[1]  # (B, L): the layout tokens are the codes
+    codes = sample_grid(run, Condition(c_codes, None), replace(spec, size=None), generator=generator)
+    return model.first_stage_model.decode_codes(codes).clamp(-1, 1)
 
 
 def training_dataset(model: torch.nn.Module) -> Optional[AnnotatedObjectsDataset]:

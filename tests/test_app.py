@@ -6,6 +6,7 @@ as run folders in tmp_path, the layout `taming train` makes.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import io
 import sys
 from pathlib import Path
@@ -16,7 +17,7 @@ import torch
 from PIL import Image
 
 from taming.generation import conditioning as cond
-from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
+from taming.generation.drawing import (SamplingSpec, decode_codes, fast_stride, image_codes, masked_image, sample_grid,
                                 size_warning)
 from taming.generation.runs import find_runs, load_run, resolve_run
 from taming.generation.pictures import condition_picture, describe_run, download_name, enlarged, png_bytes, to_pixels
@@ -153,12 +154,12 @@ def test_pre_tokenized_validation_codes_are_decoded(seg_run, loaded, tmp_path):
 def test_sampling_is_seeded_sized_and_equals_taming_sampling(loaded):
     example = cond.landscape_example(loaded, 0, (16, 16))
     condition = cond.encode_condition(loaded, example)
-    settings = Settings((8, 8), top_k=5, temperature=0.9, seed=3)
+    settings = SamplingSpec((8, 8), top_k=5, temperature=0.9, seed=3)
     fractions = []
-    codes = sample_codes(loaded, condition, settings, fractions.append)
+    codes = sample_grid(loaded, condition, settings, fractions.append)
     assert codes.shape == (1, 8, 8) and codes.dtype == torch.long
-    assert torch.equal(codes, sample_codes(loaded, condition, settings))
-    assert not torch.equal(codes, sample_codes(loaded, condition, Settings((8, 8), top_k=5, temperature=0.9, seed=4)))
+    assert torch.equal(codes, sample_grid(loaded, condition, settings))
+    assert not torch.equal(codes, sample_grid(loaded, condition, SamplingSpec((8, 8), top_k=5, temperature=0.9, seed=4)))
     direct = generate(loaded.model.transformer, condition.codes, 64, temperature=0.9, top_k=5,
                       generator=torch.Generator().manual_seed(3))
     assert torch.equal(codes.reshape(1, -1), direct)
@@ -174,25 +175,25 @@ def test_larger_outputs_use_the_sliding_window(loaded):
     gpt = loaded.model.transformer
     assert fast_stride(loaded.window) == 2
     for fast, stride in ((False, None), (True, 2)):
-        settings = Settings((8, 12), top_k=4, temperature=1.2, seed=7, fast=fast)
-        codes = sample_codes(loaded, condition, settings)
+        settings = SamplingSpec((8, 12), top_k=4, temperature=1.2, seed=7, fast=fast)
+        codes = sample_grid(loaded, condition, settings)
         direct = sample_window(gpt, condition.grid, window=(8, 8), top_k=4, temperature=1.2, stride=stride,
                                generator=torch.Generator().manual_seed(7))
         assert codes.shape == (1, 8, 12) and torch.equal(codes, direct)
-        assert torch.equal(codes, sample_codes(loaded, condition, settings))
+        assert torch.equal(codes, sample_grid(loaded, condition, settings))
     assert decode_codes(loaded, codes).shape == (1, 3, 16, 24)
     with pytest.raises(ValueError, match="smaller than the training window 8x8"):
-        sample_codes(loaded, condition, Settings((8, 6)))
+        sample_grid(loaded, condition, SamplingSpec((8, 6)))
     with pytest.raises(ValueError, match="a \\(8, 12\\) grid, not the 8x16 of the output"):
-        sample_codes(loaded, condition, Settings((8, 16)))
+        sample_grid(loaded, condition, SamplingSpec((8, 16)))
 
 
 def test_reduced_precision_sampling_is_seeded_too(loaded):
     condition = cond.encode_condition(loaded, cond.landscape_example(loaded, 2, (16, 16)))
     for precision in ("bf16", "int8"):
-        settings = Settings((8, 8), top_k=8, seed=1, precision=precision)
-        codes = sample_codes(loaded, condition, settings)
-        assert codes.shape == (1, 8, 8) and torch.equal(codes, sample_codes(loaded, condition, settings))
+        settings = SamplingSpec((8, 8), top_k=8, seed=1, precision=precision)
+        codes = sample_grid(loaded, condition, settings)
+        assert codes.shape == (1, 8, 8) and torch.equal(codes, sample_grid(loaded, condition, settings))
 
 
 def test_class_conditional_model(class_run):
@@ -202,10 +203,10 @@ def test_class_conditional_model(class_run):
     condition = cond.encode_condition(class_run, example)
     assert condition.codes.tolist() == [[3]] and condition.grid is None
     gpt = class_run.model.transformer
-    codes = sample_codes(class_run, condition, Settings((8, 8), top_k=6, seed=2))
+    codes = sample_grid(class_run, condition, SamplingSpec((8, 8), top_k=6, seed=2))
     assert torch.equal(codes.reshape(1, -1), generate(gpt, condition.codes, 64, top_k=6,
                                                       generator=torch.Generator().manual_seed(2)))
-    wide = sample_codes(class_run, condition, Settings((8, 16), top_k=6, seed=2, fast=True))
+    wide = sample_grid(class_run, condition, SamplingSpec((8, 16), top_k=6, seed=2, fast=True))
     direct = sample_window(gpt, None, torch.zeros(1, 8, 16, dtype=torch.long), window=(8, 8), top_k=6, stride=2,
                            prefix=condition.codes, generator=torch.Generator().manual_seed(2))
     assert wide.shape == (1, 8, 16) and torch.equal(wide, direct)
@@ -218,7 +219,7 @@ def test_unconditional_model(tmp_path):
     assert cond.condition_kind(run.model) == "unconditional" and cond.example_sources(run) == []
     condition = cond.encode_condition(run, cond.unconditional_example())
     assert condition.codes.tolist() == [[0]] and condition.grid is None  # the SOS token
-    codes = sample_codes(run, condition, Settings((12, 8), seed=5))
+    codes = sample_grid(run, condition, SamplingSpec((12, 8), seed=5))
     direct = sample_window(run.model.transformer, None, torch.zeros(1, 12, 8, dtype=torch.long), window=(8, 8),
                            top_k=100, prefix=condition.codes, generator=torch.Generator().manual_seed(5))
     assert codes.shape == (1, 12, 8) and torch.equal(codes, direct)
@@ -297,7 +298,7 @@ def test_page_samples_a_landscape_panorama(seg_run, monkeypatch):
     # the same sample from the functions
     run = load_run(resolve_run(str(seg_run)))
     condition = cond.encode_condition(run, cond.landscape_example(run, 0, (16, 24)))
-    codes = sample_codes(run, condition, Settings((8, 12), top_k=16, seed=3, fast=True, precision="auto"))
+    codes = sample_grid(run, condition, SamplingSpec((8, 12), top_k=16, seed=3, fast=True, precision="auto"))
     np.testing.assert_array_equal(sample["pixels"], to_pixels(decode_codes(run, codes)))
 
 
@@ -320,6 +321,41 @@ def test_page_samples_a_chosen_class(class_run, monkeypatch):
     assert not at.exception and not at.error and len(at.image) == 1
     assert at.session_state["sample"]["pixels"].shape == (16, 16, 3)
     assert at.image[0].captions[0].startswith("class 2; 8x8 codes (16x16 px), top-k 16")
+
+
+@pytest.fixture(scope="module")
+def guided_run(tmp_path_factory):
+    """A class-conditional run trained for classifier-free guidance (null token 5)."""
+    labelator = {"target": "taming.modules.util.Labelator", "params": {"n_classes": 5}}
+    config = prefix_config(labelator, "class_label", cfg_dropout=0.1, cfg_null_token=5)
+    return load_run(resolve_run(str(make_run(tmp_path_factory.mktemp("cfg"), config, "cfg"))))
+
+
+def test_grid_sampler_guidance_and_top_p_are_generates(guided_run):
+    condition = cond.encode_condition(guided_run, cond.class_example(guided_run, 2))
+    spec = SamplingSpec((8, 8), top_k=None, top_p=0.9, cfg_scale=3.0, seed=4)
+    codes = sample_grid(guided_run, condition, spec)
+    direct = generate(guided_run.model.transformer, condition.codes, 64, top_p=0.9, cfg_scale=3.0,
+                      uncond_codes=torch.full_like(condition.codes, 5), generator=torch.Generator().manual_seed(4))
+    assert torch.equal(codes.reshape(1, -1), direct)
+    assert not torch.equal(codes, sample_grid(guided_run, condition, dataclasses.replace(spec, cfg_scale=None)))
+    with pytest.raises(ValueError, match="guidance samples at the training size 8x8, without completion"):
+        sample_grid(guided_run, condition, dataclasses.replace(spec, size=(8, 16)))
+
+
+def test_page_samples_with_top_p_and_guidance(guided_run, monkeypatch):
+    at = page(monkeypatch, "--logdir", guided_run.source.name)
+    at.number_input(key="class").set_value(2)
+    at.slider(key="top_p").set_value(0.9)
+    at.number_input(key="cfg_scale").set_value(3.0)
+    at.run()
+    at.button(key="sample_button").click().run()
+    assert not at.exception and not at.error
+    assert "top-p 0.9, temperature 1, guidance 3, seed 0" in at.image[0].captions[0]
+    condition = cond.encode_condition(guided_run, cond.class_example(guided_run, 2))
+    codes = sample_grid(guided_run, condition, SamplingSpec((8, 8), top_k=16, top_p=0.9, cfg_scale=3.0,
+                                                            precision="auto"))
+    np.testing.assert_array_equal(at.session_state["sample"]["pixels"], to_pixels(decode_codes(guided_run, codes)))
 
 
 def test_page_opens_only_paths_under_its_folder(seg_run, tmp_path, monkeypatch):
@@ -365,24 +401,27 @@ def test_live_preview_and_completion(loaded):
     example = cond.landscape_example(loaded, 0, (16, 16))
     condition = cond.encode_condition(loaded, example)
     previews = []
-    settings = Settings((8, 8), top_k=5, seed=3)
-    codes = sample_codes(loaded, condition, settings, preview=lambda c, rows: previews.append((c, rows)))
-    assert [rows for _, rows in previews] == [2, 4, 6]  # every PREVIEW_ROWS rows, not after the last
-    for grid, rows in previews:
+    settings = SamplingSpec((8, 8), top_k=5, seed=3)
+    codes = sample_grid(loaded, condition, settings, preview=lambda c, mask: previews.append((c, mask)))
+    rows_done = [int(mask.sum()) // 8 for _, mask in previews]
+    assert rows_done == [2, 4, 6]  # every PREVIEW_ROWS rows, not after the last
+    for (grid, mask), rows in zip(previews, rows_done):
+        assert torch.equal(mask[0, :rows], torch.ones(rows, 8, dtype=torch.bool)) and not mask[:, rows:].any()
         assert torch.equal(grid[:, :rows], codes[:, :rows]) and not grid[:, rows:].any()
-    image = preview_image(loaded, previews[0][0], 2)
+    image = masked_image(loaded, *previews[0])
     assert image.shape == (1, 3, 16, 16) and not image[..., 4:, :].any()  # rows to come are grey (0)
+    assert torch.equal(image[..., :4, :], decode_codes(loaded, previews[0][0])[..., :4, :])
     given = image_codes(loaded, example.image)
     assert given.shape == (1, 8, 8)
     fractions = []
-    done = sample_codes(loaded, condition, Settings((8, 8), top_k=5, seed=3, keep_rows=3), fractions.append,
+    done = sample_grid(loaded, condition, SamplingSpec((8, 8), top_k=5, seed=3, keep_rows=3), fractions.append,
                         given=given)
     assert torch.equal(done[:, :3], given[:, :3]) and len(fractions) == 40 and fractions[-1] == 1.0
     direct = sample_window(loaded.model.transformer, condition.grid, given.clone(), window=(8, 8), start=(3, 0),
                            top_k=5, generator=torch.Generator().manual_seed(3))
     assert torch.equal(done, direct)
     with pytest.raises(ValueError, match="rows to keep must be in 1..7"):
-        sample_codes(loaded, condition, Settings((8, 8), keep_rows=8), given=given)
+        sample_grid(loaded, condition, SamplingSpec((8, 8), keep_rows=8), given=given)
     assert size_warning(loaded, (8, 32)) is None
     assert size_warning(loaded, (8, 40)).startswith("8x40 codes is more than 4x the 8x8-code window")
 
@@ -407,10 +446,10 @@ def test_uploads_become_conditioning_with_clear_errors():
 
 
 def test_download_names_differ_for_different_samples():
-    a = Settings((8, 8), top_k=5, seed=3)
+    a = SamplingSpec((8, 8), top_k=5, seed=3)
     names = {download_name("logs/run_a", "landscape 0", a), download_name("logs/run_b", "landscape 0", a),
-             download_name("logs/run_a", "landscape 1", a), download_name("logs/run_a", "landscape 0", Settings((8, 8), top_k=5, seed=4)),
-             download_name("logs/run_a", "landscape 0", Settings((8, 8), top_k=5, seed=3, precision="bf16"))}
+             download_name("logs/run_a", "landscape 1", a), download_name("logs/run_a", "landscape 0", SamplingSpec((8, 8), top_k=5, seed=4)),
+             download_name("logs/run_a", "landscape 0", SamplingSpec((8, 8), top_k=5, seed=3, precision="bf16"))}
     assert len(names) == 5 and all(n.endswith(".png") and "/" not in n for n in names)
 
 
@@ -471,8 +510,8 @@ def test_completing_an_upload_says_and_uses_the_map_it_names(seg_run, monkeypatc
     assert sample["caption"].startswith(caption)
     # what was drawn: the upload's top rows kept, under landscape 3's map
     image = image_upload(picture, "one.png", (16, 16))
-    settings = Settings((8, 8), top_k=16, seed=0, keep_rows=4)
-    codes = sample_codes(run, cond.encode_condition(run, map3), settings, given=image_codes(run, image))
+    settings = SamplingSpec((8, 8), top_k=16, seed=0, keep_rows=4)
+    codes = sample_grid(run, cond.encode_condition(run, map3), settings, given=image_codes(run, image))
     np.testing.assert_array_equal(sample["pixels"], to_pixels(decode_codes(run, codes)))
 
 

@@ -39,7 +39,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from helpers import make_run, seg_transformer_config
 from taming.checkpoint import read_state_dict, save_state_dict
 from taming.generation import conditioning as cond
-from taming.generation.drawing import Settings, decode_codes, sample_codes
+from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.pictures import png_bytes, to_pixels
 from taming.generation.runs import load_run, resolve_run
 
@@ -221,8 +221,8 @@ def test_two_users_at_different_precisions_each_get_their_own_sample(tmp_path):
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the app's server runs
     try:
-        alone = {p: png_bytes(to_pixels(decode_codes(loaded, sample_codes(
-            loaded, condition, Settings((8, width), top_k=16, seed=0, precision=p))))) for p in precisions}
+        alone = {p: png_bytes(to_pixels(decode_codes(loaded, sample_grid(
+            loaded, condition, SamplingSpec((8, width), top_k=16, seed=0, precision=p))))) for p in precisions}
     finally:
         torch.set_num_threads(threads)
     assert alone["fp32"] != alone["int8"]  # the two precisions draw different images: a mix-up would show

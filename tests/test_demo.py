@@ -130,7 +130,7 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
 
 def test_map_reconstruction_scores_pixels_and_classes():
     """Pixel accuracy and the mean of per-class accuracies of the cond stage's decoded maps, on known cases."""
-    from taming.cli.demo import map_reconstruction
+    from taming.demo import map_reconstruction
 
     labels = torch.tensor([[[0, 0, 0], [0, 0, 0], [1, 1, 2]]])  # (1, 3, 3): class 0 on 6 pixels, 1 on 2, 2 on 1
     maps = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2).float()  # class 3 absent

@@ -6,8 +6,7 @@ import pytest
 import torch
 
 from taming.config import ConfigError
-from taming.eval import inception_classes
-from taming.generation import rejection
+from taming.eval import classifier, inception_classes
 
 # Entries of the graph's label map, imagenet_2012_challenge_label_map_proto.pbtxt ("target_class: K,
 # target_class_string: nXXXXXXXX"), read from three places of the file: its start, middle and end.
@@ -53,7 +52,7 @@ def _classifier(monkeypatch, class_map=None):
     import taming.eval.inception
 
     monkeypatch.setattr(taming.eval.inception, "load_inception", lambda path=None, device="cpu": FakeInception())
-    return rejection.load_classifier(None, class_map, torch.device("cpu"))
+    return classifier.load_classifier(None, class_map, torch.device("cpu"))
 
 
 def test_default_classifier_scores_class_c_at_the_graphs_logit_for_its_synset(monkeypatch):
@@ -64,7 +63,7 @@ def test_default_classifier_scores_class_c_at_the_graphs_logit_for_its_synset(mo
     want = FakeInception()(torch.zeros(4, 3, 8, 8))["logits"].log_softmax(-1)
     table = inception_classes.inception_logits()
     np.testing.assert_allclose(got.numpy(), [float(want[i, table[c]]) for i, c in enumerate(labels)], rtol=1e-6)
-    assert table[317] == 637 and clf.map_name.startswith(rejection.DEFAULT_MAP)
+    assert table[317] == 637 and clf.map_name.startswith(classifier.DEFAULT_MAP)
     with pytest.raises(ConfigError, match="no entry for class 1000"):
         clf.log_probs(pixels[:1], [1000])
 

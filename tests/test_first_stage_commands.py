@@ -11,7 +11,7 @@ from PIL import Image
 from taming.cli.main import main
 from taming.generation.files import to_uint8
 from taming.generation.first_stage import load_image
-from taming.generation.models import first_stage_run
+from taming.generation.runs import first_stage_run
 from taming.precision import prepare_first_stage
 from helpers import FIXTURES, make_run, original_run, seg_transformer_config, vqgan_config
 

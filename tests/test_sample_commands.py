@@ -14,8 +14,9 @@ from PIL import Image
 
 from taming.cli.main import main
 from taming.generation.files import image_name
-from taming.generation.models import transformer_run
-from taming.generation.samples import SampleSettings, image_seed, sample_images
+from taming.generation.runs import transformer_run
+from taming.generation.drawing import SamplingSpec
+from taming.generation.samples import image_seed, sample_images
 from taming.sampling import generate
 from helpers import FIXTURES, fixture_gpt, make_run, original_run, prefix_config
 
@@ -66,7 +67,7 @@ def test_images_depend_on_seed_and_index_only(uncond_run, tmp_path, capsys):
     assert all(not np.array_equal(first[0], f) for f in first[1:])  # each index its own stream
     # image i is what sample_images draws with (seed, i)'s generator
     loaded = transformer_run(str(uncond_run), device="cpu")
-    direct = sample_images(loaded, [None], [image_seed(0, 3)], SampleSettings(top_k=8))
+    direct = sample_images(loaded, [None], [image_seed(0, 3)], SamplingSpec(top_k=8))
     np.testing.assert_array_equal(first[3], np.asarray(((direct[0].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8)))
     assert sample(uncond_run, tmp_path / "s1", "-n", "2", "--top-k", "8", "--seed", "1") == 0
     assert not np.array_equal(pixels(tmp_path / "s1" / "samples" / names[0]), first[0])

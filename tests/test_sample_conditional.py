@@ -14,7 +14,7 @@ from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
 from taming.data.landscapes import LandscapesValidation
 from taming.generation.files import image_name, to_uint8
-from taming.generation.models import transformer_run
+from taming.generation.runs import transformer_run
 from taming.generation.samples import image_seed
 from taming.sampling import generate, sample_window
 from helpers import make_run, seg_transformer_config
@@ -86,3 +86,23 @@ def test_a_missing_split_is_one_line(seg_run, tmp_path, capsys):
     assert capsys.readouterr().err.strip().splitlines()[-1] == (
         f"taming sample-conditional: error: {seg_run}: its config has no data.params.test (splits: train, "
         "validation); pass --split or --config DATA.yaml")
+
+
+def test_completion_keeps_the_top_rows_of_each_image(seg_run, tmp_path, capsys):
+    """--keep-rows 3: the sample is the sliding window started after the image's first 3 code rows."""
+    out = tmp_path / "out"
+    assert main(["sample-conditional", "-r", str(seg_run), "-o", str(out), "-k", "4", "--precision", "fp32",
+                 "--keep-rows", "3", "--limit", "1"]) == 0
+    run = transformer_run(str(seg_run), device="cpu")
+    item = LandscapesValidation(size=16, length=2)[0]
+    fs = run.model.first_stage_model
+    given = fs.encode_to_codes(torch.from_numpy(item["image"]).permute(2, 0, 1)[None])
+    seg = torch.from_numpy(item["segmentation"]).permute(2, 0, 1)[None]
+    condition = encode_condition(run, Example(None, seg, "item"))
+    codes = sample_window(run.model.transformer, condition.grid, given.clone(), window=run.window, start=(3, 0),
+                          top_k=4, generator=torch.Generator().manual_seed(image_seed(0, 0)))
+    assert torch.equal(codes[:, :3], given[:, :3]) and not torch.equal(codes, given)
+    np.testing.assert_array_equal(read(out / "samples" / image_name(0)), to_uint8(fs.decode_codes(codes))[0])
+    assert json.loads((out / "settings.json").read_text())["keep_rows"] == 3
+    assert main(["sample-conditional", "-r", str(seg_run), "-o", str(tmp_path / "o2"), "--keep-rows", "8"]) == 2
+    assert "rows to keep must be in 1..7, got 8" in capsys.readouterr().err

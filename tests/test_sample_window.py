@@ -11,7 +11,7 @@ from PIL import Image
 from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
 from taming.generation.files import to_uint8
-from taming.generation.models import transformer_run
+from taming.generation.runs import transformer_run
 from taming.sampling import generate, sample_window
 from helpers import make_run, seg_transformer_config
 

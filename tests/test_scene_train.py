@@ -117,7 +117,7 @@ def test_open_images_scene_config_trains(tmp_path):
 # ---- the app: layout conditioning ------------------------------------------------------------------
 def test_app_offers_dataset_layouts_drawn_as_boxes(coco_run):
     from taming.generation import conditioning as cond
-    from taming.generation.drawing import Settings, decode_codes, sample_codes
+    from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
     from taming.app.layouts import LayoutExample, is_scene_model, layout_example
     from taming.generation.runs import load_run, resolve_run
 
@@ -132,7 +132,7 @@ def test_app_offers_dataset_layouts_drawn_as_boxes(coco_run):
     assert example.caption.startswith("validation example 0 (000000017379.jpg): 8 objects: ")
     condition = cond.encode_condition(run, example)
     assert condition.codes.tolist() == example.condition.tolist()  # the tokens are the codes
-    pixels = decode_codes(run, sample_codes(run, condition, Settings((16, 16), top_k=10, precision="fp32")))
+    pixels = decode_codes(run, sample_grid(run, condition, SamplingSpec((16, 16), top_k=10, precision="fp32")))
     assert pixels.shape == (1, 3, SIZE, SIZE)
 
 

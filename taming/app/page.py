@@ -18,8 +18,8 @@ import torch
 
 from taming.app import layouts
 from taming.generation import conditioning as cond
-from taming.generation.drawing import (Settings, decode_codes, fast_stride, image_codes, preview_image, sample_codes,
-                                size_warning)
+from taming.generation.drawing import (SamplingSpec, decode_codes, fast_stride, image_codes, masked_image,
+                                       sample_grid, size_warning)
 from taming.app.launch import USER_ERRORS, build_parser, one_line
 from taming.config import fix_allow_list
 from taming.generation.runs import LoadedRun, RunSource, check_allowed, find_runs, load_run, resolve_run
@@ -80,10 +80,12 @@ def choose_run() -> LoadedRun:
     return run
 
 
-def choose_settings(run: LoadedRun, mode: str) -> Settings:
+def choose_settings(run: LoadedRun, mode: str) -> SamplingSpec:
     st.sidebar.header("Sampling")
     vocab = run.model.vocab_size
     top_k = st.sidebar.number_input("top-k (0: every code)", 0, vocab, min(100, vocab), key="top_k")
+    top_p = st.sidebar.slider("top-p (1: off)", 0.05, 1.0, 1.0, 0.05, key="top_p",
+                              help="nucleus sampling: only the likeliest codes that together hold this probability")
     temperature = st.sidebar.slider("temperature", 0.1, 2.0, 1.0, 0.05, key="temperature")
     seed = st.sidebar.number_input("seed", 0, 2**31 - 1, 0, key="seed")
     wh, ww = run.window
@@ -94,12 +96,18 @@ def choose_settings(run: LoadedRun, mode: str) -> Settings:
     fast = st.sidebar.checkbox(f"fast mode: the window moves {fast_stride(run.window)} codes at a time",
                                key="fast", disabled=not larger,
                                help="for outputs larger than the training window (sliding-window sampling)")
+    guidance = 0.0
+    if getattr(run.model, "cfg_null_token", None) is not None and not larger and mode != COMPLETE:
+        guidance = st.sidebar.number_input("guidance scale (0: off)", 0.0, 20.0, 0.0, 0.5, key="cfg_scale",
+                                           help="classifier-free guidance: 1 is the conditional model, above 1 "
+                                                "follows the conditioning more closely")
     precision = st.sidebar.selectbox("decoding precision", PRECISIONS, key="precision",
                                      help="fp32 is exact; bf16 and int8 decode faster on CPUs, not bit-exact")
     keep = 0
     if mode == COMPLETE:
         keep = int(st.sidebar.number_input("rows of the image to keep", 1, h - 1, max(1, h // 2), key="keep_rows"))
-    return Settings((h, w), int(top_k) or None, float(temperature), int(seed), fast and larger, precision, keep)
+    return SamplingSpec((h, w), int(top_k) or None, float(temperature), int(seed), fast and larger, precision, keep,
+                        top_p=float(top_p) if top_p < 1 else None, cfg_scale=float(guidance) or None)
 
 
 def upload_example(run: LoadedRun, size_px: tuple[int, int], mode: str) -> cond.Example | None:
@@ -163,7 +171,7 @@ def show_picture(slot: Any, pixels: Any, factor: int, caption: str) -> None:
     slot.image(shown, caption=caption, width=shown.shape[1])  # its own width: the browser does not rescale
 
 
-def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, factor: int, key: str) -> None:
+def draw(run: LoadedRun, example: cond.Example, settings: SamplingSpec, slot: Any, factor: int, key: str) -> None:
     """Sample with a progress bar and a live preview; the result stays in the session under `key`."""
     stop = slot.empty()  # any click reruns the page, which stops this run (and says so)
     stop.button("Stop sampling", key="stop_button")
@@ -178,9 +186,9 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
         state["done"] = done
         bar.progress(done, text=f"sampling codes: {done:.0%}")
 
-    def preview(codes: torch.Tensor, rows: int) -> None:
-        state["preview"] = to_pixels(preview_image(run, codes, rows))
-        show_picture(preview_slot, state["preview"], factor, f"live preview: {rows} of {settings.size[0]} rows")
+    def preview(codes: torch.Tensor, sampled: torch.Tensor) -> None:
+        state["preview"] = to_pixels(masked_image(run, codes, sampled))
+        show_picture(preview_slot, state["preview"], factor, f"live preview: {sampled.float().mean():.0%} sampled")
 
     try:
         given = None
@@ -188,7 +196,7 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
             if example.image is None:
                 raise ValueError("this example has no image to complete")
             given = image_codes(run, cond.fit_condition(example.image, tuple(x * run.factor for x in settings.size), False))
-        codes = sample_codes(run, cond.encode_condition(run, example), settings, progress, preview, given)
+        codes = sample_grid(run, cond.encode_condition(run, example), settings, progress, preview, given)
         pixels = to_pixels(decode_codes(run, codes))
     except USER_ERRORS as exc:
         st.session_state.pop(RUNNING, None)
@@ -201,7 +209,9 @@ def draw(run: LoadedRun, example: cond.Example, settings: Settings, slot: Any, f
     st.session_state["sample"] = {
         "key": key, "pixels": pixels, "file_name": download_name(run.source.name, example.caption, settings),
         "caption": (f"{example.caption}; {h}x{w} codes ({pixels.shape[0]}x{pixels.shape[1]} px), "
-                    f"top-k {settings.top_k or 'all'}, temperature {settings.temperature:g}, seed {settings.seed}, "
+                    f"top-k {settings.top_k or 'all'}{f', top-p {settings.top_p:g}' if settings.top_p else ''}, "
+                    f"temperature {settings.temperature:g}{f', guidance {settings.cfg_scale:g}' if settings.cfg_scale else ''}, "
+                    f"seed {settings.seed}, "
                     f"{settings.precision}{', fast' if settings.fast else ''}"
                     f"{f', kept {settings.keep_rows} rows' if settings.keep_rows else ''}: "
                     f"{time.perf_counter() - start:.1f} s")}

@@ -23,6 +23,7 @@ import argparse
 import contextlib
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,63 +32,81 @@ from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser, add_arguments, added, flag, from_namespace
 from taming.config import ConfigError, fix_allow_list
-from taming.distributed import World, add_flags, launch
+from taming.cli.sampling_args import ProcessOptions
+from taming.distributed import World, launch
 from taming.precision import add_flag, prepare_first_stage
 
 DEFAULT_METRICS = "fid,kid,isc,prc"
 
 
-def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--json", default=None, help="also write the results to this JSON file")
-    p.add_argument("--device", default=None, help="torch device (default cpu)")
+@dataclass
+class EvalOptions:
+    """Flags of every `taming eval` subcommand."""
+    json: str | None = flag("--json", help="also write the results to this JSON file")
+    device: str | None = flag("--device", help="torch device (default cpu)")
+    what: str = ""  # the subcommand
 
 
-def _run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-r", "--run", required=True, help="run folder, or a checkpoint (inside one, or with --config)")
-    p.add_argument("--config", "-b", nargs="+", default=(), help="config files (default: the run folder's)")
-    p.add_argument("--split", default="validation", help="data split of the config (default validation)")
-    p.add_argument("--limit", type=int, default=None, help="evaluate at most this many images")
-    p.add_argument("--batch-size", type=int, default=None, help="default: the data config's")
-    add_flag(p)  # of the evaluated model
-    add_allow_import(p)  # the run's config is built: its targets go through the allow-list
+@dataclass
+class SamplesOptions(ProcessOptions, EvalOptions):
+    """`taming eval samples`."""
+    real: str = flag("--real", required=True, help="folder of real images, an .npz of images (ADM's arr_0), or an "
+                     ".npz of FID statistics (mu, sigma)")
+    fake: str = flag("--fake", required=True, help="folder of generated images, or an .npz of them (ADM's arr_0)")
+    metrics: str = flag("--metrics", default=DEFAULT_METRICS,
+                        help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
+    inception_weights: str | None = flag("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth")
+    vgg16_weights: str | None = flag("--vgg16-weights", help="vgg16-397923af.pth (torchvision's ImageNet VGG16), "
+                                     "for prc; default: $TAMING_VGG16, then the torch hub cache")
+    prc_features: str = flag("--prc-features", default="vgg16", choices=("vgg16", "inception"),
+                             help="precision/recall features: vgg16 = fc2_relu of VGG16, torch-fidelity's default; "
+                                  "inception = the FID network's 2048-d pool features (default vgg16)")
+    kid_subsets: int = flag("--kid-subsets", default=100, type=int)
+    kid_subset_size: int = flag("--kid-subset-size", default=1000, type=int)
+    isc_splits: int = flag("--isc-splits", default=10, type=int)
+    batch_size: int = flag("--batch-size", default=64, type=int)
+    save_real_stats: str | None = flag("--save-real-stats", help="write --real's FID statistics to this .npz")
+
+
+@dataclass
+class RunOptions(EvalOptions):
+    """The evaluated run and its data split."""
+    run: str = flag("-r", "--run", required=True, help="run folder, or a checkpoint (inside one, or with --config)")
+    config: list[str] = flag("--config", "-b", factory=list, nargs="+", help="config files (default: the run folder's)")
+    split: str = flag("--split", default="validation", help="data split of the config (default validation)")
+    limit: int | None = flag("--limit", type=int, help="evaluate at most this many images")
+    batch_size: int | None = flag("--batch-size", type=int, help="default: the data config's")
+    precision: str = added(add_flag, "auto")  # of the evaluated model
+    allow_import: list[str] = added(add_allow_import, factory=list)  # the run's config is built: targets checked
+
+
+@dataclass
+class ReconstructionOptions(ProcessOptions, RunOptions):
+    """`taming eval reconstruction`."""
+    inception_weights: str | None = flag("--inception-weights", help="for rFID (left out when not found)")
+    no_rfid: bool = flag("--no-rfid", default=False, action="store_true", help="skip rFID")
+
+
+SUBCOMMANDS = {"samples": (SamplesOptions, "FID, KID, IS, precision/recall (torch-fidelity 0.4.0)"),
+               "reconstruction": (ReconstructionOptions, "PSNR, SSIM, LPIPS, rFID and codebook use of a first stage"),
+               "likelihood": (RunOptions, "validation NLL per code and bits per dim of a transformer")}
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """Generated from the option dataclasses of the subcommands."""
     p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
     sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
                            parser_class=ArgumentParser)
-    s = sub.add_parser("samples", help="FID, KID, IS, precision/recall (torch-fidelity 0.4.0)")
-    s.add_argument("--real", required=True,
-                   help="folder of real images, an .npz of images (ADM's arr_0), or an .npz of FID statistics (mu, sigma)")
-    s.add_argument("--fake", required=True, help="folder of generated images, or an .npz of them (ADM's arr_0)")
-    s.add_argument("--metrics", default=DEFAULT_METRICS,
-                   help="comma-separated subset of fid,kid,isc,prc (with statistics as --real: fid,isc)")
-    s.add_argument("--inception-weights", default=None, help="pt_inception-2015-12-05-6726825d.pth")
-    s.add_argument("--vgg16-weights", default=None,
-                   help="vgg16-397923af.pth (torchvision's ImageNet VGG16), for prc; default: $TAMING_VGG16, "
-                        "then the torch hub cache")
-    s.add_argument("--prc-features", choices=("vgg16", "inception"), default="vgg16",
-                   help="precision/recall features: vgg16 = fc2_relu of VGG16, torch-fidelity's default; "
-                        "inception = the FID network's 2048-d pool features (default vgg16)")
-    s.add_argument("--kid-subsets", type=int, default=100)
-    s.add_argument("--kid-subset-size", type=int, default=1000)
-    s.add_argument("--isc-splits", type=int, default=10)
-    s.add_argument("--batch-size", type=int, default=64)
-    s.add_argument("--save-real-stats", default=None, help="write --real's FID statistics to this .npz")
-    _common(s)
-    add_flags(s)
-    r = sub.add_parser("reconstruction", help="PSNR, SSIM, LPIPS, rFID and codebook use of a first stage")
-    _run_args(r)
-    r.add_argument("--inception-weights", default=None, help="for rFID (left out when not found)")
-    r.add_argument("--no-rfid", action="store_true", help="skip rFID")
-    _common(r)
-    add_flags(r)
-    lk = sub.add_parser("likelihood", help="validation NLL per code and bits per dim of a transformer")
-    _run_args(lk)
-    _common(lk)
+    for name, (options, help) in SUBCOMMANDS.items():
+        add_arguments(sub.add_parser(name, help=help), options)
     return p
+
+
+def parse(argv: list[str]) -> EvalOptions:
+    ns = build_parser().parse_args(argv)
+    return from_namespace(SUBCOMMANDS[ns.what][0], ns, what=ns.what)
 
 
 def print_table(title: str, result: dict[str, Any]) -> None:
@@ -101,7 +120,7 @@ def print_table(title: str, result: dict[str, Any]) -> None:
         print(f"  {column:<{width}}  (left out: {why})")
 
 
-def check_outputs(args: argparse.Namespace) -> None:
+def check_outputs(args: EvalOptions) -> None:
     """Where results go can be written: checked before the work, not after it."""
     for flag in ("json", "save_real_stats"):
         path = getattr(args, flag, None)
@@ -109,7 +128,7 @@ def check_outputs(args: argparse.Namespace) -> None:
             raise ConfigError(f"--{flag.replace('_', '-')} {path}: is a folder; give a file name")
 
 
-def _samples(args: argparse.Namespace, world: World) -> dict[str, Any]:
+def _samples(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval.inception import load_inception
     from taming.eval.samples import check_inputs, is_statistics, parse_metrics, sample_metrics
 
@@ -147,7 +166,7 @@ def _samples(args: argparse.Namespace, world: World) -> dict[str, Any]:
     return {**result, "skipped": skipped} if skipped else result
 
 
-def _reconstruction(args: argparse.Namespace, world: World) -> dict[str, Any]:
+def _reconstruction(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval import reconstruction as rec
     from taming.eval.runs import load_evaluated, split_batches
     from taming.eval.weights import InceptionWeightsNotFound
@@ -186,7 +205,7 @@ def _reconstruction(args: argparse.Namespace, world: World) -> dict[str, Any]:
         return rec.evaluate_reconstruction(first_stage, batches, key, lpips, inception, skipped, world, tally)
 
 
-def _likelihood(args: argparse.Namespace, world: World) -> dict[str, Any]:
+def _likelihood(args: EvalOptions, world: World) -> dict[str, Any]:
     from taming.eval.likelihood import evaluate_likelihood
     from taming.eval.runs import load_evaluated, split_batches
 
@@ -202,7 +221,7 @@ def _likelihood(args: argparse.Namespace, world: World) -> dict[str, Any]:
     return evaluate_likelihood(model, batches, autocast_bf16=args.precision == "bf16")
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: EvalOptions) -> int:
     check_outputs(args)
     world = launch(args) if args.what != "likelihood" else World()
     args.device = str(world.device or args.device or "cpu")
@@ -222,4 +241,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("eval", lambda: run(build_parser().parse_args(argv)))
+    return run_reporting_errors("eval", lambda: run(parse(argv)))

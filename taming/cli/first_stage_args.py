@@ -14,11 +14,11 @@ from typing import Callable
 
 from taming.cli.errors import run_reporting_errors
 from taming.cli.sampling_args import Progress, add_model_args
-from taming.cli.train import ArgumentParser
+from taming.flags import ArgumentParser
 from taming.config import ConfigError
 from taming.generation import first_stage as fs
 from taming.generation.files import remove_partial
-from taming.generation.models import first_stage_run
+from taming.generation.runs import first_stage_run
 from taming.precision import add_flag, prepare_first_stage
 
 Job = Callable[..., int]

@@ -17,44 +17,55 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+from dataclasses import dataclass
 import resource
 import sys
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.numbers import NON_NEGATIVE, PROBABILITY
-from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
-from taming.cli.train import ArgumentParser
+from taming.flags import NON_NEGATIVE, PROBABILITY
+from taming.cli.sampling_args import ModelOptions, ProcessOptions, Progress, SamplingOptions
+from taming.flags import ArgumentParser, add_arguments, flag, from_namespace
 from taming.config import ConfigError
-from taming.distributed import add_flags, launch
+from taming.distributed import launch
 from taming.eval.adm_npz import write_images
 from taming.generation import rejection
 from taming.generation.files import GRID_IMAGES, GRID_ROW, grid_of_files, remove_partial, save_json
-from taming.generation.models import checkpoint_info, transformer_run
+from taming.generation.runs import checkpoint_info, transformer_run
 from taming.precision import prepare_first_stage, resolve
 from taming.generation.samples import class_list, plan, write_samples
 
 
+@dataclass
+class SampleOptions(ProcessOptions, SamplingOptions, ModelOptions):
+    """What `taming sample` parsed."""
+    n_samples: int = flag("-n", "--n-samples", "--n_samples", type=int, required=True,
+                          help="images (per class for class-conditional models)")
+    batch_size: int = flag("--batch-size", "--batch_size", default=25, type=int,
+                           help="images sampled together (default 25)")
+    cfg_scale: float | None = flag("--cfg-scale", type=NON_NEGATIVE,
+                                   help="classifier-free guidance scale (models trained with cfg_dropout)")
+    classes: str | None = flag("--classes", help="'all' (default) or comma-separated class numbers")
+    accept_rate: float | None = flag("--accept-rate", type=PROBABILITY, help="rejection sampling: keep this "
+                                     "fraction (0, 1] of candidates, the most likely for their class")
+    classifier: str | None = flag("--classifier", help="TorchScript/.pt2 classifier (default: the Inception network)")
+    class_map: str | None = flag("--class-map", help="file of the classifier's logit index for each class (default "
+                                 "with the Inception network: the model's classes are ImageNet's class index, "
+                                 "n01440764 = 0, each read at the graph's logit for that synset)")
+    inception_weights: str | None = flag("--inception-weights",
+                                         help="the FID Inception weight file (default classifier)")
+    npz: str | None = flag("--npz", help="also write the samples to this .npz (ADM's format: arr_0, arr_1 labels)")
+    outdir: str = flag("-o", "--outdir", required=True, help="output folder")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="taming sample", description="Sample images from a transformer into a folder.")
-    add_model_args(p)
-    p.add_argument("-n", "--n-samples", "--n_samples", type=int, required=True, help="images (per class for class-conditional models)")
-    p.add_argument("--batch-size", "--batch_size", type=int, default=25, help="images sampled together (default 25)")
-    add_sampling_args(p)
-    p.add_argument("--cfg-scale", type=NON_NEGATIVE, default=None, help="classifier-free guidance scale (models trained with cfg_dropout)")
-    p.add_argument("--classes", default=None, help="'all' (default) or comma-separated class numbers")
-    p.add_argument("--accept-rate", type=PROBABILITY, default=None,
-                   help="rejection sampling: keep this fraction (0, 1] of candidates, the most likely for their class")
-    p.add_argument("--classifier", default=None, help="TorchScript/.pt2 classifier (default: the Inception network)")
-    p.add_argument("--class-map", default=None,
-                   help="file of the classifier's logit index for each class (default with the Inception network: "
-                        "the model's classes are ImageNet's class index, n01440764 = 0, each read at the graph's "
-                        "logit for that synset)")
-    p.add_argument("--inception-weights", default=None, help="the FID Inception weight file (default classifier)")
-    p.add_argument("--npz", default=None, help="also write the samples to this .npz (ADM's format: arr_0, arr_1 labels)")
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
-    add_flags(p)
-    return p
+    """Generated from the SampleOptions fields."""
+    return add_arguments(ArgumentParser(prog="taming sample", description="Sample images from a transformer "
+                                        "into a folder."), SampleOptions)
+
+
+def parse(argv: list[str]) -> SampleOptions:
+    return from_namespace(SampleOptions, build_parser().parse_args(argv))
 
 
 def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
@@ -67,14 +78,14 @@ def grid_paths(items: list, labels: list[int] | None) -> list[Path]:
     return [it.path for it in chosen if it.path.is_file()]
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict:
+def run(args: SampleOptions, argv: list[str]) -> dict:
     if args.n_samples < 1 or args.batch_size < 1:
         raise ConfigError("-n and --batch-size must be >= 1")
     world = launch(args)
     loaded = transformer_run(args.run, args.config, world.device or args.device, "`taming sample`")
     labels = class_list(loaded, args.classes)
     precision = resolve(args.precision, loaded.device)
-    settings = sample_settings(args, precision.name)
+    settings = args.spec(precision.name, cfg_scale=args.cfg_scale)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     if world.main:  # a killed run's temporary files, before any process writes
@@ -86,7 +97,9 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
         if labels is None:
             raise ConfigError("--accept-rate: rejection sampling needs a class-conditional model")
         rejection.candidate_count(args.n_samples, args.accept_rate)  # checks the rate
-        classifier = rejection.load_classifier(args.classifier, args.class_map, loaded.device, args.inception_weights)
+        from taming.eval.classifier import load_classifier
+
+        classifier = load_classifier(args.classifier, args.class_map, loaded.device, args.inception_weights)
     done = world.from_main(lambda: sum(it.path.is_file() for it in items))
     records = []
     if classifier is None:
@@ -144,4 +157,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("sample", lambda: run(build_parser().parse_args(argv), argv) and 0)
+    return run_reporting_errors("sample", lambda: run(parse(argv), argv) and 0)

@@ -3,6 +3,7 @@ reconstruction and conditioning (the original scripts/make_samples.py).
 
     taming sample-conditional -r RUN [--config ...] [--split validation] [--limit N] -o OUTDIR
                               [--top-k K] [--top-p P] [--temperature T] [--seed S] [--precision P]
+                              [--keep-rows R]   (completion: the top R rows of each image's codes kept)
                               [--accelerator A --devices D --num_nodes N]
 
 Writes OUTDIR/{inputs,reconstructions,conditioning,samples}/000000.png ... (see
@@ -14,37 +15,50 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.sampling_args import Progress, add_model_args, add_sampling_args, sample_settings
-from taming.cli.train import ArgumentParser
+from taming.cli.sampling_args import ModelOptions, ProcessOptions, Progress, SamplingOptions, top_k_flag
+from taming.flags import ArgumentParser, add_arguments, flag, from_namespace
 from taming.config import ConfigError
-from taming.distributed import add_flags, launch
+from taming.distributed import launch
 from taming.generation.conditional import sample_split
 from taming.generation.files import remove_partial, save_json
-from taming.generation.models import checkpoint_info, transformer_run
+from taming.generation.runs import checkpoint_info, transformer_run
 from taming.precision import prepare_first_stage, resolve
 
 
+@dataclass
+class SampleConditionalOptions(ProcessOptions, SamplingOptions, ModelOptions):
+    """What `taming sample-conditional` parsed."""
+    top_k: int | None = top_k_flag(100)
+    split: str = flag("--split", default="validation", help="the config's data.params.<split> (default validation)")
+    limit: int | None = flag("--limit", type=int, help="at most this many examples")
+    keep_rows: int = flag("--keep-rows", default=0, type=int,
+                          help="completion: keep the top rows of each example's image codes, sample the rest (default 0)")
+    outdir: str = flag("-o", "--outdir", required=True, help="output folder")
+
+
+def parse(argv: list[str]) -> SampleConditionalOptions:
+    return from_namespace(SampleConditionalOptions, build_parser().parse_args(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="taming sample-conditional", description="Sample given each example of a dataset split.")
-    add_model_args(p)
-    p.add_argument("--split", default="validation", help="the config's data.params.<split> (default validation)")
-    p.add_argument("--limit", type=int, default=None, help="at most this many examples")
-    add_sampling_args(p, top_k=100)
-    p.add_argument("-o", "--outdir", required=True, help="output folder")
-    add_flags(p)
-    return p
+    """Generated from the SampleConditionalOptions fields."""
+    return add_arguments(ArgumentParser(prog="taming sample-conditional", description="Sample given each example "
+                                        "of a dataset split."), SampleConditionalOptions)
 
 
-def run(args: argparse.Namespace, argv: list[str]) -> dict:
+def run(args: SampleConditionalOptions, argv: list[str]) -> dict:
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit {args.limit}: must be >= 1")
+    if args.keep_rows < 0:
+        raise ConfigError(f"--keep-rows {args.keep_rows}: must be >= 0")
     world = launch(args)
     loaded = transformer_run(args.run, args.config, world.device or args.device, "`taming sample-conditional`")
     precision = resolve(args.precision, loaded.device)
-    settings = sample_settings(args, precision.name)
+    settings = args.spec(precision.name, keep_rows=args.keep_rows)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     out = Path(args.outdir)
     if world.main:  # a killed run's temporary files, before any process writes
@@ -73,4 +87,4 @@ def run(args: argparse.Namespace, argv: list[str]) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("sample-conditional", lambda: run(build_parser().parse_args(argv), argv) and 0)
+    return run_reporting_errors("sample-conditional", lambda: run(parse(argv), argv) and 0)

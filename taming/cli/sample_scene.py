@@ -14,7 +14,6 @@ Category names and the token builder come from the run's dataset config (data.pa
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from pathlib import Path
@@ -23,8 +22,8 @@ import torch
 from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.numbers import POSITIVE
-from taming.cli.train import ArgumentParser
+from taming.flags import POSITIVE
+from taming.flags import ArgumentParser
 from taming.config import ConfigError, add_allow_import
 from taming.precision import add_flag
 
@@ -60,24 +59,21 @@ def save(images: torch.Tensor, path: Path) -> Path:
 
 
 def run(args: argparse.Namespace) -> int:
-    from taming.generation.runs import resolve_run
-    from taming.checkpoint import load_model
+    from taming.generation.drawing import SamplingSpec
+    from taming.generation.runs import transformer_run
     from taming.scene import layout_dataset, layout_tokens, category_numbers, read_layout, sample_scenes
 
     if args.samples < 1 or args.count < 1 or args.start < 0:
         raise ConfigError("--samples and --count must be >= 1 and --start >= 0")
-    source = resolve_run(args.run, args.config)
-    overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
-    model, config = load_model(list(source.configs), None, overrides)
-    model = model.to(args.device).eval()
+    run = transformer_run(args.run, args.config, args.device, "`taming sample-scene`")
+    model, config = run.model, run.config
     key = model.cond_stage_key
     dataset = layout_dataset(config, args.split, args.data_path)
     generator = torch.Generator(args.device).manual_seed(args.seed)
-    top_k = args.top_k or None
+    spec = SamplingSpec(top_k=args.top_k or None, temperature=args.temperature, precision=args.precision)
 
     def draw(tokens: torch.Tensor, stem: Path) -> None:
-        images = sample_scenes(model, tokens.expand(args.samples, -1), top_k, args.temperature, generator,
-                               args.precision)
+        images = sample_scenes(model, tokens.expand(args.samples, -1), spec, generator)
         side = images.shape[-1]
         layout = dataset.conditional_builders[key].plot(tokens, dataset.get_textual_label_for_category_no,
                                                         (side, images.shape[-2]))

@@ -5,44 +5,66 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import dataclass
 
 from tqdm import tqdm
 
 from taming.config import add_allow_import
 from taming.config import ConfigError
-from taming.cli.numbers import POSITIVE, PROBABILITY
-from taming.generation.samples import SampleSettings
+from taming.flags import POSITIVE, PROBABILITY
+from taming.generation.drawing import SamplingSpec
+from taming.distributed import add_flags
+from taming.flags import add_arguments, added, flag, from_namespace
 from taming.precision import add_flag
 
 
+@dataclass
+class ModelOptions:
+    """The run to load: flags shared by the sampling commands."""
+    run: str | None = flag("-r", "--resume", "--logdir", help="run folder logs/<timestamp>_<name> (ours or the "
+                           "original's) or a checkpoint file")
+    config: list[str] = flag("--config", "-b", factory=list, nargs="+",
+                             help="config YAML(s), merged left to right (default: the run folder's configs/*-project.yaml)")
+    device: str | None = flag("--device", help="cpu or cuda (default: cuda when available)")
+    allow_import: list[str] = added(add_allow_import, factory=list)  # the run's config is built: its targets are checked
+
+
+@dataclass
+class ProcessOptions:
+    """--accelerator, --devices, --num_nodes (taming.distributed.add_flags): the processes to run on."""
+    accelerator: str | None = added(add_flags)
+    devices: str | None = added(None)
+    num_nodes: int | None = added(None)
+
+
+def top_k_flag(default: int) -> int | None:
+    """The --top-k field, with a command's default."""
+    return flag("--top-k", "--top_k", "-k", default=default, type=int,
+                help="keep the k most likely codes (default %(default)s; 0: all)")
+
+
+@dataclass
+class SamplingOptions:
+    """How to sample (taming.generation.drawing.SamplingSpec), as flags."""
+    top_k: int | None = top_k_flag(250)
+    top_p: float | None = flag("--top-p", "--top_p", "-p", type=PROBABILITY,
+                               help="nucleus sampling: keep codes up to this probability")
+    temperature: float = flag("--temperature", "-t", default=1.0, type=POSITIVE, help="softmax temperature (default 1.0)")
+    seed: int = flag("--seed", default=0, type=int, help="sample i is seeded by (seed, i) alone (default 0)")
+    precision: str = added(add_flag, "auto")
+
+    def spec(self, precision: str, **more) -> SamplingSpec:
+        """The spec at `precision` (resolved from "auto"); `more`: the command's own settings."""
+        if self.top_k is not None and self.top_k < 0:
+            raise ConfigError(f"--top-k {self.top_k}: must be >= 0 (0: every code)")
+        if self.seed < 0:
+            raise ConfigError(f"--seed {self.seed}: must be >= 0")
+        return SamplingSpec(top_k=self.top_k or None, top_p=self.top_p, temperature=self.temperature,
+                            precision=precision, seed=self.seed, **more)
+
+
 def add_model_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("-r", "--resume", "--logdir", dest="run", default=None,
-                   help="run folder logs/<timestamp>_<name> (ours or the original's) or a checkpoint file")
-    p.add_argument("--config", "-b", nargs="+", default=[],
-                   help="config YAML(s), merged left to right (default: the run folder's configs/*-project.yaml)")
-    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
-    add_allow_import(p)  # the run's config is built: its targets go through the allow-list
-
-
-def add_sampling_args(p: argparse.ArgumentParser, top_k: int | None = 250) -> None:
-    p.add_argument("--top-k", "--top_k", "-k", type=int, default=top_k, help=f"keep the k most likely codes (default {top_k}; 0: all)")
-    p.add_argument("--top-p", "--top_p", "-p", type=PROBABILITY, default=None, help="nucleus sampling: keep codes up to this probability")
-    p.add_argument("--temperature", "-t", type=POSITIVE, default=1.0, help="softmax temperature (default 1.0)")
-    p.add_argument("--seed", type=int, default=0, help="sample i is seeded by (seed, i) alone (default 0)")
-    add_flag(p)
-
-
-def sample_settings(args: argparse.Namespace, precision: str) -> SampleSettings:
-    if args.top_k is not None and args.top_k < 0:
-        raise ConfigError(f"--top-k {args.top_k}: must be >= 0 (0: every code)")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        raise ConfigError(f"--top-p {args.top_p}: must be in (0, 1]")
-    if args.temperature <= 0:
-        raise ConfigError(f"--temperature {args.temperature}: must be > 0")
-    if args.seed < 0:
-        raise ConfigError(f"--seed {args.seed}: must be >= 0")
-    return SampleSettings(top_k=args.top_k or None, top_p=args.top_p, temperature=args.temperature,
-                          cfg_scale=getattr(args, "cfg_scale", None), precision=precision)
+    add_arguments(p, ModelOptions)
 
 
 class Progress:
@@ -58,6 +80,11 @@ class Progress:
         self.made += n
         self.bar.update(n)
         self.bar.set_postfix_str(f"{self.rate:.2f} {self.unit}/s", refresh=False)
+
+    def fraction(self, done: float) -> None:
+        """A sampler's progress (fraction of its codes) on a bar counted in codes."""
+        self.bar.total = self.bar.total or 100
+        self(round(done * self.bar.total) - self.made)
 
     @property
     def seconds(self) -> float:

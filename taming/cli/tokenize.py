@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 from taming.config import add_allow_import
 from taming.cli.errors import run_reporting_errors
 from taming.cli.sampling_args import Progress
-from taming.cli.train import ArgumentParser, split_overrides
+from taming.flags import ArgumentParser, parser_value_flags, split_overrides
 from taming.checkpoint import load_model
 from taming.config import ConfigError, fix_allow_list, instantiate_from_config, load_config
 from taming.data.code_shards import CodeEncoder, data_config_for, encode_split, manifest_for, shard_pattern
@@ -111,8 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
 
     def go() -> int:
-        flags, overrides = split_overrides(argv)
-        args, unknown = build_parser().parse_known_args(flags)
+        parser = build_parser()
+        flags, overrides = split_overrides(argv, parser_value_flags(parser))
+        args, unknown = parser.parse_known_args(flags)
         if unknown:
             raise ConfigError(f"unrecognized argument {unknown[0]!r}")
         if args.shard_size < 1 or args.crops < 0:

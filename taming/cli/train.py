@@ -11,34 +11,20 @@ Short flags mean what they meant in the original: -b base configs (merged left t
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
+from taming import flags
+from taming.flags import ArgumentParser
 from taming.training.options import TrainOptions, add_arguments, value_flags
 
 
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line, exit 2 in main) instead of printing usage."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see taming {self.prog.split()[-1]} --help)")
-
-
-OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)*=")
 VALUE_OPTIONS = value_flags()  # options whose next token is their value, even when it looks like key=value
 
 
 def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    """Take `key.path=value` items out first, so `-b a.yaml x.y=1` does not read x.y=1 as a config file."""
-    flags, overrides = [], []
-    for i, item in enumerate(argv):
-        if OVERRIDE.match(item) and not (i and argv[i - 1] in VALUE_OPTIONS):
-            overrides.append(item)
-        else:
-            flags.append(item)
-    return flags, overrides
+    return flags.split_overrides(argv, VALUE_OPTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:

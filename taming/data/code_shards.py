@@ -22,17 +22,11 @@ from torch.utils.data import DataLoader, Subset
 
 from taming.config import ConfigError
 from taming.distributed import World, lazy_batches
+from taming.images import channels_first
 from taming.transformer.cond_stages import encode_codes
 from taming.transformer.net2net import encode_conditioning
 
 from .codes import write_code_shards
-
-
-def _images(x: Any) -> torch.Tensor:
-    """A batch entry (B, H, W[, C]) channels-last -> float (B, C, H, W)."""
-    x = torch.as_tensor(x)
-    x = x[..., None] if x.dim() == 3 else x
-    return x.permute(0, 3, 1, 2).contiguous().float()
 
 
 class CodeEncoder:
@@ -53,7 +47,7 @@ class CodeEncoder:
             x = self.model.get_input(self.image_key, batch)
             c = self.model.get_input(self.cond_key, batch) if self.cond_key else None
         else:
-            x, c = _images(batch[self.image_key]), None
+            x, c = channels_first(batch[self.image_key]), None
         return x, c
 
     @torch.no_grad()

@@ -9,24 +9,22 @@ The split's dataset is the config's `data.params.<split>` node, read in order (n
 from __future__ import annotations
 
 import itertools
-import json
 from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader, IterableDataset, Subset
 
-from taming.generation.runs import resolve_run
-from taming.checkpoint import load_model
+from taming.generation.runs import build, resolve_run
 from taming.config import ConfigError, instantiate_from_config
+from taming.images import channels_first
 
 
 def load_evaluated(target: str | None, configs: Sequence[str] = (), overrides: Sequence[str] = ()
                    ) -> tuple[torch.nn.Module, DictConfig, str | None]:
     """(model in eval mode, merged config, the checkpoint file or None) of a run folder or checkpoint."""
     source = resolve_run(target, configs)
-    extra = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
-    model, config = load_model(list(source.configs), None, [*extra, *overrides])
+    model, config = build(source, overrides)
     return model.eval(), config, source.ckpt
 
 
@@ -34,9 +32,7 @@ def batch_images(batch: dict[str, Any], key: str) -> torch.Tensor:
     """A dataset batch's channels-last images (B, H, W[, C]) -> float (B, C, H, W), as the models read them."""
     if key not in batch:
         raise ConfigError(f"the data batches have no {key!r} (image key); they hold {sorted(batch)}")
-    x = torch.as_tensor(batch[key])
-    x = x[..., None] if x.dim() == 3 else x
-    return x.permute(0, 3, 1, 2).float().contiguous()
+    return channels_first(batch[key])
 
 
 def split_batches(config: DictConfig, split: str, batch_size: int | None = None,

@@ -5,7 +5,8 @@ data.params.<split>, with matching names,
     conditioning/000000.png     the conditioning as a picture (segmentation in colour, depth, image);
                                 none for a class label
     samples/000000.png          a sample given that conditioning, at the image's size: a code grid
-                                larger than the training window goes through the sliding window
+                                larger than the training window goes through the sliding window;
+                                with completion (keep_rows) the image's top rows are kept
 Example i is sampled with the generator of (seed, i) (`image_seed`); an example whose sample exists
 is skipped, so a stopped job continues. Pre-tokenized splits (code shards) are decoded to pixels first.
 With several processes (taming/distributed.py) examples go round-robin to them; a process reads only
@@ -13,6 +14,7 @@ its own examples of a map-style dataset.
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Callable, Iterator, Mapping
@@ -28,8 +30,8 @@ from taming.generation.pictures import condition_picture
 from taming.config import ConfigError, instantiate_from_config
 from taming.distributed import World
 from taming.generation.files import image_name, save_png, to_uint8
-from taming.generation.samples import SampleSettings, decode_each, image_seed
-from taming.generation.window import sample_large
+from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
+from taming.generation.samples import image_seed
 
 FOLDERS = ("inputs", "reconstructions", "conditioning", "samples")
 
@@ -65,26 +67,29 @@ def image_size(run: LoadedRun, item: Mapping[str, Any]) -> tuple[int, int]:
 
 
 @torch.no_grad()
-def write_example(run: LoadedRun, index: int, item: Mapping[str, Any], out: Path, settings: SampleSettings,
+def write_example(run: LoadedRun, index: int, item: Mapping[str, Any], out: Path, spec: SamplingSpec,
                   seed: int) -> None:
     size = image_size(run, item)
     example = dataset_example(run, [item], 0, size)
     name = image_name(index)
-    fs = run.model.first_stage_model
+    given = None  # the real image's codes: its reconstruction, and the rows kept by completion
     if example.image is not None:
         image = example.image.to(run.device)
+        given = run.model.first_stage_model.encode_to_codes(image)
         save_png(to_uint8(image)[0], out / "inputs" / name)
-        save_png(to_uint8(decode_each(fs, fs.encode_to_codes(image)))[0], out / "reconstructions" / name)
+        save_png(to_uint8(decode_codes(run, given))[0], out / "reconstructions" / name)
+    elif spec.keep_rows:
+        raise ConfigError(f"{run.source.name}: example {index} of the split has no image to complete")
     picture = condition_picture(run, example)
     if picture is not None:
         save_png(picture, out / "conditioning" / name)
     condition = encode_condition(run, example)
     grid = (size[0] // run.factor, size[1] // run.factor)
-    codes = sample_large(run, condition, settings, image_seed(seed, index), size=grid)
-    save_png(to_uint8(decode_each(fs, codes))[0], out / "samples" / name)  # last: its file marks the example done
+    codes = sample_grid(run, condition, replace(spec, size=grid, seed=image_seed(seed, index)), given=given)
+    save_png(to_uint8(decode_codes(run, codes))[0], out / "samples" / name)  # last: its file marks the example done
 
 
-def sample_split(run: LoadedRun, split: str, out: Path, settings: SampleSettings, seed: int,
+def sample_split(run: LoadedRun, split: str, out: Path, spec: SamplingSpec, seed: int,
                  limit: int | None = None, done: Callable[[int], None] | None = None,
                  world: World | None = None) -> tuple[int, int]:
     """Every example of the split (this process's share) -> (examples seen, examples written now)."""
@@ -93,7 +98,7 @@ def sample_split(run: LoadedRun, split: str, out: Path, settings: SampleSettings
     for index, load in world.share(split_items(run, split, limit), done):
         seen += 1
         if not (out / "samples" / image_name(index)).exists():
-            write_example(run, index, load(), out, settings, seed)
+            write_example(run, index, load(), out, spec, seed)
             written += 1
             if done:
                 done(1)

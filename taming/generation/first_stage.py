@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from taming.config import ConfigError
+from taming.images import channels_first
 from taming.data.imageio import read_rgb, to_float_image
 from taming.data.transforms import PairedTransform
 from taming.generation.files import save_npy, save_png, to_uint8
@@ -63,7 +64,7 @@ def load_image(path: Path, factor: int, size: int | None = None) -> torch.Tensor
         if h == 0 or w == 0:
             raise ConfigError(f"{path}: {rgb.shape[1]}x{rgb.shape[0]} px is smaller than one code ({factor} px)")
         rgb = PairedTransform(crop_size=(h, w))(rgb)["image"]
-    return torch.from_numpy(to_float_image(rgb)).permute(2, 0, 1)[None]
+    return channels_first(to_float_image(rgb)[None])
 
 
 def _device(model: torch.nn.Module) -> torch.device:

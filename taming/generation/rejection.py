@@ -4,6 +4,7 @@ the n that a classifier finds most likely to show their class.
 The classifier sees exactly the pixels written to disk: uint8-range float images (B, 3, H, W) in
 [0, 255], and returns logits (B, K) (or a dict holding "logits"). `class_map[c]` is the logit that
 stands for the model's class c.
+The classifier is passed in (`Classifier`); `taming.eval.classifier.load_classifier` makes one:
 - Default: the FID Inception network (`taming.eval.inception.load_inception`, from a local weight
   file). Its 1008 logits are the 2015 TensorFlow graph's outputs, whose classes are NOT in ImageNet
   class-index order: the default map sends ImageNet class c (sorted WordNet ids, n01440764 = 0, the
@@ -32,12 +33,12 @@ from PIL import Image
 
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
+from taming.images import channels_first
 from taming.generation.files import image_name, save_json
-from taming.generation.samples import SAMPLES, Item, SampleSettings, Written, batches, write_samples
+from taming.generation.drawing import SamplingSpec
+from taming.generation.samples import SAMPLES, Item, Written, batches, write_samples
 
 CANDIDATES, RECORDS = "candidates", "rejection"
-INCEPTION_CLASSIFIER = "Inception (FID network) logits"
-DEFAULT_MAP = "ImageNet class index -> the Inception graph's logit for that synset"
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Classifier:
     @torch.no_grad()
     def log_probs(self, pixels: np.ndarray, labels: Sequence[int]) -> torch.Tensor:
         """(B, H, W, 3) uint8 and their classes -> log p(class | image) (B,)."""
-        x = torch.from_numpy(pixels).permute(0, 3, 1, 2).float().to(self.device)
+        x = channels_first(pixels).to(self.device)
         out = self.net(x)
         logits = out["logits"] if isinstance(out, dict) else out
         index = torch.tensor([self.class_map(c) for c in labels], device=logits.device)
@@ -59,50 +60,6 @@ class Classifier:
             raise ConfigError(f"classifier {self.name}: class index {int(index.max())} is outside its "
                               f"{logits.shape[1]} logits (check --class-map)")
         return logits.float().log_softmax(-1).gather(1, index[:, None])[:, 0].cpu()
-
-
-def read_class_map(path: str | None) -> list[int] | None:
-    """A file of logit indices, one per model class (line c, or a JSON list)."""
-    if path is None:
-        return None
-    text = Path(path).read_text()
-    try:
-        values = json.loads(text) if text.lstrip().startswith("[") else [int(v) for v in text.split()]
-        return [int(v) for v in values]
-    except ValueError:
-        raise ConfigError(f"--class-map {path}: expected one integer per line (or a JSON list)") from None
-
-
-def load_classifier(path: str | None, class_map: str | None, device: torch.device,
-                    inception_weights: str | None = None) -> Classifier:
-    table = read_class_map(class_map)
-    if path is None:
-        from taming.eval.inception import load_inception  # reads a local weight file only
-        from taming.eval.inception_classes import TABLE, inception_logits
-
-        net = load_inception(inception_weights, device=device)
-        name, default = INCEPTION_CLASSIFIER, _table_map(inception_logits(), DEFAULT_MAP)
-        default_name = f"{DEFAULT_MAP} ({TABLE})"
-    else:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"classifier file not found: {path}")
-        try:
-            net = torch.export.load(path).module() if str(path).endswith(".pt2") else torch.jit.load(path, map_location=device)
-        except Exception as exc:
-            raise ConfigError(f"--classifier {path}: not a TorchScript or torch.export file ({type(exc).__name__}: "
-                              f"{exc})") from None
-        name, default, default_name = str(path), (lambda c: c), "identity"
-    if table is not None:
-        return Classifier(net, _table_map(table, f"--class-map {class_map}"), name, device, str(class_map))
-    return Classifier(net, default, name, device, default_name)
-
-
-def _table_map(table: Sequence[int], what: str) -> Callable[[int], int]:
-    def mapped(c: int) -> int:
-        if not 0 <= c < len(table):
-            raise ConfigError(f"{what}: no entry for class {c} ({len(table)} entries)")
-        return table[c]
-    return mapped
 
 
 def candidate_count(n: int, rate: float) -> int:
@@ -116,7 +73,7 @@ def read_pixels(paths: Sequence[Path]) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in paths])
 
 
-def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, settings: SampleSettings,
+def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, spec: SamplingSpec,
                  seed: int, batch_size: int, classifier: Classifier, written: Written | None = None) -> dict:
     """Rejection-sample n images of `label` into samples/<label>/ -> its record (scores, kept)."""
     final = out / SAMPLES / str(label)
@@ -128,7 +85,7 @@ def sample_class(run: LoadedRun, label: int, n: int, rate: float, out: Path, set
             return record  # done in an earlier run with these settings
     folder = out / CANDIDATES / str(label)
     items = [Item(label, j, folder / image_name(j)) for j in range(count)]
-    write_samples(run, items, settings, seed, batch_size, written)
+    write_samples(run, items, spec, seed, batch_size, written)
     scores: list[float] = []
     for batch in batches(items, batch_size):
         scores += classifier.log_probs(read_pixels([it.path for it in batch]), [label] * len(batch)).tolist()

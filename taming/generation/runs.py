@@ -1,4 +1,4 @@
-"""Which trained transformer the app samples from, and loading it.
+"""Which trained run the app and the commands use, and loading it (the one loader: `build`).
 
     logs/<timestamp>_<name>/                  configs/*-project.yaml + checkpoints/last.ckpt
     logs/<run>/checkpoints/<file>.ckpt        that checkpoint, with its run folder's configs
@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from taming.checkpoint import INFERENCE_TARGETS, load_model
+from taming.checkpoint import INFERENCE_TARGETS, CheckpointError, load_model, read_checkpoint
 from taming.config import ConfigError, get_obj_from_str, load_configs
 from taming.transformer.net2net import Net2Net
 
@@ -110,6 +110,15 @@ class LoadedRun:
     def device(self) -> torch.device:
         return self.model.transformer.head.weight.device
 
+    @classmethod
+    def of(cls, model: Net2Net, config: Any = None, source: RunSource | None = None,
+           warnings: Sequence[str] = ()) -> "LoadedRun":
+        """A loaded transformer with its window (the first stage's training crops) and factor."""
+        factor = model.first_stage_model.downsample_factor
+        side = model.first_stage_model.encoder.resolution // factor
+        source = source or RunSource((), None, type(model).__name__)
+        return cls(model, config, source, (side, side), factor, list(warnings))
+
 
 def check_is_transformer(configs: Sequence[str], name: str, command: str = "the app") -> DictConfig:
     """Fail before building anything when the config's model is not a Net2NetTransformer (e.g. a VQGAN run);
@@ -145,16 +154,68 @@ def no_weights_warning(source: RunSource, config: DictConfig) -> list[str]:
             "the GPT is randomly initialised, so samples are noise"]
 
 
-def load_run(source: RunSource, device: str | torch.device = "cpu", command: str = "the app") -> LoadedRun:
+def build(source: RunSource, overrides: Sequence[str] = (), command: str | None = None) -> tuple[Any, DictConfig]:
+    """The one loader: (model, merged config) of a source, built for inference by
+    taming.checkpoint.load_model. The checkpoint is given as the model's own ckpt_path, so it replaces
+    every stage's weights and the stage files a training config names (often paths of another
+    machine) are not read. `command` (e.g. "`taming sample`"): the model must be a transformer."""
     try:
-        check_is_transformer(source.configs, source.name, command)
-        # Given as the transformer's own ckpt_path, the checkpoint replaces every stage's weights, so the
-        # stage files a training config names (often paths of another machine) are not read.
-        overrides = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
-        model, config = load_model(list(source.configs), None, overrides)
+        if command is not None:
+            check_is_transformer(source.configs, source.name, command)
+        ckpt = [f"model.params.ckpt_path={json.dumps(source.ckpt)}"] if source.ckpt else []
+        return load_model(list(source.configs), None, [*ckpt, *overrides])
     except ConfigError as exc:
         raise blame_extra(source, exc) if source.extra else exc
-    factor = model.first_stage_model.downsample_factor
-    side = model.first_stage_model.encoder.resolution // factor
-    return LoadedRun(model.to(device).eval(), config, source, (side, side), factor,
-                     no_weights_warning(source, config))
+
+
+def load_run(source: RunSource, device: str | torch.device = "cpu", command: str = "the app") -> LoadedRun:
+    model, config = build(source, command=command)
+    return LoadedRun.of(model.to(device).eval(), config, source, no_weights_warning(source, config))
+
+
+def device_for(device: str | None) -> str:
+    """The device to run on: `device` checked, or cuda when available, else cpu."""
+    if device is None:
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        kind = torch.device(device).type
+    except RuntimeError:
+        raise ConfigError(f"--device {device!r}: not a device (cpu, cuda, cuda:1, ...)") from None
+    if kind == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device}: no CUDA GPU is available here; use --device cpu")
+    return device
+
+
+def transformer_run(target: str | None, configs: Sequence[str] = (), device: str | None = None,
+                    command: str = "this command") -> LoadedRun:
+    """A Net2NetTransformer run (folder, or checkpoint + configs), loaded in eval mode; `command` (e.g.
+    "`taming sample`") is named when the run is of another kind."""
+    return load_run(resolve_run(target, configs), device_for(device), command)
+
+
+def first_stage_run(target: str | None, configs: Sequence[str] = (), device: str | None = None
+                    ) -> tuple[torch.nn.Module, RunSource]:
+    """The first stage (VQGAN) of a first-stage run, or of a transformer run -> (model in eval mode, source).
+    Built for inference (taming.checkpoint.load_model): a checkpoint's loss weights are dropped, logged."""
+    source = resolve_run(target, configs)
+    model, config = build(source)
+    if isinstance(model, Net2Net):
+        model = model.first_stage_model
+    elif not callable(getattr(model, "decode_codes", None)):
+        raise ConfigError(f"{source.name}: the model is {config.model.target}, not a first stage (VQGAN) "
+                          "or a transformer")
+    return model.to(device_for(device)).eval(), source
+
+
+def checkpoint_info(path: str | None) -> dict[str, Any]:
+    """{"path", "global_step"} of a checkpoint, for the settings JSON (step None when it holds none)."""
+    if path is None:
+        return {"path": None, "global_step": None}
+    try:  # memory-mapped: reading the step does not load a large checkpoint's tensors
+        ckpt = read_checkpoint(path, mmap=True)
+    except CheckpointError:
+        ckpt = read_checkpoint(path)  # a legacy (non-zip) file cannot be memory-mapped
+    step = ckpt.get("global_step") if isinstance(ckpt, dict) else None
+    if step is None and isinstance(ckpt, dict) and "metadata" in ckpt:
+        step = ckpt["metadata"].get("global_step")
+    return {"path": str(Path(path).resolve()), "global_step": None if step is None else int(json.loads(str(step)))}

@@ -11,35 +11,23 @@ sizes; that changes a code only if a uniform draw falls within about 1e-7 of a b
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 
-from taming.generation.conditioning import CLASS, condition_kind
+from taming.generation.conditioning import CLASS, Condition, condition_kind
+from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.distributed import World
 from taming.generation.files import image_name, save_png, to_uint8
-from taming.sampling import generate
 from taming.transformer.net2net import encode_conditioning
 
 SAMPLES = "samples"
 Written = Callable[[int], None]  # called with the number of images just written
-
-
-@dataclass(frozen=True)
-class SampleSettings:
-    top_k: int | None = 250  # the original sample_fast.py's default; clipped to the vocabulary
-    top_p: float | None = None
-    temperature: float = 1.0
-    cfg_scale: float | None = None  # classifier-free guidance (models trained with cfg_dropout)
-    precision: str = "fp32"  # taming.sampling precision ("auto" resolved before it gets here)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -92,33 +80,18 @@ def batches(items: Sequence[Item], size: int) -> Iterator[list[Item]]:
         yield list(items[start:start + size])
 
 
-@torch.no_grad()
 def sample_images(run: LoadedRun, labels: Sequence[int | None], seeds: Sequence[int],
-                  settings: SampleSettings) -> torch.Tensor:
+                  spec: SamplingSpec) -> torch.Tensor:
     """One image per (label, seed) at the training size -> (B, 3, H, W) in [-1, 1]."""
     model, device = run.model, run.device
     c = torch.tensor([0 if label is None else label for label in labels], device=device)  # SOS: batch size only
     cond = encode_conditioning(model, c).reshape(len(labels), -1)  # (B, Lc): a class token or SOS
-    uncond = model.null_conditioning(cond) if settings.cfg_scale is not None else None
-    h, w = run.window
     generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
-    top_k = None if settings.top_k is None else min(settings.top_k, model.vocab_size)
-    codes = generate(model.transformer, cond, h * w, temperature=settings.temperature, top_k=top_k,
-                     top_p=settings.top_p, generator=generators, cfg_scale=settings.cfg_scale,
-                     uncond_codes=uncond, precision=settings.precision)  # (B, h*w) in the model's order
-    grid = model.permuter(codes, reverse=True).reshape(len(labels), h, w)
-    return decode_each(model.first_stage_model, grid)
+    codes = sample_grid(run, Condition(cond, None), replace(spec, size=None), generator=generators)
+    return decode_codes(run, codes)
 
 
-def decode_each(first_stage: torch.nn.Module, codes: torch.Tensor) -> torch.Tensor:
-    """Code grids (B, h, w) -> images (B, C, H, W) in [-1, 1], decoded one at a time: batched
-    convolutions round differently with the batch size (a pixel off by one here and there), and an
-    image must not depend on its batch. The cost: on the 2-core CPU here (one thread), decoding
-    images one by one took about 10% longer than in batches of 8."""
-    return torch.cat([first_stage.decode_codes(codes[b:b + 1]) for b in range(codes.shape[0])]).clamp(-1, 1)
-
-
-def write_samples(run: LoadedRun, items: Sequence[Item], settings: SampleSettings, seed: int, batch_size: int,
+def write_samples(run: LoadedRun, items: Sequence[Item], spec: SamplingSpec, seed: int, batch_size: int,
                   written: Written | None = None, world: World | None = None) -> int:
     """Sample and write every item whose file does not exist yet -> how many were (by all processes):
     with several processes (`world`), batches of those items go round-robin to the processes, so
@@ -127,7 +100,7 @@ def write_samples(run: LoadedRun, items: Sequence[Item], settings: SampleSetting
     todo = world.from_main(lambda: [item for item in items if not item.path.exists()])
     for batch in world.share(list(batches(todo, batch_size)), written):
         images = sample_images(run, [it.label for it in batch],
-                               [image_seed(seed, it.index, it.label) for it in batch], settings)
+                               [image_seed(seed, it.index, it.label) for it in batch], spec)
         for item, pixels in zip(batch, to_uint8(images)):
             save_png(pixels, item.path)
         if written is not None:

@@ -10,26 +10,22 @@ size). Animation frames decode the codes sampled so far; codes not sampled yet a
 """
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from PIL import Image
 
 from taming.generation.conditioning import SEGMENTATION, Condition, Example, condition_kind, encode_condition
-from taming.generation.drawing import check_size, fast_stride
+from taming.generation.drawing import Progress, SamplingSpec, decode_codes, masked_image, sample_grid
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.data.imageio import normalize_depth, read_depth, read_labels, read_rgb, to_float_image
 from taming.data.segmentation import one_hot
 from taming.data.transforms import resize_array
 from taming.generation.files import save_png, to_uint8
-from taming.generation.samples import SampleSettings, decode_each
-from taming.sampling import generate, sample_window
-
-GREY = 0.0  # not-yet-sampled regions of animation frames, in [-1, 1]
-
+from taming.images import channels_first
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
     """'WxH' (pixels) -> (W, H)."""
@@ -64,9 +60,7 @@ def read_condition(run: LoadedRun, path: str, size: tuple[int, int] | None) -> t
     if kind == SEGMENTATION:
         n_labels = run.model.cond_stage_model.encoder.in_channels
         array = one_hot(array, n_labels, path)  # (H, W, n_labels)
-    if array.ndim == 2:
-        array = array[..., None]
-    return torch.from_numpy(np.ascontiguousarray(array, dtype=np.float32)).permute(2, 0, 1)[None]
+    return channels_first(np.asarray(array, dtype=np.float32)[None])
 
 
 def code_size(condition: Condition, run: LoadedRun) -> tuple[int, int]:
@@ -75,69 +69,21 @@ def code_size(condition: Condition, run: LoadedRun) -> tuple[int, int]:
     return tuple(condition.grid.shape[1:])
 
 
-Watch = Callable[[int, torch.Tensor, torch.Tensor], None]  # (k, codes (1, h, w) so far, sampled mask (1, h, w))
-
-
-@torch.no_grad()
-def sample_large(run: LoadedRun, condition: Condition, settings: SampleSettings, seed: int, fast: bool = False,
-                 watch: Watch | None = None, size: tuple[int, int] | None = None) -> torch.Tensor:
-    """Codes (1, h, w) of `size` codes (default: the conditioning's grid); watch(k, ...) is called
-    after each sampled code k. Above the training window the sliding window samples (a class token
-    or SOS then heads every window)."""
-    size = size or code_size(condition, run)
-    try:
-        check_size(run, condition, size)
-    except ValueError as exc:  # the app shows these; a command reports them as a user error
-        raise ConfigError(f"{run.source.name}: {exc}") from None
-    h, w = size
-    model, gpt = run.model, run.model.transformer
-    top_k = None if settings.top_k is None else min(settings.top_k, model.vocab_size)
-    common = dict(temperature=settings.temperature, top_k=top_k, top_p=settings.top_p, precision=settings.precision,
-                  generator=torch.Generator(device=run.device).manual_seed(seed))
-    raster = torch.arange(h * w, device=run.device)[None]  # (1, h*w)
-    if size == run.window:  # the training size: one generate pass, in the model's code order
-        order = model.permuter(raster, reverse=True)  # raster position -> its step in the model's order
-
-        def on_code(k: int, codes: torch.Tensor) -> None:
-            filled = torch.cat([codes, codes.new_zeros(1, h * w - k - 1)], dim=1)
-            watch(k, model.permuter(filled, reverse=True).reshape(1, h, w), (order <= k).reshape(1, h, w))
-
-        codes = generate(gpt, condition.codes, h * w, callback=on_code if watch else None, **common)
-        return model.permuter(codes, reverse=True).reshape(1, h, w)
-
-    def on_window_code(k: int, codes: torch.Tensor) -> None:
-        watch(k, codes, (raster <= k).reshape(1, h, w))
-
-    stride = fast_stride(run.window) if fast else None
-    callback = on_window_code if watch else None
-    if condition.grid is not None:
-        return sample_window(gpt, condition.grid, window=run.window, stride=stride, callback=callback, **common)
-    blank = torch.zeros(1, h, w, dtype=torch.long, device=run.device)
-    return sample_window(gpt, None, blank, window=run.window, stride=stride, prefix=condition.codes,
-                         callback=callback, **common)
-
-
-def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, settings: SampleSettings, seed: int,
-               out: Path, fast: bool = False, animation: Path | None = None, frames: int = 24,
-               progress: Callable[[int], None] | None = None) -> tuple[int, int]:
+def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, spec: SamplingSpec, out: Path,
+               animation: Path | None = None, frames: int = 24, progress: Progress | None = None) -> tuple[int, int]:
     """Sample the image for map `path`, write it to `out` (and the GIF) -> its size (W, H) in pixels.
-    progress(n) is told of every n codes sampled."""
+    progress(fraction) is told of each whole percent sampled."""
     c = read_condition(run, path, size)
     condition = encode_condition(run, Example(None, c, Path(path).name))
     h, w = code_size(condition, run)
-    every = max(1, h * w // frames) if animation else 0
     pictures: list[np.ndarray] = []
 
-    def watch(k: int, codes: torch.Tensor, sampled: torch.Tensor) -> None:
-        if progress:
-            progress(1)
-        if every and (k + 1) % every == 0 and k + 1 < h * w:
-            image = decode_each(run.model.first_stage_model, codes)
-            mask = sampled.float()[:, None].repeat_interleave(run.factor, 2).repeat_interleave(run.factor, 3)
-            pictures.append(to_uint8(image * mask + GREY * (1 - mask))[0])
+    def frame(codes: torch.Tensor, sampled: torch.Tensor) -> None:
+        pictures.append(to_uint8(masked_image(run, codes, sampled))[0])
 
-    codes = sample_large(run, condition, settings, seed, fast, watch if (progress or every) else None)
-    image = to_uint8(decode_each(run.model.first_stage_model, codes))[0]
+    codes = sample_grid(run, condition, replace(spec, size=(h, w)), progress, frame if animation else None,
+                        preview_every=max(1, h * w // frames))
+    image = to_uint8(decode_codes(run, codes))[0]
     save_png(image, out)
     if animation is not None:
         save_animation([*pictures, image], animation)

@@ -36,6 +36,7 @@ import torch.nn.functional as F
 
 from taming.checkpoint import init_from_ckpt
 from taming.config import ConfigError, instantiate_from_config
+from taming.images import channels_first
 from taming.config_types import Width
 from taming.hardware import detect
 from taming.optim import fused
@@ -98,10 +99,7 @@ class VQModel(VQGAN, L.LightningModule):
         """batch[k] (B, H, W, C) or (B, H, W) -> float (B, C, H, W)."""
         if k not in batch:
             raise KeyError(f"{type(self).__name__}: the batch has no {k!r} (image_key); it holds {sorted(batch)}")
-        x = batch[k]
-        if x.dim() == 3:
-            x = x[..., None]
-        return x.permute(0, 3, 1, 2).to(memory_format=torch.contiguous_format).float()
+        return channels_first(batch[k])
 
     @torch.no_grad()
     def log_images(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:

@@ -1,34 +1,14 @@
 """The options of `taming train`, written once: each field's metadata holds its command-line flags
-and argparse settings, from which taming.cli.train builds the parser (`add_arguments`) and the list
-of flags that take a value (`value_flags`). Short flags mean what they meant in the original main.py.
+and argparse settings (taming.flags), from which taming.cli.train builds the parser (`add_arguments`)
+and the list of flags that take a value (`value_flags`). Short flags mean what they meant in the original main.py.
 """
 from __future__ import annotations
 
-import argparse
-from dataclasses import MISSING, dataclass, field, fields
-from typing import Any
+from dataclasses import dataclass, field
 
 from taming.config import ALLOW_IMPORT_HELP
-
-
-def str2bool(v: str | bool) -> bool:
-    if isinstance(v, bool):
-        return v
-    if v.lower() in ("yes", "true", "t", "y", "1"):
-        return True
-    if v.lower() in ("no", "false", "f", "n", "0"):
-        return False
-    raise argparse.ArgumentTypeError(f"boolean value expected, got {v!r}")
-
-
-def flag(*flags: str, default: Any = None, factory: Any = None, **argparse_kwargs: Any) -> Any:
-    """A dataclass field with its flags; a switch (`-t`, `-t true`) is `flag(..., switch=True)`."""
-    if argparse_kwargs.pop("switch", False):
-        argparse_kwargs.update(type=str2bool, nargs="?", const=True)
-    metadata = {"flags": flags, "argparse": argparse_kwargs}
-    if factory is not None:
-        return field(default_factory=factory, metadata=metadata)
-    return field(default=default, metadata=metadata)
+from taming import flags
+from taming.flags import flag, str2bool  # noqa: F401 - str2bool: part of this module's names
 
 
 @dataclass
@@ -59,21 +39,14 @@ class TrainOptions:
     overrides: list[str] = field(default_factory=list)
 
 
-def _flagged() -> list:
-    return [f for f in fields(TrainOptions) if "flags" in f.metadata]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+def add_arguments(parser):
     """One argument per flagged TrainOptions field, with the field's default."""
-    for f in _flagged():
-        default = f.default_factory() if f.default is MISSING else f.default
-        parser.add_argument(*f.metadata["flags"], dest=f.name, default=default, **f.metadata["argparse"])
-    return parser
+    return flags.add_arguments(parser, TrainOptions)
 
 
 def value_flags() -> set[str]:
     """Flags whose next token is their value, even when it looks like key=value."""
-    return {name for f in _flagged() if "nargs" not in f.metadata["argparse"] for name in f.metadata["flags"]}
+    return flags.value_flags(TrainOptions)
 
 
 __all__ = ["TrainOptions", "add_arguments", "value_flags", "str2bool"]

@@ -28,6 +28,7 @@ from torch import nn
 
 from taming.checkpoint import init_from_ckpt as load_checkpoint_into
 from taming.config import ConfigError, instantiate_from_config, to_plain
+from taming.images import channels_first
 from taming.transformer.decode import generate, sample_logits
 from taming.transformer.cond_stages import build_cond_stage, encode_codes, freeze
 
@@ -209,10 +210,8 @@ class Net2Net(nn.Module):
             raise KeyError(f"{type(self).__name__}: batch has no {key!r} (keys: {', '.join(map(str, batch))}); "
                            "check first_stage_key / cond_stage_key")
         x = batch[key]
-        if x.ndim == 3:
-            x = x[..., None]
-        if x.ndim == 4:
-            x = x.permute(0, 3, 1, 2).contiguous(memory_format=torch.contiguous_format)
+        if x.ndim in (3, 4):  # images and maps
+            return channels_first(x)
         if x.dtype == torch.double:
             x = x.float()
         return x
