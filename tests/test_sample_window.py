@@ -10,6 +10,7 @@ from PIL import Image
 
 from taming.generation.conditioning import Example, encode_condition
 from taming.cli.main import main
+from taming.data.imageio import to_float_image
 from taming.generation.files import to_uint8
 from taming.generation.runs import transformer_run
 from taming.sampling import generate, sample_window
@@ -70,6 +71,31 @@ def test_a_map_of_the_training_size_is_one_generate_pass(seg_run, tmp_path):
     run = transformer_run(str(seg_run), device="cpu")
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "o.png")),
                                   direct(run, np.asarray(Image.open(seg)), 4, 3))
+
+
+def test_completion_keeps_the_top_rows_of_the_image(seg_run, tmp_path, capsys):
+    """--image PHOTO --keep-rows 3: the sliding window starts after the photo's first 3 code rows."""
+    seg = label_map(tmp_path / "map.png", 32, 16)  # 16x8 codes: two windows wide
+    photo = np.random.default_rng(0).integers(0, 256, (16, 32, 3), dtype=np.uint8)  # the output size: no resize
+    Image.fromarray(photo).save(tmp_path / "photo.png")
+    out = tmp_path / "o.png"
+    assert main(["sample-window", "-r", str(seg_run), "-c", str(seg), "--image", str(tmp_path / "photo.png"),
+                 "--keep-rows", "3", "-o", str(out), "-k", "5", "--seed", "2", "--precision", "fp32"]) == 0
+    run = transformer_run(str(seg_run), device="cpu")
+    fs = run.model.first_stage_model
+    given = fs.encode_to_codes(torch.from_numpy(to_float_image(photo)).permute(2, 0, 1)[None])
+    c = torch.from_numpy(np.eye(8, dtype=np.float32)[np.asarray(Image.open(seg))]).permute(2, 0, 1)[None]
+    condition = encode_condition(run, Example(None, c, "map"))
+    codes = sample_window(run.model.transformer, condition.grid, given.clone(), window=(8, 8), start=(3, 0),
+                          top_k=5, generator=torch.Generator().manual_seed(2))
+    assert torch.equal(codes[:, :3], given[:, :3]) and not torch.equal(codes[:, 3:], given[:, 3:])
+    np.testing.assert_array_equal(np.asarray(Image.open(out)), to_uint8(fs.decode_codes(codes))[0])
+    capsys.readouterr()
+    assert main(["sample-window", "-r", str(seg_run), "-c", str(seg), "--keep-rows", "3", "-o", str(out)]) == 2
+    assert "completion takes both, --keep-rows >= 1 and the image to complete" in capsys.readouterr().err
+    assert main(["sample-window", "-r", str(seg_run), "-c", str(seg), "--image", str(tmp_path / "photo.png"),
+                 "--keep-rows", "8", "-o", str(out)]) == 2
+    assert "rows to keep must be in 1..7, got 8" in capsys.readouterr().err
 
 
 def test_map_errors_are_one_line(seg_run, tmp_path, capsys):

@@ -16,37 +16,47 @@ from __future__ import annotations
 import argparse
 import random
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
-from taming.flags import POSITIVE
-from taming.flags import ArgumentParser
 from taming.config import ConfigError, add_allow_import
+from taming.flags import POSITIVE, ArgumentParser, add_arguments, added, flag, from_namespace
 from taming.precision import add_flag
 
 
+@dataclass
+class SampleSceneOptions:
+    """What `taming sample-scene` parsed."""
+    run: str = flag("-r", "--resume", "--logdir", required=True,
+                    help="run folder logs/<timestamp>_<name> (or a checkpoint file) of a scene transformer")
+    config: list[str] = flag("-b", "--config", factory=list, nargs="+", help="config YAML(s) instead of the run folder's")
+    layout: str | None = flag("--layout", help="layout JSON: {\"objects\": [{\"category\", \"box\"}, ...]}")
+    split: str = flag("--split", default="validation", help="dataset split for names and (without --layout) layouts")
+    data_path: str | None = flag("--data-path", help="the dataset's data_path on this machine")
+    start: int = flag("--start", default=0, type=int, help="first example of the split (without --layout)")
+    count: int = flag("--count", default=8, type=int, help="number of examples of the split (without --layout)")
+    out: str = flag("-o", "--out", required=True, help="OUT.png with --layout, else an output folder")
+    samples: int = flag("--samples", default=1, type=int, help="samples per layout")
+    top_k: int = flag("--top-k", default=100, type=int, help="sample among the k likeliest codes (0: all)")
+    temperature: float = flag("--temperature", default=1.0, type=POSITIVE)
+    seed: int = flag("--seed", default=0, type=int)
+    precision: str = added(add_flag, "auto")
+    device: str = flag("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    allow_import: list[str] = added(add_allow_import, factory=list)  # the run's config is built: its targets are checked
+
+
+def parse(argv: list[str]) -> SampleSceneOptions:
+    return from_namespace(SampleSceneOptions, build_parser().parse_args(argv))
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = ArgumentParser(prog="taming sample-scene", description="Sample images from object layouts.")
-    p.add_argument("-r", "--resume", "--logdir", dest="run", required=True,
-                   help="run folder logs/<timestamp>_<name> (or a checkpoint file) of a scene transformer")
-    p.add_argument("-b", "--config", nargs="+", default=[], help="config YAML(s) instead of the run folder's")
-    p.add_argument("--layout", default=None, help="layout JSON: {\"objects\": [{\"category\", \"box\"}, ...]}")
-    p.add_argument("--split", default="validation", help="dataset split for names and (without --layout) layouts")
-    p.add_argument("--data-path", default=None, help="the dataset's data_path on this machine")
-    p.add_argument("--start", type=int, default=0, help="first example of the split (without --layout)")
-    p.add_argument("--count", type=int, default=8, help="number of examples of the split (without --layout)")
-    p.add_argument("-o", "--out", required=True, help="OUT.png with --layout, else an output folder")
-    p.add_argument("--samples", type=int, default=1, help="samples per layout")
-    p.add_argument("--top-k", type=int, default=100, help="sample among the k likeliest codes (0: all)")
-    p.add_argument("--temperature", type=POSITIVE, default=1.0)
-    p.add_argument("--seed", type=int, default=0)
-    add_flag(p)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
-    add_allow_import(p)
-    return p
+    """Generated from the SampleSceneOptions fields."""
+    return add_arguments(ArgumentParser(prog="taming sample-scene", description="Sample images from object layouts."),
+                         SampleSceneOptions)
 
 
 def save(images: torch.Tensor, path: Path) -> Path:
@@ -58,7 +68,7 @@ def save(images: torch.Tensor, path: Path) -> Path:
     return path
 
 
-def run(args: argparse.Namespace) -> int:
+def run(args: SampleSceneOptions) -> int:
     from taming.generation.drawing import SamplingSpec
     from taming.generation.runs import transformer_run
     from taming.scene import layout_dataset, layout_tokens, category_numbers, read_layout, sample_scenes
@@ -101,4 +111,4 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    return run_reporting_errors("sample-scene", lambda: run(build_parser().parse_args(argv)))
+    return run_reporting_errors("sample-scene", lambda: run(parse(argv)))

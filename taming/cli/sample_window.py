@@ -4,6 +4,7 @@
     taming sample-window -r RUN --condition MAP.png [--size WxH] -o OUT.png [--animation OUT.gif]
                          [--frames N] [--fast] [--top-k K] [--top-p P] [--temperature T] [--seed S]
                          [--precision auto|fp32|bf16|int8]
+                         [--image PHOTO.png --keep-rows R]   (completion: PHOTO's top R code rows kept)
 """
 from __future__ import annotations
 
@@ -33,6 +34,9 @@ class SampleWindowOptions(SamplingOptions, ModelOptions):
     out: str = flag("-o", "--out", required=True, help="output PNG")
     animation: str | None = flag("--animation", help="also write the sampling as an animated GIF")
     frames: int = flag("--frames", default=24, type=int, help="frames of the animation (default 24)")
+    image: str | None = flag("--image", help="completion: the image to complete, resized to the output size")
+    keep_rows: int = flag("--keep-rows", default=0, type=int,
+                          help="completion: keep the top rows of --image's codes, sample the rest (default 0)")
 
 
 def parse(argv: list[str]) -> SampleWindowOptions:
@@ -48,11 +52,16 @@ def build_parser() -> argparse.ArgumentParser:
 def run(args: SampleWindowOptions) -> tuple[int, int]:
     if args.frames < 1:
         raise ConfigError(f"--frames {args.frames}: must be >= 1")
+    if args.keep_rows < 0 or (args.keep_rows == 0) != (args.image is None):
+        raise ConfigError(f"--keep-rows {args.keep_rows}, --image {args.image}: completion takes both, "
+                          "--keep-rows >= 1 and the image to complete")
     if not Path(args.condition).is_file():
         raise FileNotFoundError(f"condition map not found: {args.condition}")
+    if args.image is not None and not Path(args.image).is_file():
+        raise FileNotFoundError(f"image to complete not found: {args.image}")
     loaded = transformer_run(args.run, args.config, args.device, "`taming sample-window`")
     precision = resolve(args.precision, loaded.device)
-    settings = args.spec(precision.name, fast=args.fast)
+    settings = args.spec(precision.name, fast=args.fast, keep_rows=args.keep_rows)
     prepare_first_stage(loaded.model.first_stage_model, precision)
     size = parse_size(args.size)
     f = loaded.factor
@@ -60,7 +69,8 @@ def run(args: SampleWindowOptions) -> tuple[int, int]:
     progress = Progress(total, 0, "sampling", unit="codes")
     try:
         w, h = sample_map(loaded, args.condition, size, settings, Path(args.out),
-                          Path(args.animation) if args.animation else None, args.frames, progress.fraction)
+                          Path(args.animation) if args.animation else None, args.frames, progress.fraction,
+                          args.image)
     finally:
         progress.close()
     print(f"{w}x{h} px ({w // f}x{h // f} codes, window {loaded.window[1]}x{loaded.window[0]}) written to {args.out}"

@@ -6,7 +6,8 @@ float32 PNG of the depth datasets or any single-channel image, normalized to [-1
 min and max as the datasets do; image: any RGB picture), resized to the output size (labels
 nearest, the rest bilinear), encoded into conditioning codes on the output's code grid, and the
 image codes are sampled with `taming.sampling.sample_window` (exactly `generate` at the training
-size). Animation frames decode the codes sampled so far; codes not sampled yet are grey.
+size). Animation frames decode the codes sampled so far; codes not sampled yet are grey. Completion
+(`spec.keep_rows`): an image file, resized to the output size, gives the codes whose top rows are kept.
 """
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ import torch
 from PIL import Image
 
 from taming.generation.conditioning import SEGMENTATION, Condition, Example, condition_kind, encode_condition
-from taming.generation.drawing import Progress, SamplingSpec, decode_codes, masked_image, sample_grid
+from taming.generation.drawing import Progress, SamplingSpec, decode_codes, image_codes, masked_image, sample_grid
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
 from taming.data.imageio import normalize_depth, read_depth, read_labels, read_rgb, to_float_image
@@ -63,6 +64,11 @@ def read_condition(run: LoadedRun, path: str, size: tuple[int, int] | None) -> t
     return channels_first(np.asarray(array, dtype=np.float32)[None])
 
 
+def read_image(path: str, size: tuple[int, int]) -> torch.Tensor:
+    """An image file -> (1, 3, H, W) in [-1, 1] at `size` (H, W) pixels, resized bilinear."""
+    return channels_first(resize_array(to_float_image(read_rgb(path)), size, "bilinear")[None])
+
+
 def code_size(condition: Condition, run: LoadedRun) -> tuple[int, int]:
     if condition.grid is None:
         raise ConfigError(f"{run.source.name}: its conditioning codes have no spatial grid; use taming sample")
@@ -70,10 +76,12 @@ def code_size(condition: Condition, run: LoadedRun) -> tuple[int, int]:
 
 
 def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, spec: SamplingSpec, out: Path,
-               animation: Path | None = None, frames: int = 24, progress: Progress | None = None) -> tuple[int, int]:
+               animation: Path | None = None, frames: int = 24, progress: Progress | None = None,
+               image: str | None = None) -> tuple[int, int]:
     """Sample the image for map `path`, write it to `out` (and the GIF) -> its size (W, H) in pixels.
-    progress(fraction) is told of each whole percent sampled."""
+    progress(fraction) is told of each whole percent sampled; `image`: the file completed (keep_rows)."""
     c = read_condition(run, path, size)
+    given = image_codes(run, read_image(image, tuple(c.shape[-2:]))) if image else None
     condition = encode_condition(run, Example(None, c, Path(path).name))
     h, w = code_size(condition, run)
     pictures: list[np.ndarray] = []
@@ -82,7 +90,7 @@ def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, spec: Sa
         pictures.append(to_uint8(masked_image(run, codes, sampled))[0])
 
     codes = sample_grid(run, condition, replace(spec, size=(h, w)), progress, frame if animation else None,
-                        preview_every=max(1, h * w // frames))
+                        given, preview_every=max(1, h * w // frames))
     image = to_uint8(decode_codes(run, codes))[0]
     save_png(image, out)
     if animation is not None:
