@@ -116,7 +116,7 @@ def tokenize(model: Any, out: Path, n_train: int, n_val: int) -> dict:
         zs, cs = [], []
         for start in range(0, n, 64):
             x, c = scenes(split, min(n, start + 64), start=start)
-            for _, vx, vc in variants(x, c, flip, 0, None, None):
+            for _, vx, vc in variants(x, c, flip, crops=0, crop_size=None, seed=0, first=start):
                 z, cc = encoder.encode(vx, vc)  # (B, 16, 16) each
                 zs.append(z)
                 cs.append(cc)
