@@ -47,12 +47,6 @@ class Precision:
     train: str  # Lightning's precision: "32" or "bf16-mixed"
 
 
-def check(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
-
-
 def decode_plan(name: str, hw: Hardware) -> DecodePlan:
     """The plan of decoding precision `name` ("fp32", "bf16", "int8") on `hw`. The one place a CPU class
     (taming.hardware.detect, with its override) chooses a decoding backend.
@@ -76,7 +70,9 @@ def resolve(precision: str, device: torch.device | str | None = None) -> Precisi
     """`precision` (one of PRECISIONS) for `device` (default: the first GPU, else the CPU)."""
     hw = detect(device)
     choice = choose(hw)
-    if check(precision) == "auto":
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
         first = {None: "channels_last", torch.bfloat16: "bf16"}[choice.first_stage]
         return Precision(choice.decode, decode_plan(choice.decode, hw), first, choice.train)
     first = {"fp32": "fp32", "bf16": "bf16", "int8": "channels_last"}[precision]
@@ -109,5 +105,5 @@ def summary(device: torch.device | str | None = None) -> str:
             f"{choose(hw).describe()}; sampling: {auto.decode.describe()}")
 
 
-__all__ = ["PRECISIONS", "DecodePlan", "Precision", "add_flag", "check", "decode_plan", "prepare_first_stage",
-           "resolve", "summary"]
+__all__ = ["PRECISIONS", "DecodePlan", "Precision", "add_flag", "decode_plan", "prepare_first_stage", "resolve",
+           "summary"]

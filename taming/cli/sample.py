@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 import resource
 import sys
 from pathlib import Path
@@ -128,7 +128,7 @@ def run(args: SampleOptions, argv: list[str]) -> dict:
         "checkpoint": checkpoint_info(loaded.source.ckpt),
         "n_samples": args.n_samples, "per_class": labels is not None,
         "classes": "unconditional" if labels is None else labels, "images": len(items),
-        "batch_size": args.batch_size, "seed": args.seed, **settings.as_dict(),
+        "batch_size": args.batch_size, "seed": args.seed, **asdict(settings),
         "precision_requested": args.precision, "device": str(loaded.device),
         "already_written": done, "written_now": throughput["made"], "seconds": round(progress.seconds, 3),
         "images_per_s": throughput["per_s"], "processes": throughput["processes"],

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
@@ -76,7 +76,7 @@ def run(args: SampleConditionalOptions, argv: list[str]) -> dict:
     report = {"command": " ".join(["taming", "sample-conditional", *argv]), "run": loaded.source.name,
               "configs": list(loaded.source.configs), "checkpoint": checkpoint_info(loaded.source.ckpt),
               "split": args.split, "examples": seen, "written_now": written, "seed": args.seed,
-              **settings.as_dict(), "precision_requested": args.precision, "device": str(loaded.device),
+              **asdict(settings), "precision_requested": args.precision, "device": str(loaded.device),
               "seconds": round(progress.seconds, 3), "examples_per_s": throughput["per_s"],
               "processes": throughput["processes"]}
     save_json(report, out / "settings.json")
