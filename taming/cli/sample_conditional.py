@@ -1,10 +1,7 @@
 """`taming sample-conditional`: a sample for every example of a dataset split, beside its input,
 reconstruction and conditioning (the original scripts/make_samples.py).
 
-    taming sample-conditional -r RUN [--config ...] [--split validation] [--limit N] -o OUTDIR
-                              [--top-k K] [--top-p P] [--temperature T] [--seed S] [--precision P]
-                              [--keep-rows R]   (completion: the top R rows of each image's codes kept)
-                              [--accelerator A --devices D --num_nodes N]
+    taming sample-conditional -r RUN -o OUTDIR [--split validation] [options]   (SampleConditionalOptions)
 
 Writes OUTDIR/{inputs,reconstructions,conditioning,samples}/000000.png ... (see
 taming/generation/conditional.py) and OUTDIR/settings.json; a stopped run continues, on any number
