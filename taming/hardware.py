@@ -124,14 +124,9 @@ class Choice:
 
 def cpu_isa(flags: set[str], capability: str | None = None) -> str:
     """The best ISA of ISAS that the flags (or torch's capability string, e.g. "AVX512") show."""
-    if "amx_bf16" in flags:
-        return "amx_bf16"
-    if "avx512_bf16" in flags:
-        return "avx512_bf16"
-    if "avx512f" in flags:
-        return "avx512"
-    if "avx2" in flags:
-        return "avx2"
+    for flag, isa in (("amx_bf16", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
+        if flag in flags:
+            return isa
     cap = (capability or "").upper()  # no /proc/cpuinfo (macOS, containers): ask torch
     if cap.startswith("AVX512"):
         return "avx512"

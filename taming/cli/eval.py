@@ -90,7 +90,6 @@ SUBCOMMANDS = {"samples": (SamplesOptions, "FID, KID, IS, precision/recall (torc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the option dataclasses of the subcommands."""
     p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
     sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
                            parser_class=ArgumentParser)

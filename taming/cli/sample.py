@@ -56,7 +56,6 @@ class SampleOptions(ProcessOptions, SamplingOptions, ModelOptions):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample", description="Sample images from a transformer "
                                         "into a folder."), SampleOptions)
 

@@ -42,7 +42,6 @@ def parse(argv: list[str]) -> SampleConditionalOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleConditionalOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-conditional", description="Sample given each example "
                                         "of a dataset split."), SampleConditionalOptions)
 

@@ -54,7 +54,6 @@ def parse(argv: list[str]) -> SampleSceneOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleSceneOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-scene", description="Sample images from object layouts."),
                          SampleSceneOptions)
 

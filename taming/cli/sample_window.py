@@ -42,7 +42,6 @@ def parse(argv: list[str]) -> SampleWindowOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleWindowOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-window", description="Sample one large image from a "
                                         "conditioning map."), SampleWindowOptions)
 
