@@ -53,8 +53,7 @@ def decode_plan(name: str, hw: Hardware) -> DecodePlan:
 
     "int8" on a CPU: an int8 cache read by the native step, which has a build for every class (AVX512-VNNI,
     AVX2, portable C: the same numbers); the prefill in bf16 where bf16 GEMMs are fast, else on the int8
-    copies (FBGEMM: the 8192-row prefill of batch 32 ~1.5x faster than float32 on AVX2; BENCHMARKS.md
-    "CPU classes")."""
+    copies (FBGEMM, faster than float32 on AVX2: BENCHMARKS.md "CPU classes")."""
     if hw.device == "cuda":  # one CUDA graph per sampling call; no int8 kernels on a GPU here: float32
         bf16 = name == "bf16"
         return DecodePlan(name if bf16 else "fp32", "bf16" if bf16 else "fp32", torch.bfloat16 if bf16 else torch.float32,
