@@ -3,7 +3,8 @@
     taming app [--logdir RUN_FOLDER_OR_CKPT] [--config YAML ...] [--port PORT] [--address ADDR] [--allow-import PKG]
 
 `taming app` (taming/cli/app.py) checks these arguments and then becomes Streamlit (exec), so that
-`kill PID` and Ctrl-C reach the server itself; the page (page.py) parses the same arguments again.
+`kill PID` and Ctrl-C reach the server itself and nothing is left serving the port; the page
+(page.py) parses the same arguments again.
 """
 from __future__ import annotations
 

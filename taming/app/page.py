@@ -1,5 +1,5 @@
-"""The Streamlit page of `taming app`: widgets and layout only; the work is done by the functions of
-taming.app (loading, conditioning, uploads, drawing, pictures), which run and are tested without Streamlit.
+"""The Streamlit page of `taming app`: widgets and layout only; the work is done by taming.generation
+(loading, conditioning, drawing, pictures) and taming.app (uploads, layouts), tested without Streamlit.
 
     taming app [--logdir RUN] [--config YAML ...]     (or: streamlit run taming/app/page.py -- ARGS)
 

@@ -131,12 +131,9 @@ def _reporter(run: LoadedRun, size: tuple[int, int], offset: int, progress: Prog
 def sample_grid(run: LoadedRun, condition: Condition, spec: SamplingSpec, progress: Progress | None = None,
                 preview: Preview | None = None, given: torch.Tensor | None = None,
                 generator: Generators = None, preview_every: int | None = None) -> torch.Tensor:
-    """The one grid sampler -> code grids (B, h, w) in raster order, B the conditioning's rows.
-
-    At the training size one `generate` pass (any code order, guidance); larger grids through the
-    sliding window (raster order). given (B, h, w): image codes whose top `spec.keep_rows` rows are
-    kept (completion). `generator`: one per row (default: one seeded by spec.seed). preview(codes so
-    far, sampled mask (1, h, w)) every `preview_every` codes (default PREVIEW_ROWS rows)."""
+    """The one grid sampler (the module docstring) -> code grids (B, h, w) in raster order, B the
+    conditioning's rows. given (B, h, w): image codes whose top `spec.keep_rows` rows are kept.
+    `generator`: one per row (default: one seeded by spec.seed); a preview every `preview_every` codes."""
     size = grid_size(run, condition, spec)
     try:
         check(run, condition, spec, size, given)
