@@ -23,17 +23,7 @@ class also needs their own switches, read before their first kernel runs: `libra
 gives them (PyTorch's ATEN_CPU_CAPABILITY, oneDNN's ONEDNN_MAX_CPU_ISA, MKL's
 MKL_ENABLE_INSTRUCTIONS, FBGEMM's FBGEMM_ENABLE_INSTRUCTIONS), and importing this module with
 TAMING_CPU_ISA set fills in those not already set. Setting all of them in the environment of a
-fresh process is the sure way (tests/cpu_classes.py does, per class):
-
-| class       | ATEN_CPU_CAPABILITY | ONEDNN_MAX_CPU_ISA        | MKL_ENABLE_INSTRUCTIONS | FBGEMM_ENABLE_INSTRUCTIONS |
-|-------------|---------------------|---------------------------|-------------------------|----------------------------|
-| amx_bf16    | avx512              | AVX512_CORE_AMX           | AVX512_E4               | AVX512_E1                  |
-| avx512_bf16 | avx512              | AVX512_CORE_BF16          | AVX512_E3               | AVX512_E1                  |
-| avx512      | avx512              | AVX512_CORE_VNNI (*)      | AVX512_E1 (*)           | AVX512_E1 (*)              |
-| avx2        | avx2                | AVX2                      | AVX2                    | AVX2                       |
-| baseline    | default             | SSE41                     | SSE4_2                  | AVX2 (FBGEMM has no lower) |
-
-(*) AVX512_CORE / AVX512 / AVX512 where the machine has no AVX512-VNNI. MKL honours its switch on
+fresh process is the sure way (tests/cpu_classes.py does, per class). MKL honours its switch on
 Intel CPUs only (on AMD it picks its AVX2 code itself).
 """
 from __future__ import annotations
@@ -48,17 +38,24 @@ ISAS = ("amx_bf16", "avx512_bf16", "avx512", "avx2", "baseline")  # fastest firs
 CPU_ISA_ENV = "TAMING_CPU_ISA"
 
 
+def _read_cpuinfo() -> str:
+    """/proc/cpuinfo; empty where there is no such file."""
+    try:
+        return CPUINFO.read_text()
+    except OSError:
+        return ""
+
+
+def _cpuinfo_field(text: str, key: str, default: str) -> str:
+    for line in text.splitlines():
+        if line.startswith(key):
+            return line.split(":", 1)[1].strip()
+    return default
+
+
 def cpu_flags(text: str | None = None) -> set[str]:
     """The `flags` of /proc/cpuinfo (or of `text`); empty where there is no such file."""
-    if text is None:
-        try:
-            text = CPUINFO.read_text()
-        except OSError:
-            return set()
-    for line in text.splitlines():
-        if line.startswith("flags"):
-            return set(line.split(":", 1)[1].split())
-    return set()
+    return set(_cpuinfo_field(_read_cpuinfo() if text is None else text, "flags", "").split())
 
 
 class CpuClassError(RuntimeError):
@@ -127,27 +124,15 @@ class Choice:
 
 def cpu_isa(flags: set[str], capability: str | None = None) -> str:
     """The best ISA of ISAS that the flags (or torch's capability string, e.g. "AVX512") show."""
-    if "amx_bf16" in flags:
-        return "amx_bf16"
-    if "avx512_bf16" in flags:
-        return "avx512_bf16"
-    if "avx512f" in flags:
-        return "avx512"
-    if "avx2" in flags:
-        return "avx2"
+    for flag, isa in (("amx_bf16", "amx_bf16"), ("avx512_bf16", "avx512_bf16"), ("avx512f", "avx512"), ("avx2", "avx2")):
+        if flag in flags:
+            return isa
     cap = (capability or "").upper()  # no /proc/cpuinfo (macOS, containers): ask torch
     if cap.startswith("AVX512"):
         return "avx512"
     if cap.startswith("AVX2"):
         return "avx2"
     return "baseline"
-
-
-def _cpuinfo_field(text: str, key: str, default: str) -> str:
-    for line in text.splitlines():
-        if line.startswith(key):
-            return line.split(":", 1)[1].strip()
-    return default
 
 
 def runnable_isas(machine_isa: str) -> tuple[str, ...]:
@@ -175,11 +160,7 @@ def detect_cpu(cpuinfo: str | None = None, capability: str | None = None) -> Har
     if cpuinfo is not None:
         return Hardware("cpu", _cpuinfo_field(cpuinfo, "model name", "CPU"), cpu_isa(cpu_flags(cpuinfo), capability),
                         vendor=_cpuinfo_field(cpuinfo, "vendor_id", ""))
-    try:
-        cpuinfo = CPUINFO.read_text()
-    except OSError:
-        cpuinfo = ""
-    machine = detect_cpu(cpuinfo, capability or torch.backends.cpu.get_cpu_capability())
+    machine = detect_cpu(_read_cpuinfo(), capability or torch.backends.cpu.get_cpu_capability())
     if not os.environ.get(CPU_ISA_ENV, "").strip():
         return machine
     return Hardware("cpu", machine.name, requested_isa(machine.isa), vendor=machine.vendor, machine_isa=machine.isa)

@@ -48,10 +48,10 @@ def make_grid(images: torch.Tensor, nrow: int = 4, padding: int = 2) -> np.ndarr
     return grid
 
 
-def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 4) -> Path:
+def save_grid(images: torch.Tensor, path: str | Path, nrow: int = 4, padding: int = 2) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(images, nrow=nrow)).save(path)
+    Image.fromarray(make_grid(images, nrow=nrow, padding=padding)).save(path)
     return path
 
 

@@ -47,20 +47,13 @@ class Precision:
     train: str  # Lightning's precision: "32" or "bf16-mixed"
 
 
-def check(precision: str) -> str:
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    return precision
-
-
 def decode_plan(name: str, hw: Hardware) -> DecodePlan:
     """The plan of decoding precision `name` ("fp32", "bf16", "int8") on `hw`. The one place a CPU class
     (taming.hardware.detect, with its override) chooses a decoding backend.
 
     "int8" on a CPU: an int8 cache read by the native step, which has a build for every class (AVX512-VNNI,
     AVX2, portable C: the same numbers); the prefill in bf16 where bf16 GEMMs are fast, else on the int8
-    copies (FBGEMM: the 8192-row prefill of batch 32 ~1.5x faster than float32 on AVX2; BENCHMARKS.md
-    "CPU classes")."""
+    copies (FBGEMM, faster than float32 on AVX2: BENCHMARKS.md "CPU classes")."""
     if hw.device == "cuda":  # one CUDA graph per sampling call; no int8 kernels on a GPU here: float32
         bf16 = name == "bf16"
         return DecodePlan(name if bf16 else "fp32", "bf16" if bf16 else "fp32", torch.bfloat16 if bf16 else torch.float32,
@@ -76,7 +69,9 @@ def resolve(precision: str, device: torch.device | str | None = None) -> Precisi
     """`precision` (one of PRECISIONS) for `device` (default: the first GPU, else the CPU)."""
     hw = detect(device)
     choice = choose(hw)
-    if check(precision) == "auto":
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if precision == "auto":
         first = {None: "channels_last", torch.bfloat16: "bf16"}[choice.first_stage]
         return Precision(choice.decode, decode_plan(choice.decode, hw), first, choice.train)
     first = {"fp32": "fp32", "bf16": "bf16", "int8": "channels_last"}[precision]
@@ -109,5 +104,5 @@ def summary(device: torch.device | str | None = None) -> str:
             f"{choose(hw).describe()}; sampling: {auto.decode.describe()}")
 
 
-__all__ = ["PRECISIONS", "DecodePlan", "Precision", "add_flag", "check", "decode_plan", "prepare_first_stage",
-           "resolve", "summary"]
+__all__ = ["PRECISIONS", "DecodePlan", "Precision", "add_flag", "decode_plan", "prepare_first_stage", "resolve",
+           "summary"]

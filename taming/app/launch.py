@@ -3,7 +3,8 @@
     taming app [--logdir RUN_FOLDER_OR_CKPT] [--config YAML ...] [--port PORT] [--address ADDR] [--allow-import PKG]
 
 `taming app` (taming/cli/app.py) checks these arguments and then becomes Streamlit (exec), so that
-`kill PID` and Ctrl-C reach the server itself; the page (page.py) parses the same arguments again.
+`kill PID` and Ctrl-C reach the server itself and nothing is left serving the port; the page
+(page.py) parses the same arguments again.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from pathlib import Path
 from taming.checkpoint import CheckpointError
 from taming.config import ConfigError, add_allow_import
 from taming.data.errors import DataError
+from taming.flags import ArgumentParser
 
 PAGE = Path(__file__).resolve().parent / "page.py"
 LOCALHOST = "127.0.0.1"
@@ -32,13 +34,6 @@ SAFE_SETTINGS = {
 }
 # Errors a user can cause on the page: a path, a config, a checkpoint, data, a size the model cannot sample.
 USER_ERRORS = (ConfigError, CheckpointError, DataError, FileNotFoundError, ValueError)
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    """argparse that raises ConfigError (one line) instead of printing usage and exiting."""
-
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see taming app --help)")
 
 
 def build_parser() -> argparse.ArgumentParser:

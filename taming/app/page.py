@@ -1,5 +1,5 @@
-"""The Streamlit page of `taming app`: widgets and layout only; the work is done by the functions of
-taming.app (loading, conditioning, uploads, drawing, pictures), which run and are tested without Streamlit.
+"""The Streamlit page of `taming app`: widgets and layout only; the work is done by taming.generation
+(loading, conditioning, drawing, pictures) and taming.app (uploads, layouts), tested without Streamlit.
 
     taming app [--logdir RUN] [--config YAML ...]     (or: streamlit run taming/app/page.py -- ARGS)
 
@@ -166,9 +166,10 @@ def columns(size_px: tuple[int, int]) -> list[Any]:
     return [st.container() for _ in range(3)] if w > 1.5 * h else list(st.columns(3))
 
 
-def show_picture(slot: Any, pixels: Any, factor: int, caption: str) -> None:
+def show_picture(slot: Any, pixels: Any, factor: int, caption: str) -> Any:
     shown = enlarged(pixels, factor=factor)
     slot.image(shown, caption=caption, width=shown.shape[1])  # its own width: the browser does not rescale
+    return shown
 
 
 def draw(run: LoadedRun, example: cond.Example, settings: SamplingSpec, slot: Any, factor: int, key: str) -> None:
@@ -233,8 +234,7 @@ def show_sample(slot: Any, factor: int, key: str) -> None:
     if sample is None or sample["key"] != key:  # another model, example or setting: not this sample
         return
     pixels = sample["pixels"]
-    shown = enlarged(pixels, factor=factor)
-    show_picture(slot, pixels, factor, f"{sample['caption']} (shown x{factor}, nearest)")
+    shown = show_picture(slot, pixels, factor, f"{sample['caption']} (shown x{factor}, nearest)")
     slot.download_button(f"Download PNG ({pixels.shape[1]}x{pixels.shape[0]} px)", png_bytes(pixels),
                          file_name=sample["file_name"], mime="image/png", key="download")
     slot.download_button(f"Download as shown ({shown.shape[1]}x{shown.shape[0]} px)", png_bytes(shown),

@@ -1,11 +1,7 @@
-"""`taming app`: the interactive sampling page (Streamlit) for a trained transformer.
-
-    taming app [--logdir RUN_FOLDER_OR_CKPT] [--config YAML ...] [--port PORT] [--address ADDR]
-
-Checks the arguments (a missing run folder or config is reported here, in one line), then replaces
-this process with `streamlit run taming/app/page.py --SAFE-SETTINGS -- ARGS` (exec): `kill PID` and
-Ctrl-C reach the server itself, so nothing is left serving the port. Without --logdir the page offers
-run folders under ./logs. The arguments and settings are taming/app/launch.py's.
+"""`taming app`: the interactive sampling page (Streamlit) for a trained transformer. Checks the
+arguments (a missing run folder or config is reported here, in one line), then replaces this process
+with `streamlit run taming/app/page.py --SAFE-SETTINGS -- ARGS`; the arguments, the settings and why
+exec: taming/app/launch.py.
 """
 from __future__ import annotations
 

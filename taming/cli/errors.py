@@ -9,17 +9,11 @@ from taming.config import ConfigError, mask_env_values
 
 
 def user_errors() -> tuple[type[BaseException], ...]:
-    errors: list[type[BaseException]] = [ConfigError, CheckpointError, FileNotFoundError]
-    try:
-        from taming.data.errors import DataError
-        errors.append(DataError)
-    except ImportError:  # the data package is optional for this module
-        pass
+    from taming.data.errors import DataError
     from taming.hardware import CpuClassError  # TAMING_CPU_ISA naming a class this CPU cannot run
     from taming.training.stop import NonFiniteLoss  # no heavy imports
 
-    errors += [CpuClassError, NonFiniteLoss]
-    return tuple(errors)
+    return ConfigError, CheckpointError, FileNotFoundError, DataError, CpuClassError, NonFiniteLoss
 
 
 def run_reporting_errors(command: str, fn: Callable[[], int | None]) -> int:

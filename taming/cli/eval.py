@@ -1,13 +1,8 @@
 """`taming eval`: measure samples, a first stage's reconstructions, or a transformer's likelihood.
 
-    taming eval samples --real DIR_OR_NPZ --fake DIR_OR_NPZ [--metrics fid,kid,isc,prc]
-                        [--inception-weights FILE] [--vgg16-weights FILE] [--prc-features vgg16|inception]
-                        [--kid-subsets 100] [--kid-subset-size 1000] [--isc-splits 10] [--batch-size 64]
-                        [--save-real-stats OUT.npz] [--json OUT]
-    taming eval reconstruction -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
-                        [--batch-size B] [--inception-weights FILE] [--no-rfid] [--precision auto] [--json OUT]
-    taming eval likelihood -r RUN_OR_CKPT [--config ...] [--split validation] [--limit N]
-                        [--batch-size B] [--precision auto] [--json OUT]
+    taming eval samples --real DIR_OR_NPZ --fake DIR_OR_NPZ [options]   (SamplesOptions)
+    taming eval reconstruction -r RUN_OR_CKPT [options]                  (ReconstructionOptions)
+    taming eval likelihood -r RUN_OR_CKPT [options]                      (RunOptions)
 
 Results print as a table and, with --json, are written with torch-fidelity's key names for the sample
 metrics. Inception and VGG16 run in float32 whatever --precision says; --precision applies to the
@@ -95,7 +90,6 @@ SUBCOMMANDS = {"samples": (SamplesOptions, "FID, KID, IS, precision/recall (torc
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the option dataclasses of the subcommands."""
     p = ArgumentParser(prog="taming eval", description="Evaluate samples, reconstructions or likelihoods.")
     sub = p.add_subparsers(dest="what", metavar="{samples,reconstruction,likelihood}", required=True,
                            parser_class=ArgumentParser)

@@ -15,11 +15,7 @@ import sys
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
-
-
-class ArgumentParser(argparse.ArgumentParser):
-    def error(self, message: str):
-        raise ConfigError(f"{message} (see {self.prog} --help)")
+from taming.flags import ArgumentParser
 
 
 def build_parser(kind: str) -> argparse.ArgumentParser:
@@ -46,7 +42,8 @@ def build_parser(kind: str) -> argparse.ArgumentParser:
 OVERRIDE = re.compile(r"^[A-Za-z_][\w\-]*(\.[\w\-]+)+=")  # data.params.train.params.root=...
 
 
-def run(kind: str, argv: list[str]) -> int:
+def run(kind: str, argv: list[str] | None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     flags = [a for i, a in enumerate(argv) if not (OVERRIDE.match(a) and not (i and argv[i - 1].startswith("-")))]
     overrides = [a for a in argv if a not in flags]
 
@@ -81,3 +78,10 @@ def run(kind: str, argv: list[str]) -> int:
 
     return run_reporting_errors(f"extract-{kind}", go)
 
+
+def depth(argv: list[str] | None = None) -> int:
+    return run("depth", argv)
+
+
+def segmentation(argv: list[str] | None = None) -> int:
+    return run("segmentation", argv)

@@ -1,4 +1,4 @@
-"""The three first-stage commands share one shape: a model, input files or folders, an output folder.
+"""The three first-stage commands, of one shape: a model, input files or folders, an output folder.
 
     taming reconstruct -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> reconstructions
     taming encode      -r RUN IMAGES_OR_DIRS... -o OUTDIR [--size S] [--precision P]   images -> codes (<stem>.npy)
@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Callable
 
 from taming.cli.errors import run_reporting_errors
-from taming.cli.sampling_args import Progress, add_model_args
-from taming.flags import ArgumentParser
+from taming.cli.sampling_args import ModelOptions, Progress
+from taming.flags import ArgumentParser, add_arguments
 from taming.config import ConfigError
 from taming.generation import first_stage as fs
 from taming.generation.files import remove_partial
@@ -26,7 +26,7 @@ Job = Callable[..., int]
 
 def build_parser(command: str, what: str, takes_size: bool) -> argparse.ArgumentParser:
     p = ArgumentParser(prog=f"taming {command}", description=what)
-    add_model_args(p)
+    add_arguments(p, ModelOptions)
     p.add_argument("inputs", nargs="+", help="files or folders")
     p.add_argument("-o", "--outdir", required=True, help="output folder")
     add_flag(p)
@@ -61,3 +61,18 @@ def main_for(command: str, what: str, suffixes: tuple[str, ...], job: Job, argv:
         return 0
 
     return run_reporting_errors(command, go)
+
+
+def reconstruct(argv: list[str] | None = None) -> int:
+    return main_for("reconstruct", "Reconstruct images with a first stage (encode, quantize, decode).",
+                    fs.IMAGE_SUFFIXES, fs.reconstruct, argv)
+
+
+def encode(argv: list[str] | None = None) -> int:
+    return main_for("encode", "Encode images into first-stage codes (.npy, (h, w) int64).", fs.IMAGE_SUFFIXES,
+                    fs.encode, argv)
+
+
+def decode(argv: list[str] | None = None) -> int:
+    return main_for("decode", "Decode first-stage codes (.npy) into images.", (".npy",), fs.decode, argv,
+                    takes_size=False)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-COMMANDS = {
+COMMANDS = {  # the module that runs each command, and its function where it is not `main`
     "train": "taming.cli.train",
     "tokenize": "taming.cli.tokenize",
     "demo": "taming.cli.demo",
@@ -29,13 +29,13 @@ COMMANDS = {
     "sample": "taming.cli.sample",
     "sample-conditional": "taming.cli.sample_conditional",
     "sample-window": "taming.cli.sample_window",
-    "reconstruct": "taming.cli.reconstruct",
-    "encode": "taming.cli.encode",
-    "decode": "taming.cli.decode",
+    "reconstruct": "taming.cli.first_stage_args:reconstruct",
+    "encode": "taming.cli.first_stage_args:encode",
+    "decode": "taming.cli.first_stage_args:decode",
     "eval": "taming.cli.eval",
     "sample-scene": "taming.cli.sample_scene",
-    "extract-depth": "taming.cli.extract_depth",
-    "extract-segmentation": "taming.cli.extract_segmentation",
+    "extract-depth": "taming.cli.extract_maps:depth",
+    "extract-segmentation": "taming.cli.extract_maps:segmentation",
     "extract-submodel": "taming.cli.extract_submodel",
     "weights": "taming.cli.weights",
 }
@@ -54,7 +54,8 @@ def main(argv: list[str] | None = None) -> int:
     from taming.config import reset_allow_list
 
     reset_allow_list()  # this command's own --allow-import and $TAMING_ALLOW_IMPORTS, fixed once they are read
-    return importlib.import_module(COMMANDS[command]).main(rest)
+    module, _, function = COMMANDS[command].partition(":")
+    return getattr(importlib.import_module(module), function or "main")(rest)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,7 @@
 """`taming sample`: many samples of an unconditional or class-conditional transformer (the original
 scripts/sample_fast.py), e.g. 50 per class of 1000 classes for FID.
 
-    taming sample -r RUN_OR_CKPT [--config ...] -n N [--batch-size B] [--top-k K] [--top-p P]
-                  [--temperature T] [--cfg-scale G] [--classes 1,2,3|all] [--seed S]
-                  [--precision auto|fp32|bf16|int8] [--accept-rate R [--classifier FILE] [--class-map FILE]
-                  [--inception-weights FILE]] [--npz OUT.npz] [--accelerator A --devices D --num_nodes N] -o OUTDIR
+    taming sample -r RUN_OR_CKPT -n N -o OUTDIR [options]   (SampleOptions)
 (the original's spellings --n_samples, --batch_size, --top_k, --top_p are accepted too)
 
 Writes OUTDIR/samples/ (see taming/generation/samples.py), OUTDIR/grid.png and OUTDIR/settings.json;
@@ -17,7 +14,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 import resource
 import sys
 from pathlib import Path
@@ -59,7 +56,6 @@ class SampleOptions(ProcessOptions, SamplingOptions, ModelOptions):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample", description="Sample images from a transformer "
                                         "into a folder."), SampleOptions)
 
@@ -96,7 +92,7 @@ def run(args: SampleOptions, argv: list[str]) -> dict:
     if args.accept_rate is not None:
         if labels is None:
             raise ConfigError("--accept-rate: rejection sampling needs a class-conditional model")
-        rejection.candidate_count(args.n_samples, args.accept_rate)  # checks the rate
+        count = rejection.candidate_count(args.n_samples, args.accept_rate)  # checks the rate
         from taming.eval.classifier import load_classifier
 
         classifier = load_classifier(args.classifier, args.class_map, loaded.device, args.inception_weights)
@@ -108,7 +104,6 @@ def run(args: SampleOptions, argv: list[str]) -> dict:
         with contextlib.closing(tally):
             write_samples(loaded, items, settings, args.seed, args.batch_size, tally, world)
     else:  # a class per unit: its candidates, scores and kept images stay in one process
-        count = rejection.candidate_count(args.n_samples, args.accept_rate)
         progress = Progress(len(labels) * count, 0, f"sampling {count} candidates per class") if world.main else None
         tally = world.tally(progress)
         with contextlib.closing(tally):
@@ -128,7 +123,7 @@ def run(args: SampleOptions, argv: list[str]) -> dict:
         "checkpoint": checkpoint_info(loaded.source.ckpt),
         "n_samples": args.n_samples, "per_class": labels is not None,
         "classes": "unconditional" if labels is None else labels, "images": len(items),
-        "batch_size": args.batch_size, "seed": args.seed, **settings.as_dict(),
+        "batch_size": args.batch_size, "seed": args.seed, **asdict(settings),
         "precision_requested": args.precision, "device": str(loaded.device),
         "already_written": done, "written_now": throughput["made"], "seconds": round(progress.seconds, 3),
         "images_per_s": throughput["per_s"], "processes": throughput["processes"],

@@ -1,10 +1,7 @@
 """`taming sample-conditional`: a sample for every example of a dataset split, beside its input,
 reconstruction and conditioning (the original scripts/make_samples.py).
 
-    taming sample-conditional -r RUN [--config ...] [--split validation] [--limit N] -o OUTDIR
-                              [--top-k K] [--top-p P] [--temperature T] [--seed S] [--precision P]
-                              [--keep-rows R]   (completion: the top R rows of each image's codes kept)
-                              [--accelerator A --devices D --num_nodes N]
+    taming sample-conditional -r RUN -o OUTDIR [--split validation] [options]   (SampleConditionalOptions)
 
 Writes OUTDIR/{inputs,reconstructions,conditioning,samples}/000000.png ... (see
 taming/generation/conditional.py) and OUTDIR/settings.json; a stopped run continues, on any number
@@ -15,7 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from taming.cli.errors import run_reporting_errors
@@ -45,7 +42,6 @@ def parse(argv: list[str]) -> SampleConditionalOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleConditionalOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-conditional", description="Sample given each example "
                                         "of a dataset split."), SampleConditionalOptions)
 
@@ -76,7 +72,7 @@ def run(args: SampleConditionalOptions, argv: list[str]) -> dict:
     report = {"command": " ".join(["taming", "sample-conditional", *argv]), "run": loaded.source.name,
               "configs": list(loaded.source.configs), "checkpoint": checkpoint_info(loaded.source.ckpt),
               "split": args.split, "examples": seen, "written_now": written, "seed": args.seed,
-              **settings.as_dict(), "precision_requested": args.precision, "device": str(loaded.device),
+              **asdict(settings), "precision_requested": args.precision, "device": str(loaded.device),
               "seconds": round(progress.seconds, 3), "examples_per_s": throughput["per_s"],
               "processes": throughput["processes"]}
     save_json(report, out / "settings.json")

@@ -20,11 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError, add_allow_import
 from taming.flags import POSITIVE, ArgumentParser, add_arguments, added, flag, from_namespace
+from taming.images import save_grid
 from taming.precision import add_flag
 
 
@@ -54,18 +54,8 @@ def parse(argv: list[str]) -> SampleSceneOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleSceneOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-scene", description="Sample images from object layouts."),
                          SampleSceneOptions)
-
-
-def save(images: torch.Tensor, path: Path) -> Path:
-    """(B, 3, H, W) in [-1, 1] -> one PNG, the images side by side."""
-    from taming.images import make_grid
-
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(make_grid(images, nrow=images.shape[0], padding=0)).save(path)
-    return path
 
 
 def run(args: SampleSceneOptions) -> int:
@@ -87,11 +77,12 @@ def run(args: SampleSceneOptions) -> int:
         side = images.shape[-1]
         layout = dataset.conditional_builders[key].plot(tokens, dataset.get_textual_label_for_category_no,
                                                         (side, images.shape[-2]))
-        if args.layout:
-            written = [save(images, stem)]
+        if args.layout:  # the samples side by side
+            written = [save_grid(images, stem, nrow=len(images), padding=0)]
         else:
-            written = [save(images[k:k + 1], stem.with_name(f"{stem.name}_sample{k}.png")) for k in range(len(images))]
-        layout_path = save(layout[None], stem.with_name(f"{stem.stem}_layout.png"))
+            written = [save_grid(images[k:k + 1], stem.with_name(f"{stem.name}_sample{k}.png"), padding=0)
+                       for k in range(len(images))]
+        layout_path = save_grid(layout[None], stem.with_name(f"{stem.stem}_layout.png"), padding=0)
         print(f"wrote {', '.join(map(str, written))} and {layout_path}")
 
     out = Path(args.out)

@@ -1,9 +1,7 @@
 """`taming sample-window`: one large image from a segmentation or depth map of any size (e.g. a
 1024x256 panorama) with a model trained on small crops, through the sliding attention window.
 
-    taming sample-window -r RUN --condition MAP.png [--size WxH] -o OUT.png [--animation OUT.gif]
-                         [--frames N] [--fast] [--top-k K] [--top-p P] [--temperature T] [--seed S]
-                         [--precision auto|fp32|bf16|int8]
+    taming sample-window -r RUN --condition MAP.png -o OUT.png [options]   (SampleWindowOptions)
                          [--image PHOTO.png --keep-rows R]   (completion: PHOTO's top R code rows kept)
 """
 from __future__ import annotations
@@ -44,7 +42,6 @@ def parse(argv: list[str]) -> SampleWindowOptions:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """Generated from the SampleWindowOptions fields."""
     return add_arguments(ArgumentParser(prog="taming sample-window", description="Sample one large image from a "
                                         "conditioning map."), SampleWindowOptions)
 

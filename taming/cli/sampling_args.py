@@ -2,19 +2,16 @@
 reconstruct, encode, decode): the model to load, the sampling settings, a tqdm bar with images/s."""
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import dataclass
 
 from tqdm import tqdm
 
-from taming.config import add_allow_import
-from taming.config import ConfigError
-from taming.flags import POSITIVE, PROBABILITY
+from taming.config import ConfigError, add_allow_import
 from taming.generation.drawing import SamplingSpec
 from taming.distributed import add_flags
-from taming.flags import add_arguments, added, flag, from_namespace
+from taming.flags import POSITIVE, PROBABILITY, added, flag
 from taming.precision import add_flag
 
 
@@ -61,10 +58,6 @@ class SamplingOptions:
             raise ConfigError(f"--seed {self.seed}: must be >= 0")
         return SamplingSpec(top_k=self.top_k or None, top_p=self.top_p, temperature=self.temperature,
                             precision=precision, seed=self.seed, **more)
-
-
-def add_model_args(p: argparse.ArgumentParser) -> None:
-    add_arguments(p, ModelOptions)
 
 
 class Progress:

@@ -15,16 +15,11 @@ import sys
 
 from taming.cli.errors import run_reporting_errors
 from taming.config import ConfigError
-from taming import flags
-from taming.flags import ArgumentParser
+from taming.flags import ArgumentParser, split_overrides
 from taming.training.options import TrainOptions, add_arguments, value_flags
 
 
 VALUE_OPTIONS = value_flags()  # options whose next token is their value, even when it looks like key=value
-
-
-def split_overrides(argv: list[str]) -> tuple[list[str], list[str]]:
-    return flags.split_overrides(argv, VALUE_OPTIONS)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: list[str]):
     """(TrainOptions, parser); unknown `--flags` are an error, `key=value` items become overrides."""
     parser = build_parser()
-    flags, overrides = split_overrides(argv)
+    flags, overrides = split_overrides(argv, VALUE_OPTIONS)
     ns, unknown = parser.parse_known_args(flags)
     for item in unknown:
         raise ConfigError(f"unrecognized argument {item!r} (config overrides are written key.path=value)")
@@ -50,14 +45,12 @@ def main(argv: list[str] | None = None) -> int:
         opts, _ = parse_args(argv)
         from taming.training.trainer import run
 
-        if not opts.debug:
-            run(opts)
-            return 0
         try:
             run(opts)
         except Exception:
-            import pdb
-            pdb.post_mortem()
+            if opts.debug:
+                import pdb
+                pdb.post_mortem()
             raise
         return 0
 

@@ -33,9 +33,6 @@ from taming.generation.files import image_name, save_png, to_uint8
 from taming.generation.drawing import SamplingSpec, decode_codes, sample_grid
 from taming.generation.samples import image_seed
 
-FOLDERS = ("inputs", "reconstructions", "conditioning", "samples")
-
-
 def split_items(run: LoadedRun, split: str, limit: int | None = None
                 ) -> Iterator[tuple[int, Callable[[], Mapping[str, Any]]]]:
     """(index, load) of the run config's data.params.<split>, streams included, at most `limit`;

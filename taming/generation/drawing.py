@@ -15,7 +15,7 @@ sampled codes, in any code order; `masked_image` decodes it, the rest grey. Comp
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable
 
 import torch
@@ -49,9 +49,6 @@ class SamplingSpec:
     cfg_scale: float | None = None  # classifier-free guidance (models trained with cfg_dropout), training size only
     stride: int | None = None  # the window's stride in codes, when not `fast` (None: the exact window per code)
 
-    def as_dict(self) -> dict:
-        return asdict(self)
-
     def window_stride(self, window: tuple[int, int]) -> int | None:
         return fast_stride(window) if self.fast else self.stride
 
@@ -60,31 +57,23 @@ def fast_stride(window: tuple[int, int]) -> int:
     return max(1, min(window) // FAST_WINDOW_FRACTION)
 
 
-def check_size(run: LoadedRun, condition: Condition, size: tuple[int, int]) -> None:
-    """Raise ValueError, saying why, when the model cannot sample a grid of `size` codes."""
-    h, w = size
-    wh, ww = run.window
+def check(run: LoadedRun, condition: Condition, spec: SamplingSpec, size: tuple[int, int],
+          given: torch.Tensor | None) -> None:
+    """Raise ValueError, saying why, when the model cannot sample a grid of `size` codes with `spec`."""
+    (h, w), (wh, ww) = size, run.window
+    raster, order = isinstance(run.model.permuter, Identity), type(run.model.permuter).__name__
     if h < wh or w < ww:
         raise ValueError(f"output {h}x{w} codes is smaller than the training window {wh}x{ww}")
-    if (h, w) == run.window:
-        return
-    if not isinstance(run.model.permuter, Identity):
-        raise ValueError(f"the sliding window needs raster code order; this model uses "
-                         f"{type(run.model.permuter).__name__}: sample at {wh}x{ww}")
-    if condition.grid is not None and tuple(condition.grid.shape[1:]) != (h, w):
+    if size != run.window and not raster:
+        raise ValueError(f"the sliding window needs raster code order; this model uses {order}: sample at {wh}x{ww}")
+    if size != run.window and condition.grid is not None and tuple(condition.grid.shape[1:]) != size:
         raise ValueError(f"the conditioning codes form a {tuple(condition.grid.shape[1:])} grid, not the "
                          f"{h}x{w} of the output: the sliding window needs both on one grid")
-
-
-def check_spec(run: LoadedRun, spec: SamplingSpec, size: tuple[int, int], given: torch.Tensor | None) -> None:
-    """Raise ValueError, saying why, when guidance or completion cannot sample this grid."""
-    h, w = size
     if spec.cfg_scale is not None and (spec.keep_rows or size != run.window):
-        raise ValueError(f"guidance samples at the training size {run.window[0]}x{run.window[1]}, without completion")
+        raise ValueError(f"guidance samples at the training size {wh}x{ww}, without completion")
     if spec.keep_rows:
-        if not isinstance(run.model.permuter, Identity):
-            raise ValueError(f"completing an image needs raster code order; this model uses "
-                             f"{type(run.model.permuter).__name__}")
+        if not raster:
+            raise ValueError(f"completing an image needs raster code order; this model uses {order}")
         if given is None or tuple(given.shape[1:]) != (h, w):
             raise ValueError(f"completion needs the image's codes on the {h}x{w} output grid")
         if not 0 < spec.keep_rows < h:
@@ -142,16 +131,12 @@ def _reporter(run: LoadedRun, size: tuple[int, int], offset: int, progress: Prog
 def sample_grid(run: LoadedRun, condition: Condition, spec: SamplingSpec, progress: Progress | None = None,
                 preview: Preview | None = None, given: torch.Tensor | None = None,
                 generator: Generators = None, preview_every: int | None = None) -> torch.Tensor:
-    """The one grid sampler -> code grids (B, h, w) in raster order, B the conditioning's rows.
-
-    At the training size one `generate` pass (any code order, guidance); larger grids through the
-    sliding window (raster order). given (B, h, w): image codes whose top `spec.keep_rows` rows are
-    kept (completion). `generator`: one per row (default: one seeded by spec.seed). preview(codes so
-    far, sampled mask (1, h, w)) every `preview_every` codes (default PREVIEW_ROWS rows)."""
+    """The one grid sampler (the module docstring) -> code grids (B, h, w) in raster order, B the
+    conditioning's rows. given (B, h, w): image codes whose top `spec.keep_rows` rows are kept.
+    `generator`: one per row (default: one seeded by spec.seed); a preview every `preview_every` codes."""
     size = grid_size(run, condition, spec)
     try:
-        check_size(run, condition, size)
-        check_spec(run, spec, size, given)
+        check(run, condition, spec, size, given)
     except ValueError as exc:  # the app shows these; a command reports them as a user error
         raise ConfigError(f"{run.source.name}: {exc}") from None
     h, w = size
@@ -179,8 +164,7 @@ def sample_grid(run: LoadedRun, condition: Condition, spec: SamplingSpec, progre
 
 def decode_codes(run: LoadedRun, codes: torch.Tensor) -> torch.Tensor:
     """Code grids (B, h, w) -> images (B, 3, h * factor, w * factor) in [-1, 1], decoded one at a time:
-    batched convolutions round differently with the batch size, and an image must not depend on its
-    batch (decoding one by one costs about 10% over batches of 8 on a 2-core CPU, one thread)."""
+    batched convolutions round differently with the batch size, and an image must not depend on its batch."""
     fs = run.model.first_stage_model
     return torch.cat([fs.decode_codes(codes[b:b + 1]) for b in range(codes.shape[0])]).clamp(-1, 1)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.images import make_grid
+from taming.images import channels_first, make_grid
 
 GRID_IMAGES = 64  # the grid shows at most this many samples
 GRID_ROW = 8
@@ -76,5 +76,5 @@ def grid_of_files(paths: Iterable[Path], out: str | Path, nrow: int = GRID_ROW) 
     pictures = [np.asarray(Image.open(p).convert("RGB")) for p in paths]
     if not pictures:
         return None
-    images = torch.from_numpy(np.stack(pictures)).permute(0, 3, 1, 2).float() / 127.5 - 1  # exact for uint8
+    images = channels_first(np.stack(pictures)) / 127.5 - 1  # exact for uint8
     return save_png(make_grid(images, nrow=nrow), out)

@@ -10,7 +10,7 @@ order, the grids `VQGAN.decode_codes` takes; a (B, h, w) file decodes to <stem>_
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 import torch
@@ -71,40 +71,34 @@ def _device(model: torch.nn.Module) -> torch.device:
     return model.post_quant_conv.weight.device
 
 
-def pending(files: Sequence[Path], out: Path, suffix: str) -> Iterator[tuple[Path, Path]]:
+@torch.no_grad()
+def _each_image(model: torch.nn.Module, files: Sequence[Path], out: Path, suffix: str, size: int | None,
+                done: Done | None, write: Callable[[torch.Tensor, Path], object]) -> int:
+    """write(codes (1, h, w), out/<stem><suffix>) for each image whose output does not exist -> how many."""
+    count = 0
     for f in files:
         target = out / f"{f.stem}{suffix}"
-        if not target.exists():
-            yield f, target
+        if target.exists():
+            continue
+        write(model.encode_to_codes(load_image(f, downsample_factor(model), size).to(_device(model))), target)
+        count += 1
+        if done:
+            done(1)
+    return count
 
 
-@torch.no_grad()
 def reconstruct(model: torch.nn.Module, files: Sequence[Path], out: Path, size: int | None = None,
                 done: Done | None = None) -> int:
     """Each image through encode -> quantize -> decode, written to out/<stem>.png -> how many written."""
-    count = 0
-    for f, target in pending(files, out, ".png"):
-        x = load_image(f, downsample_factor(model), size).to(_device(model))
-        codes = model.encode_to_codes(x)  # (1, h, w)
-        save_png(to_uint8(model.decode_codes(codes))[0], target)
-        count += 1
-        if done:
-            done(1)
-    return count
+    return _each_image(model, files, out, ".png", size, done,
+                       lambda codes, target: save_png(to_uint8(model.decode_codes(codes))[0], target))
 
 
-@torch.no_grad()
 def encode(model: torch.nn.Module, files: Sequence[Path], out: Path, size: int | None = None,
            done: Done | None = None) -> int:
     """Each image's code grid (h, w) to out/<stem>.npy -> how many written."""
-    count = 0
-    for f, target in pending(files, out, ".npy"):
-        codes = model.encode_to_codes(load_image(f, downsample_factor(model), size).to(_device(model)))
-        save_npy(codes[0].cpu().numpy().astype(np.int64), target)
-        count += 1
-        if done:
-            done(1)
-    return count
+    return _each_image(model, files, out, ".npy", size, done,
+                       lambda codes, target: save_npy(codes[0].cpu().numpy().astype(np.int64), target))
 
 
 def read_codes(path: Path, n_embed: int) -> np.ndarray:

@@ -147,13 +147,6 @@ def blame_extra(source: RunSource, exc: ConfigError) -> ConfigError:
     return ConfigError(f"extra config {' + '.join(source.extra)} (merged over {source.name}): {exc}")
 
 
-def no_weights_warning(source: RunSource, config: DictConfig) -> list[str]:
-    if source.ckpt or OmegaConf.select(config, "model.params.ckpt_path"):
-        return []
-    return [f"{source.name} names no transformer weights (no checkpoint, no model.params.ckpt_path): "
-            "the GPT is randomly initialised, so samples are noise"]
-
-
 def build(source: RunSource, overrides: Sequence[str] = (), command: str | None = None) -> tuple[Any, DictConfig]:
     """The one loader: (model, merged config) of a source, built for inference by
     taming.checkpoint.load_model. The checkpoint is given as the model's own ckpt_path, so it replaces
@@ -170,7 +163,11 @@ def build(source: RunSource, overrides: Sequence[str] = (), command: str | None 
 
 def load_run(source: RunSource, device: str | torch.device = "cpu", command: str = "the app") -> LoadedRun:
     model, config = build(source, command=command)
-    return LoadedRun.of(model.to(device).eval(), config, source, no_weights_warning(source, config))
+    warnings = []
+    if not source.ckpt and not OmegaConf.select(config, "model.params.ckpt_path"):
+        warnings.append(f"{source.name} names no transformer weights (no checkpoint, no model.params.ckpt_path): "
+                        "the GPT is randomly initialised, so samples are noise")
+    return LoadedRun.of(model.to(device).eval(), config, source, warnings)
 
 
 def device_for(device: str | None) -> str:

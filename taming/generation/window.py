@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from taming.generation.conditioning import SEGMENTATION, Condition, Example, condition_kind, encode_condition
+from taming.generation.conditioning import SEGMENTATION, Example, condition_kind, encode_condition
 from taming.generation.drawing import Progress, SamplingSpec, decode_codes, image_codes, masked_image, sample_grid
 from taming.generation.runs import LoadedRun
 from taming.config import ConfigError
@@ -69,12 +69,6 @@ def read_image(path: str, size: tuple[int, int]) -> torch.Tensor:
     return channels_first(resize_array(to_float_image(read_rgb(path)), size, "bilinear")[None])
 
 
-def code_size(condition: Condition, run: LoadedRun) -> tuple[int, int]:
-    if condition.grid is None:
-        raise ConfigError(f"{run.source.name}: its conditioning codes have no spatial grid; use taming sample")
-    return tuple(condition.grid.shape[1:])
-
-
 def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, spec: SamplingSpec, out: Path,
                animation: Path | None = None, frames: int = 24, progress: Progress | None = None,
                image: str | None = None) -> tuple[int, int]:
@@ -83,7 +77,9 @@ def sample_map(run: LoadedRun, path: str, size: tuple[int, int] | None, spec: Sa
     c = read_condition(run, path, size)
     given = image_codes(run, read_image(image, tuple(c.shape[-2:]))) if image else None
     condition = encode_condition(run, Example(None, c, Path(path).name))
-    h, w = code_size(condition, run)
+    if condition.grid is None:
+        raise ConfigError(f"{run.source.name}: its conditioning codes have no spatial grid; use taming sample")
+    h, w = condition.grid.shape[1:]
     pictures: list[np.ndarray] = []
 
     def frame(codes: torch.Tensor, sampled: torch.Tensor) -> None:

@@ -178,11 +178,9 @@ class Net2Net(nn.Module):
             return self._sample_one_pass(x, c, temperature, sample, top_k, generator)
 
         prefix = torch.cat((c, x), dim=1)  # (B, Nc + k)
-        uncond = None
-        if cfg_scale is not None and cfg_scale != 1.0:
-            uncond = torch.cat((self.null_conditioning(c), x), dim=1)
-        else:
-            cfg_scale = None
+        if cfg_scale == 1.0:
+            cfg_scale = None  # guidance 1 is plain conditional sampling
+        uncond = None if cfg_scale is None else torch.cat((self.null_conditioning(c), x), dim=1)
         new = generate(self.transformer, prefix, steps, temperature=temperature, top_k=top_k, top_p=top_p,
                        greedy=not sample, generator=generator, cfg_scale=cfg_scale, uncond_codes=uncond,
                        callback=None if callback is None else (lambda k, _codes: callback(k)))
