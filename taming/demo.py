@@ -10,7 +10,8 @@ both stages, end to end, on the built-in procedural landscapes (no files needed)
     5. sample 64x64 images for held-out maps and 64x256 panoramas (the grid sampler, sliding window)
     6. measure: reconstruction PSNR/SSIM/codes in use, validation bits per dim against the uniform
        code distribution (taming.eval.likelihood), KD-randconv of samples to held-out images (taming.eval.random_features),
-       map agreement of real images, reconstructions, samples and the panoramas (taming.eval.map_agreement)
+       map agreement of real images, reconstructions, samples and the panoramas: a segmentation network trained
+       on real scenes labels them, scored as pixel accuracy and mIoU against their maps (taming.eval.map_agreement)
     7. write outputs/demo/{index.html, summary.json, summary.md, samples/, curves.png} and print a table
 
 Every stage goes through the same code as `taming train`. `--quick` runs a fraction of the steps
@@ -46,6 +47,7 @@ DEFAULT_STEPS = {"vqgan": 1200, "segvq": 600, "transformer": 1500}
 QUICK_STEPS = {"vqgan": 120, "segvq": 30, "transformer": 80}
 SCENE, WINDOW_PX = 64, 32  # scenes are 64x64 px; models see 32x32 windows (8x8 codes)
 PANORAMA = (64, 256)
+SEGMENTER_SCENES = 512  # real training scenes the map-agreement network learns from
 
 
 @dataclass
@@ -61,14 +63,15 @@ class DemoOptions:
     samples: int = flag("--samples", default=32, type=int, help="conditional samples to draw (held-out maps)")
     top_k: int = flag("--top-k", default=20, type=int)
     temperature: float = flag("--temperature", default=0.7, type=POSITIVE,
-                              help="sampling temperature (default 0.7: on the default run's weights, map agreement of "
-                                   "the panorama 0.69 instead of 0.57 at 1.0, samples 0.525 instead of 0.509)")
+                              help="sampling temperature (default 0.7; BENCHMARKS.md, \"Demo\")")
     precision: str = added(add_flag, "auto")
     stride: int | None = flag("--stride", type=int, help="sliding-window stride in codes (1: the exact window per "
                               "code; default 2: 4x fewer windows; 4 with --quick)")
     panoramas: int | None = flag("--panoramas", type=int, help="wide landscapes to sample (default 4, 1 with --quick); "
-                                 "their map agreement is the mean: one panorama's score swings with the palette its "
-                                 "first window draws (a sunset scores low)")
+                                 "their map agreement is the mean")
+    evaluate_only: bool = flag("--evaluate-only", default=False, action="store_true",
+                               help="no training: sample and evaluate again with the models of the earlier run in "
+                                    "--out (e.g. other sampling settings), and rewrite its report")
     panorama_width: int | None = flag("--panorama-width", type=int, help=f"panorama width in pixels (default "
                                       f"{PANORAMA[1]}, 128 with --quick; height {PANORAMA[0]})")
 
@@ -172,7 +175,7 @@ def save(images: torch.Tensor, path: Path, nrow: int, scale: int = 2) -> str:
 def run_demo(args: DemoOptions) -> dict:
     from taming.checkpoint import load_model
     from taming.eval.image_metrics import psnr, ssim
-    from taming.eval.map_agreement import ColourStatistics, map_agreement
+    from taming.eval.map_agreement import fit_segmenter, map_agreement
     from taming.eval.random_features import kd_randconv
     from taming.eval.report import plot_curves, write_index
 
@@ -183,26 +186,32 @@ def run_demo(args: DemoOptions) -> dict:
     steps = {k: max(2, int(round(v * args.steps))) for k, v in (QUICK_STEPS if args.quick else DEFAULT_STEPS).items()}
     logdir, total = out / "logs", Clock()
 
-    vq = train_stage("vqgan", [str(CONFIGS / "landscapes_vqgan.yaml")], steps["vqgan"], logdir, args.seed, [])
-    seg = train_stage("segvq", [str(CONFIGS / "landscapes_segvq.yaml")], steps["segvq"], logdir, args.seed, [])
-    stage_ckpts = [f"model.params.first_stage_config.params.ckpt_path={vq['ckpt']}",
-                   f"model.params.cond_stage_config.params.ckpt_path={seg['ckpt']}"]
-    tr_config = str(CONFIGS / "landscapes_transformer.yaml")
-    print("\n=== tokenize: whole 64x64 scenes, image and map codes, with flips ===", flush=True)
-    model, _ = load_model(tr_config, None, stage_ckpts)
-    tok = tokenize(model, out / "codes", args.tokenize_limit or (200 if args.quick else 2000), 64 if args.quick else 256)
-    data_yaml = code_data_config(tok["folders"], 32, out / "codes" / "data.yaml")
-    # its image logger would sample at step 0 (untrained, and slow); the samples come at the end instead
-    tr = train_stage("transformer", [tr_config, data_yaml], steps["transformer"], logdir, args.seed,
-                     stage_ckpts + ["lightning.callbacks.image_logger=null"])
-    gpt_model = tr["job"].model.eval()
+    if args.evaluate_only:
+        vqgan, gpt_model, earlier = trained_models(out)
+        stages, tok, steps = earlier["stages"], earlier["tokenize"], earlier["steps"]
+        codes = str(out / "codes" / "validation")
+    else:
+        vq = train_stage("vqgan", [str(CONFIGS / "landscapes_vqgan.yaml")], steps["vqgan"], logdir, args.seed, [])
+        seg = train_stage("segvq", [str(CONFIGS / "landscapes_segvq.yaml")], steps["segvq"], logdir, args.seed, [])
+        stage_ckpts = [f"model.params.first_stage_config.params.ckpt_path={vq['ckpt']}",
+                       f"model.params.cond_stage_config.params.ckpt_path={seg['ckpt']}"]
+        tr_config = str(CONFIGS / "landscapes_transformer.yaml")
+        print("\n=== tokenize: whole 64x64 scenes, image and map codes, with flips ===", flush=True)
+        model, _ = load_model(tr_config, None, stage_ckpts)
+        tok = tokenize(model, out / "codes", args.tokenize_limit or (200 if args.quick else 2000), 64 if args.quick else 256)
+        data_yaml = code_data_config(tok["folders"], 32, out / "codes" / "data.yaml")
+        # its image logger would sample at step 0 (untrained, and slow); the samples come at the end instead
+        tr = train_stage("transformer", [tr_config, data_yaml], steps["transformer"], logdir, args.seed,
+                         stage_ckpts + ["lightning.callbacks.image_logger=null"])
+        gpt_model = tr["job"].model.eval()
+        vqgan, stages = vq["job"].model.eval(), {"vqgan": vq, "segvq": seg, "transformer": tr}
+        codes = tok["folders"]["validation"]
 
     print("\n=== evaluation and sampling ===", flush=True)
     clock, samples_dir = Clock(), out / "samples"
     n = args.samples
-    stats = ColourStatistics.fit(*scenes("train", 64), n_classes=N_LABELS)
+    segmenter = fit_segmenter(*scenes("train", SEGMENTER_SCENES), N_LABELS, seed=args.seed)
     x, c = scenes("validation", n + max(n, 64))  # held-out: the first n give maps to sample from, the rest are references
-    vqgan = vq["job"].model.eval()
     with torch.no_grad():
         xrec = vqgan.decode_codes(vqgan.encode_to_codes(x)).clamp(-1, 1)
         codes_used = int(vqgan.encode_to_codes(x).unique().numel())
@@ -211,19 +220,18 @@ def run_demo(args: DemoOptions) -> dict:
     samples = sample_maps(gpt_model, c[:n], spec)
     pano_x, pano_c = scenes("test", args.panoramas or (1 if args.quick else 4), *panorama_size, seed=args.seed)
     pano = sample_maps(gpt_model, pano_c, spec)
-    each_panorama = map_agreement(stats, pano, pano_c)  # (P,): one panorama is one draw of a palette
-    agreement = {"real": map_agreement(stats, x, c).mean().item(),
-                 "reconstructions": map_agreement(stats, xrec, c).mean().item(),
-                 "samples": map_agreement(stats, samples, c[:n]).mean().item(),
-                 "panorama": each_panorama.mean().item(),
-                 "real_panorama": map_agreement(stats, pano_x, pano_c).mean().item(),
-                 "each_panorama": each_panorama.tolist()}
+    scored = {name: map_agreement(segmenter, images, maps, N_LABELS) for name, images, maps in (
+        ("real", x, c), ("reconstructions", xrec, c), ("samples", samples, c[:n]), ("panorama", pano, pano_c),
+        ("real_panorama", pano_x, pano_c))}
+    agreement = {name: s["pixel_accuracy"].mean().item() for name, s in scored.items()}
+    agreement["each_panorama"] = scored["panorama"]["pixel_accuracy"].tolist()  # one panorama is one draw
+    agreement["miou"] = {name: s["miou"] for name, s in scored.items()}
     quality = {"psnr": psnr(x, xrec).mean().item(), "ssim": ssim(x, xrec).mean().item(), "codes_in_use": codes_used,
                "codebook_size": int(vqgan.quantize.n_e),
                "kd_randconv_samples": kd_randconv(samples, x[n:]),
                "kd_randconv_reconstructions": kd_randconv(xrec[:n], x[n:]),
                "kd_randconv_real": kd_randconv(x[:n], x[n:])}
-    bits = validation_bits(gpt_model, tok["folders"]["validation"])
+    bits = validation_bits(gpt_model, codes)
     maps = map_reconstruction(gpt_model.cond_stage_model, c)
     shown = min(n, 16)  # rows of the sample figure
     images = {"inputs_and_reconstructions": save(torch.stack([x[:8], xrec[:8]], 1).flatten(0, 1), samples_dir / "reconstructions.png", 4),
@@ -234,10 +242,10 @@ def run_demo(args: DemoOptions) -> dict:
     summary = {
         "steps": steps, "precision": args.precision, "top_k": args.top_k, "temperature": args.temperature,
         "stages": {name: {k: s[k] for k in ("steps", "seconds", "cpu_seconds", "steps_per_s", "run", "ckpt")}
-                   for name, s in (("vqgan", vq), ("segvq", seg), ("transformer", tr))},
+                   for name, s in stages.items()},
         "tokenize": {k: tok[k] for k in ("seconds", "cpu_seconds", "train_grids")},
         "evaluation": sampling, "reconstruction": quality, "likelihood": bits, "map_codes": maps, "map_agreement": agreement,
-        "total_seconds": total.read()["seconds"], "total_cpu_seconds": total.read()["cpu_seconds"], "images": images,
+        "images": images, **run_totals(total.read(), earlier if args.evaluate_only else None, sampling),
     }
     summary["images"]["curves"] = str(plot_curves({k: summary["stages"][k]["run"] for k in summary["stages"]},
                                                   out / "curves.png"))
@@ -254,6 +262,29 @@ def run_demo(args: DemoOptions) -> dict:
     print("\n" + table)
     print(f"\nEverything is under {out}/: index.html, summary.json, samples/*.png, logs/ (run folders), codes/")
     return summary
+
+
+def trained_models(out: Path) -> tuple[Any, Any, dict]:
+    """The VQGAN, the transformer and the summary of the finished demo run in `out`."""
+    from taming.checkpoint import load_model
+
+    path = out / "summary.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no finished demo run there to evaluate again (run `taming demo --out {out}` first)")
+    earlier = json.loads(path.read_text())
+    stage_ckpts = [f"model.params.first_stage_config.params.ckpt_path={earlier['stages']['vqgan']['ckpt']}",
+                   f"model.params.cond_stage_config.params.ckpt_path={earlier['stages']['segvq']['ckpt']}"]
+    gpt_model, _ = load_model(str(CONFIGS / "landscapes_transformer.yaml"), earlier["stages"]["transformer"]["ckpt"],
+                              stage_ckpts)
+    return gpt_model.first_stage_model.eval(), gpt_model, earlier
+
+
+def run_totals(this_run: dict, earlier: dict | None, evaluation: dict) -> dict:
+    """The run's total time: this process's, or with --evaluate-only the earlier run's with this evaluation
+    in place of its own."""
+    if earlier is None:
+        return {"total_seconds": this_run["seconds"], "total_cpu_seconds": this_run["cpu_seconds"]}
+    return {f"total_{k}": earlier[f"total_{k}"] - earlier["evaluation"][k] + evaluation[k] for k in ("seconds", "cpu_seconds")}
 
 
 def summary_rows(s: dict) -> list[tuple]:
@@ -274,11 +305,13 @@ def summary_rows(s: dict) -> list[tuple]:
                  f"KD-randconv to held-out images (KID's kernel distance on seeded random conv features, not KID): "
                  f"samples {q['kd_randconv_samples']:.4f}, reconstructions {q['kd_randconv_reconstructions']:.4f}, "
                  f"real {q['kd_randconv_real']:.4f}"))
+    iou = a["miou"]
     rows.append(("map agreement", "-", "-",
-                 f"real {a['real']:.3f}, reconstructions {a['reconstructions']:.3f}, samples {a['samples']:.3f} "
-                 f"({a['samples'] / a['real']:.0%} of real), panoramas {a['panorama']:.3f} "
-                 f"({a['panorama'] / a['real']:.0%}; each {', '.join(f'{v:.3f}' for v in a['each_panorama'])}; "
-                 f"their real images {a['real_panorama']:.3f})"))
+                 f"a segmentation network's pixel accuracy (mIoU): real {a['real']:.3f} ({iou['real']:.3f}), "
+                 f"reconstructions {a['reconstructions']:.3f} ({iou['reconstructions']:.3f}), samples "
+                 f"{a['samples']:.3f} ({iou['samples']:.3f}; {a['samples'] / a['real']:.0%} of real), panoramas "
+                 f"{a['panorama']:.3f} ({iou['panorama']:.3f}; {a['panorama'] / a['real']:.0%}; each "
+                 f"{', '.join(f'{v:.3f}' for v in a['each_panorama'])}; their real images {a['real_panorama']:.3f})"))
     rows.append(("total", s["total_seconds"], s["total_cpu_seconds"], ""))
     return rows
 

@@ -14,35 +14,40 @@ from taming.data.code_crops import CodeCrops
 from taming.data.codes import write_code_arrays
 from taming.data.errors import DataError
 from taming.data.landscapes import ProceduralLandscapes
-from taming.eval.map_agreement import ColourStatistics, map_agreement
+from taming.eval.map_agreement import fit_segmenter, map_agreement, mean_iou, pixel_accuracy, predict
 from taming.eval.random_features import fd_randconv, frechet_distance, kd_randconv, kernel_distance
 
 
-def test_map_agreement_counts_pixels_nearest_their_class_colour():
-    labels = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 2]]])  # (1, 2, 4)
-    colours = torch.tensor([[1.0, 0, 0], [0, 1.0, 0], [0, 0, 1.0]])
-    images = colours[labels].permute(0, 3, 1, 2)  # (1, 3, 2, 4): each pixel its class colour
-    stats = ColourStatistics.fit(images, labels, n_classes=4)
-    torch.testing.assert_close(stats.means[:3], colours)
-    assert stats.present.tolist() == [True, True, True, False]  # class 3 unseen: never the nearest
-    assert map_agreement(stats, images, labels).tolist() == [1.0]
-    wrong = images.clone()
-    wrong[0, :, 0, :2] = torch.tensor([0.1, 0.9, 0.0])[:, None]  # two class-0 pixels coloured like class 1
-    assert map_agreement(stats, wrong, labels).tolist() == [0.75]
-    one_hot = torch.nn.functional.one_hot(labels, 4).permute(0, 3, 1, 2)
-    assert map_agreement(stats, wrong, one_hot).tolist() == [0.75]  # maps may be one-hot
+def test_pixel_accuracy_and_mean_iou_on_known_labels():
+    maps = torch.tensor([[[0, 0, 1, 1], [0, 0, 1, 2]]])  # (1, 2, 4)
+    predicted = torch.tensor([[[0, 1, 1, 1], [0, 0, 1, 1]]])  # two pixels wrong: a 0 and the 2 called 1
+    assert pixel_accuracy(predicted, maps).tolist() == [0.75]
+    one_hot = torch.nn.functional.one_hot(maps, 4).permute(0, 3, 1, 2)
+    assert pixel_accuracy(predicted, one_hot).tolist() == [0.75]  # maps may be one-hot
+    # IoU: class 0 3/4, class 1 3/5, class 2 0/1; class 3 is in neither, so it does not count
+    assert mean_iou(predicted, maps, 4) == pytest.approx((3 / 4 + 3 / 5 + 0) / 3)
+    assert mean_iou(maps, maps, 4) == 1.0
     with pytest.raises(ValueError, match="do not match"):
-        map_agreement(stats, images, labels[:, :1])
+        pixel_accuracy(predicted, maps[:, :1])
 
 
-def test_real_landscapes_agree_with_their_maps_far_above_chance():
-    data = ProceduralLandscapes(size=32, length=24, split="validation")
-    x = torch.stack([torch.as_tensor(data[i]["image"]).permute(2, 0, 1) for i in range(24)])
-    seg = torch.stack([torch.as_tensor(data[i]["segmentation"]).permute(2, 0, 1) for i in range(24)])
-    stats = ColourStatistics.fit(x, seg, n_classes=8)
-    real = map_agreement(stats, x, seg).mean().item()
-    shuffled = map_agreement(stats, x, seg.roll(1, 0)).mean().item()  # every image against another's map
-    assert 0.55 < real < 0.95 and shuffled < real - 0.15
+def test_segmenter_trained_on_real_landscapes_labels_held_out_ones_by_their_maps():
+    """The map-agreement network: held-out real scenes score far above the same scenes against another
+    scene's map, and the same seed gives the same network."""
+    def scenes(split, n):
+        data = ProceduralLandscapes(size=32, length=n, split=split)
+        return [torch.stack([torch.as_tensor(data[i][k]).permute(2, 0, 1) for i in range(n)]) for k in ("image", "segmentation")]
+
+    torch.set_num_threads(2)
+    net = fit_segmenter(*scenes("train", 64), n_classes=8, steps=120, seed=3)
+    x, seg = scenes("validation", 24)
+    real = map_agreement(net, x, seg, 8)
+    shuffled = map_agreement(net, x, seg.roll(1, 0), 8)  # every image against another's map
+    assert real["pixel_accuracy"].shape == (24,) and 0 <= real["miou"] <= 1
+    assert real["pixel_accuracy"].mean() > 0.75 and shuffled["pixel_accuracy"].mean() < real["pixel_accuracy"].mean() - 0.2
+    assert real["miou"] > shuffled["miou"] + 0.15
+    again = fit_segmenter(*scenes("train", 64), n_classes=8, steps=120, seed=3)
+    assert torch.equal(predict(again, x), predict(net, x))
 
 
 @pytest.mark.slow
@@ -112,7 +117,9 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
     assert set(agreement) >= {"real", "reconstructions", "samples", "panorama"}
     each = agreement.pop("each_panorama")
     assert len(each) == 2 and agreement["panorama"] == pytest.approx(sum(each) / 2)  # the mean over the panoramas
-    assert all(0 <= v <= 1 for v in [*agreement.values(), *each]) and agreement["real"] > 0.5
+    miou = agreement.pop("miou")
+    assert set(miou) == {"real", "reconstructions", "samples", "panorama", "real_panorama"}
+    assert all(0 <= v <= 1 for v in [*agreement.values(), *each, *miou.values()]) and agreement["real"] > 0.5
     sizes = {"conditional_samples": (6 * 130 + 2, 130 + 2), "panorama": (130 + 2, 2 * 3 * 130 + 2),  # 2 x (map, sample, real)
              "inputs_and_reconstructions": (4 * 130 + 2, 4 * 130 + 2)}  # 8 held-out images, each with its reconstruction
     for name, size in sizes.items():
@@ -126,6 +133,18 @@ def test_demo_runs_every_stage_and_writes_its_outputs(tmp_path, capsys):
         assert torch.load(stage["ckpt"], map_location="cpu", weights_only=False)["global_step"] == stage["steps"], name
     printed = capsys.readouterr().out
     assert "| map agreement |" in printed and f"Everything is under {out}/" in printed
+
+    # --evaluate-only: the same models sampled again (other settings), the report rewritten, no training
+    assert main(["demo", "--evaluate-only", "--samples", "2", "--panorama-width", "64", "--panoramas", "1",
+                 "--stride", "4", "--precision", "fp32", "--out", str(out)]) == 0
+    again = json.loads((out / "summary.json").read_text())
+    assert again["stages"] == summary["stages"] and again["likelihood"] == summary["likelihood"]
+    assert len(again["map_agreement"]["each_panorama"]) == 1 and len(list((out / "logs").iterdir())) == 3
+    earlier_training = summary["total_seconds"] - summary["evaluation"]["seconds"]
+    assert again["total_seconds"] == pytest.approx(earlier_training + again["evaluation"]["seconds"])
+    capsys.readouterr()
+    assert main(["demo", "--evaluate-only", "--out", str(tmp_path / "nothing")]) == 2
+    assert "no finished demo run there" in capsys.readouterr().err
 
 
 def test_map_reconstruction_scores_pixels_and_classes():
