@@ -263,6 +263,18 @@ class PairedFiles(RobustDataset):
         return example
 
 
+class Forwarding(Dataset):
+    """Holds a dataset as `self.data` and forwards to it, as the original's wrapper datasets."""
+
+    data: Any
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data[i]
+
+
 class ConcatDatasetWithIndex(ConcatDataset):
     """ConcatDataset whose items are (example, index of the dataset it came from)."""
 
