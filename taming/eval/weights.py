@@ -44,12 +44,10 @@ class WeightFile:
 
 
 FILES = files.INCEPTION.files
-URLS = files.INCEPTION.urls
 ENV = files.INCEPTION.env
 INCEPTION = WeightFile(files.INCEPTION, InceptionWeightsNotFound)
 
 VGG16_FILE = files.VGG16.files[0]
-VGG16_URL = files.VGG16.urls[0]
 VGG16_ENV = files.VGG16.env
 VGG16 = WeightFile(files.VGG16, VGG16WeightsNotFound)
 
@@ -65,9 +63,5 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
 def read_inception_state_dict(net: nn.Module, path: str | os.PathLike | None = None) -> Path:
     """Load the weights into `net` strictly; `num_batches_tracked` buffers are optional in the file."""
     file = find_inception_weights(path)
-    sd = read_state_dict(file)
-    for key, value in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            sd.setdefault(key, value)
-    load_weights(net, sd, source=str(file))
+    load_weights(net, read_state_dict(file), source=str(file), counters_optional=True)
     return file

@@ -18,9 +18,7 @@ from pathlib import Path
 from taming.weights import files, registry
 from taming.weights.locate import find
 
-VGG16_FILE = files.VGG16.files[0]
 VGG16_ENV = files.VGG16.env
-LIN_FILE = files.LPIPS.files[0]
 LIN_ENV = files.LPIPS.env
 
 

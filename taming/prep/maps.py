@@ -35,11 +35,7 @@ def load_published(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
     if bad:
         raise CheckpointError(f"{path}: entries are not tensors: {', '.join(map(str, bad[:5]))}")
-    sd = dict(sd)
-    for key, value in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            sd.setdefault(key, value)
-    load_weights(net, sd, source=str(path))
+    load_weights(net, sd, source=str(path), counters_optional=True)
     return net.eval().requires_grad_(False)
 
 
