@@ -25,8 +25,6 @@ benchmarks/bench_first_stage.py measures all three (BENCHMARKS.md "First stage")
 """
 from __future__ import annotations
 
-import difflib
-
 import contextlib
 import math
 from typing import Any, Mapping
@@ -35,7 +33,7 @@ import torch
 from torch import nn
 
 from taming.config import ConfigError, accepted_params, to_plain
-from taming.config_types import Width, check_value
+from taming.config_types import Width, check_value, did_you_mean
 
 from .codebook import CodebookSize
 from .ddconfig import DDConfig
@@ -53,10 +51,9 @@ def _check_options(model: nn.Module, cls: type, options: Mapping[str, Any], fixe
     model_names = accepted_params(type(model))[0]
     for key in options:
         if key not in names:
-            hint = difflib.get_close_matches(key, sorted(names | model_names), n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"model.params: unknown key {key!r}{extra} (neither a {type(model).__name__} "
-                              f"parameter nor a {cls.__name__} option: {', '.join(sorted(names))})")
+            raise ConfigError(f"model.params: unknown key {key!r}{did_you_mean(key, names | model_names)} "
+                              f"(neither a {type(model).__name__} parameter nor a {cls.__name__} option: "
+                              f"{', '.join(sorted(names))})")
 
 
 class VQGAN(nn.Module):
