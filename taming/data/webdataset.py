@@ -21,6 +21,7 @@ where ranks must see the same number of batches.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import random
@@ -172,27 +173,22 @@ class ShardStream(IterableDataset):
         index, count = consumer()
         rng = random.Random(f"{self.seed}/{epoch}/{index}/buffer")
         limit = None if self.epoch_length is None else self.epoch_length // count + (index < self.epoch_length % count)
-        produced = 0
+        yield from itertools.islice(self._buffered(self.samples(epoch), rng), limit)
+
+    def _buffered(self, samples: Iterator[dict], rng: random.Random) -> Iterator[dict]:
+        """`samples` through a shuffle buffer of `self.shuffle` samples (none for 0 or 1)."""
+        if self.shuffle <= 1:
+            yield from samples
+            return
         buffer: list[dict] = []
-        for sample in self.samples(epoch):
-            if limit is not None and produced >= limit:
-                return
-            if self.shuffle <= 1:
-                produced += 1
-                yield sample
-                continue
+        for sample in samples:
             buffer.append(sample)
             if len(buffer) >= self.shuffle:
                 k = rng.randrange(len(buffer))
                 buffer[k], buffer[-1] = buffer[-1], buffer[k]
-                produced += 1
                 yield buffer.pop()
         rng.shuffle(buffer)
-        for sample in buffer:
-            if limit is not None and produced >= limit:
-                return
-            produced += 1
-            yield sample
+        yield from buffer
 
 
 class WebImages(ShardStream):
