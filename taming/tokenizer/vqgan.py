@@ -17,11 +17,8 @@ Fast paths (the default float32 path is the exact one the fixtures check):
   saves autocast's per-call weight casts. The quantizer always stays float32: its distances decide
   the codes.
 `encode`/`decode` cast their input to the weights' dtype, so a bf16-prepared model takes float
-images and codes as before.
-Which is fastest depends on the CPU: with AMX (or on GPUs) bf16 convolutions are much faster; on
-AVX-512 CPUs without AMX oneDNN's bf16 convolutions are slower than float32, and `prepare_fast()`
-alone (channels_last float32, same numbers) is the fast path.
-benchmarks/bench_first_stage.py measures all three (BENCHMARKS.md "First stage").
+images and codes as before. Which is fastest depends on the CPU: taming.precision chooses
+(BENCHMARKS.md "First stage").
 """
 from __future__ import annotations
 
