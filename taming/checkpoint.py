@@ -12,7 +12,8 @@ only tensors are used.
 
 Loading is strict: a mismatch raises CheckpointError listing missing, unexpected and wrong-shape
 keys. Two exceptions are explicit and logged, never silent: `ignore_keys` prefixes (the original
-argument) and training-only `loss.*` weights when the model was built without that loss.
+argument) and training-only `loss.*` weights when the model was built without that loss. Published
+inference weights may lack BatchNorm's `num_batches_tracked` counters where the caller says so.
 
 Writing is atomic (`atomic_write`): a temporary file beside the target (same filesystem, so the
 rename is atomic even when $TMPDIR is elsewhere), fsync, then os.replace. A killed writer leaves at
@@ -128,9 +129,10 @@ def _fmt(keys: list[str], limit: int = 12) -> str:
     return shown + (f", ... ({len(keys) - limit} more)" if len(keys) > limit else "")
 
 
-def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
-                 ignore_keys: Iterable[str] = (), source: str = "state_dict") -> LoadReport:
-    """Load strictly, with the two explicit exceptions described in the module docstring."""
+def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *, ignore_keys: Iterable[str] = (),
+                 source: str = "state_dict", counters_optional: bool = False) -> LoadReport:
+    """Load strictly, with the explicit exceptions described in the module docstring; `counters_optional`:
+    BatchNorm's num_batches_tracked, which evaluation never reads, may be absent (the module keeps its own)."""
     ignore_keys = tuple(ignore_keys)
     own = module.state_dict()
     report = LoadReport()
@@ -142,7 +144,8 @@ def load_weights(module: nn.Module, state_dict: Mapping[str, torch.Tensor], *,
             report.dropped_loss.append(key)
         else:
             sd[key] = value
-    missing = [k for k in own if k not in sd and not (ignore_keys and k.startswith(ignore_keys))]
+    missing = [k for k in own if k not in sd and not (ignore_keys and k.startswith(ignore_keys))
+               and not (counters_optional and k.endswith("num_batches_tracked"))]
     report.missing_loss = [k for k in missing if LOSS_KEY.search(k)]
     missing = [k for k in missing if not LOSS_KEY.search(k)]
     unexpected = [k for k in sd if k not in own]
@@ -195,8 +198,13 @@ def atomic_write(path: str | os.PathLike) -> Iterator[Path]:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
-    with contextlib.suppress(OSError):  # the rename itself survives a power cut once the folder is synced
-        fd = os.open(path.parent, os.O_RDONLY)
+    sync_folder(path.parent)
+
+
+def sync_folder(folder: Path) -> None:
+    """fsync `folder`, so that a rename inside it survives a power cut (where the system allows it)."""
+    with contextlib.suppress(OSError):
+        fd = os.open(folder, os.O_RDONLY)
         try:
             os.fsync(fd)
         finally:

@@ -25,7 +25,6 @@ Every path that builds from a config (train, resume, sampling, the app, load_mod
 from __future__ import annotations
 
 import argparse
-import difflib
 import importlib
 import inspect
 import os
@@ -36,7 +35,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 from omegaconf.resolvers import oc
 
-from taming.config_types import check_value, type_hints
+from taming.config_types import check_value, did_you_mean, type_hints
 
 ALLOW_ENV = "TAMING_ALLOW_IMPORTS"
 # Packages a config target may name without the user's word. `main.*`, `cutlit.*` and
@@ -287,9 +286,7 @@ def _import_checked(target: str, where: str) -> tuple[str, Any]:
         return target, getattr(module, attr)
     except AttributeError:
         names = [n for n in dir(module) if not n.startswith("_")]
-        hint = difflib.get_close_matches(attr, names, n=1)
-        extra = f"; did you mean {hint[0]!r}?" if hint else ""
-        raise ConfigError(f"{where}: module {module_name!r} has no {attr!r}{extra}") from None
+        raise ConfigError(f"{where}: module {module_name!r} has no {attr!r}{did_you_mean(attr, names)}") from None
 
 
 def get_obj_from_str(target: str, where: str = "target") -> Any:
@@ -344,9 +341,8 @@ def check_keys(given: Iterable[str], allowed: Iterable[str], where: str) -> None
     allowed = set(allowed)
     for key in given:
         if key not in allowed:
-            hint = difflib.get_close_matches(key, sorted(allowed), n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"{where}: unknown key {key!r}{extra} (allowed: {', '.join(sorted(allowed))})")
+            raise ConfigError(f"{where}: unknown key {key!r}{did_you_mean(key, allowed)} "
+                              f"(allowed: {', '.join(sorted(allowed))})")
 
 
 def validate_params(obj: Any, params: Mapping[str, Any], where: str) -> None:

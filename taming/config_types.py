@@ -23,7 +23,7 @@ import os
 import types
 import typing
 from dataclasses import dataclass
-from typing import Annotated, Any, Callable, Literal, Union
+from typing import Annotated, Any, Callable, Iterable, Literal, Union
 
 _SEQUENCES = (list, tuple, abc.Sequence, abc.Iterable, abc.Collection, abc.MutableSequence)
 _MAPPINGS = (dict, abc.Mapping, abc.MutableMapping)
@@ -169,13 +169,17 @@ def _mismatch(value: Any, hint: Any, where: str) -> str | None:
     return None  # classes, callables, ...: not config data
 
 
+def did_you_mean(word: Any, choices: Iterable[str]) -> str:
+    """"; did you mean 'x'?" naming the closest of `choices` to a misspelt `word`, or ""."""
+    close = difflib.get_close_matches(str(word), sorted(choices), n=1)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
 def _typeddict_mismatch(value: abc.Mapping, hint: Any, where: str) -> str | None:
     fields = typing.get_type_hints(hint, include_extras=True)
     for key in value:
         if key not in fields:
-            close = difflib.get_close_matches(str(key), sorted(fields), n=1)
-            extra = f"; did you mean {close[0]!r}?" if close else ""
-            return f"{where}: unknown key {key!r}{extra} (allowed: {', '.join(sorted(fields))})"
+            return f"{where}: unknown key {key!r}{did_you_mean(key, fields)} (allowed: {', '.join(sorted(fields))})"
     missing = sorted(hint.__required_keys__ - set(value))
     if missing:
         return f"{where}: missing {', '.join(map(repr, missing))}"

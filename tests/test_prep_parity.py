@@ -27,6 +27,12 @@ def seeded(net: torch.nn.Module) -> torch.nn.Module:
     return net.eval()
 
 
+def reference_cases(maker_class, name: str):
+    """The maker with its network's seeded weights, the reference's outputs, and the photos they are of."""
+    expected = torch.load(FIXTURES / f"{name}_expected.pt", weights_only=True)
+    return maker_class(seeded(maker_class.network())), expected, [photo(f"{name}_{k}.png") for k in range(2)]
+
+
 @pytest.mark.parametrize("name,build", [("midas", midas.MidasNet), ("deeplab", deeplab.deeplab_v2_msc)])
 def test_key_names_and_shapes_are_the_published_ones(name, build):
     ours = [[k, list(v.shape)] for k, v in build().state_dict().items()]
@@ -35,10 +41,8 @@ def test_key_names_and_shapes_are_the_published_ones(name, build):
 
 @pytest.mark.slow
 def test_midas_matches_the_reference(one_thread):
-    expected = torch.load(FIXTURES / "midas_expected.pt", weights_only=True)
-    maker = DepthMaker(seeded(midas.MidasNet()))
-    for k in range(2):
-        image = photo(f"midas_{k}.png")
+    maker, expected, images = reference_cases(DepthMaker, "midas")
+    for k, image in enumerate(images):
         net_input = maker.prepare(image)
         assert tuple(net_input.shape[-2:]) == tuple(expected[f"net_size_{k}"].tolist())
         torch.testing.assert_close(net_input[:, ::8, ::8], expected[f"net_input_{k}"], rtol=1e-5, atol=1e-5)
@@ -51,10 +55,8 @@ def test_midas_matches_the_reference(one_thread):
 
 @pytest.mark.slow
 def test_deeplab_matches_the_reference(one_thread):
-    expected = torch.load(FIXTURES / "deeplab_expected.pt", weights_only=True)
-    maker = SegmentationMaker(seeded(deeplab.deeplab_v2_msc()))
-    for k in range(2):
-        image = photo(f"deeplab_{k}.png")
+    maker, expected, images = reference_cases(SegmentationMaker, "deeplab")
+    for k, image in enumerate(images):
         logits = maker.run(maker.prepare(image)[None])[0]
         torch.testing.assert_close(logits, expected[f"logits_{k}"], rtol=1e-4, atol=1e-4)
         labels = maker.finish(logits, tuple(image.shape[-2:]))

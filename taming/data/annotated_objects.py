@@ -33,11 +33,6 @@ EXAMPLE_KEYS = ("image", "image_path", "annotations", "objects_bbox", "objects_c
                 "flipped")
 
 
-def load_object_from_string(dotted: str, where: str) -> Any:
-    """A list or mapping named in the config, from an allowed package only (taming.config's allow-list)."""
-    return get_data_from_str(dotted, where)
-
-
 class AnnotatedObjectsDataset(RobustDataset):
     path_structure: dict[str, dict[str, str]] = {}  # split -> name -> path under data_path
     description_keys: tuple[str, ...] = ("file_name",)  # what get_image_description returns
@@ -64,12 +59,11 @@ class AnnotatedObjectsDataset(RobustDataset):
         self.paths = self.build_paths(data_path)
         self.category_allow_list = None
         if category_allow_list_target:
-            allowed = load_object_from_string(category_allow_list_target, f"{name}.category_allow_list_target")
+            allowed = get_data_from_str(category_allow_list_target, f"{name}.category_allow_list_target")
             self.category_allow_list = {entry[0] for entry in allowed}  # (name, count) pairs
         self.category_mapping: dict[str, str] = {}
         if category_mapping_target:
-            self.category_mapping = dict(load_object_from_string(category_mapping_target,
-                                                                 f"{name}.category_mapping_target"))
+            self.category_mapping = dict(get_data_from_str(category_mapping_target, f"{name}.category_mapping_target"))
         self.categories: dict[str, Category] = {}
         self.category_ids: list[str] = []
         self.category_number: dict[str, int] = {}

@@ -72,10 +72,6 @@ class SkipLog:
         if n <= NAMES_IN_SUMMARY or n & (n - 1) == 0:  # name the first few, then at powers of two
             logger.warning("%s: image smaller than the crop, upscaled: %s (%d so far)", self.owner, path, n)
 
-    @property
-    def skipped(self) -> int:
-        return len(self.missing) + len(self.unreadable)
-
     def summary(self) -> str:
         """One line: what was skipped or upscaled, with names."""
         parts = [f"{self.owner}: {len(self.missing)} missing, {len(self.unreadable)} unreadable, "
@@ -120,17 +116,12 @@ class RobustDataset(Dataset):
     def load(self, i: int) -> dict:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def _bad(self) -> set:
-        if not hasattr(self, "_bad_indices"):
-            self._bad_indices = set()
-        return self._bad_indices
-
     def __getitem__(self, i: int) -> dict:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"{self.skips.owner}: index {i} out of range for {n} examples")
         i %= n
-        bad = self._bad()
+        bad = self.__dict__.setdefault("_bad_indices", set())  # indices that failed to decode
         for step in range(n):
             j = (i + step) % n
             if j in bad:
@@ -261,6 +252,18 @@ class PairedFiles(RobustDataset):
         example["image"] = to_float_image(out["image"])
         example[self.map_key] = self.finish(out[self.map_key], map_path)
         return example
+
+
+class Forwarding(Dataset):
+    """Holds a dataset as `self.data` and forwards to it, as the original's wrapper datasets."""
+
+    data: Any
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def __getitem__(self, i: int) -> Any:
+        return self.data[i]
 
 
 class ConcatDatasetWithIndex(ConcatDataset):

@@ -22,13 +22,13 @@ import io
 import json
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import numpy as np
 from torch.utils.data import Dataset
 
 from .errors import DataError, UnreadableFile
-from .webdataset import ShardStream, ShardWriter
+from .webdataset import ShardStream, ShardWriter, npy_bytes
 
 
 def compact(codes) -> np.ndarray:
@@ -42,12 +42,6 @@ def compact(codes) -> np.ndarray:
     return codes.astype(np.int16 if small else np.int32)
 
 
-def _npy_bytes(array: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    np.save(buffer, array, allow_pickle=False)
-    return buffer.getvalue()
-
-
 def write_code_shards(pattern: str, items: Iterable[dict], maxcount: int = 10000) -> list[str]:
     """Write code samples into tar shards named `pattern % k` (local or fsspec URL).
 
@@ -58,9 +52,9 @@ def write_code_shards(pattern: str, items: Iterable[dict], maxcount: int = 10000
             if "z" not in item:
                 raise DataError(f"code sample {index} has no 'z' (image codes)")
             sample = {"__key__": str(item.get("key", f"{index:09d}")),
-                      "z.npy": _npy_bytes(compact(_numpy(item["z"])))}
+                      "z.npy": npy_bytes(compact(_numpy(item["z"])))}
             if item.get("c") is not None:
-                sample["c.npy"] = _npy_bytes(compact(_numpy(item["c"])))
+                sample["c.npy"] = npy_bytes(compact(_numpy(item["c"])))
             if item.get("class_label") is not None:
                 sample["cls"] = str(int(item["class_label"])).encode()
             if item.get("meta") is not None:
@@ -82,11 +76,6 @@ def _load_npy(data: bytes, where: str) -> np.ndarray:
 
 class CodeShards(ShardStream):
     """Code samples from tar shards (format in the module docstring)."""
-
-    def __init__(self, urls: str | Sequence[str], shuffle: int = 1000, resampled: bool = False,
-                 epoch_length: int | None = None, seed: int = 0, shuffle_shards: bool = True):
-        super().__init__(urls, shuffle=shuffle, resampled=resampled, epoch_length=epoch_length, seed=seed,
-                         shuffle_shards=shuffle_shards)
 
     def decode(self, sample: dict) -> dict:
         where = f"{sample['__url__']}#{sample['__key__']}"

@@ -13,24 +13,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from torch.utils.data import Dataset
-
-from .base import ImagePaths, read_list_file
+from .base import Forwarding, ImagePaths, read_list_file
 from .errors import DataError
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff", ".gif", ".ppm", ".pgm")
 
 
-class CustomBase(Dataset):
+class CustomBase(Forwarding):
     """Holds `self.data` (an `ImagePaths`) and forwards to it, as the original."""
-
-    data: Dataset
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.data[i]
 
 
 def _paths_from_list(list_file: str, root: str | None) -> list[str]:

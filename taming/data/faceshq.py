@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import os
 
-from torch.utils.data import Dataset
-
-from .base import ConcatDatasetWithIndex, ImagePaths, NumpyPaths, read_list_file
+from .base import ConcatDatasetWithIndex, Forwarding, ImagePaths, NumpyPaths, read_list_file
 from .coord import coord_map
 from .errors import DataError
 from .transforms import PairedTransform
@@ -47,14 +45,10 @@ def ffhq_path(root: str, name: str) -> str:
     return os.path.join(root, folder, name)
 
 
-class FacesBase(Dataset):
+class FacesBase(Forwarding):
     """Holds `self.data`; `keys` keeps only those keys of each example (as the original)."""
 
-    data: Dataset
     keys = None
-
-    def __len__(self) -> int:
-        return len(self.data)
 
     def __getitem__(self, i: int) -> dict:
         example = self.data[i]
@@ -90,7 +84,7 @@ class FFHQValidation(FFHQTrain):
     split_name = "ffhqvalidation.txt"
 
 
-class FacesHQTrain(Dataset):
+class FacesHQTrain(Forwarding):
     """CelebA-HQ (class 0) then FFHQ (class 1); random `crop_size` crop; optional coord."""
 
     random_crop = True
@@ -107,20 +101,12 @@ class FacesHQTrain(Dataset):
         self.coord = coord
         self.cropper = PairedTransform(crop_size=crop_size, random_crop=self.random_crop) if crop_size else None
 
-    def __len__(self) -> int:
-        return len(self.data)
-
     def __getitem__(self, i: int) -> dict:
         example, label = self.data[i]
         example = dict(example)
-        if self.cropper is not None:
-            image = example["image"]
-            maps = {"coord": coord_map(*image.shape[:2])} if self.coord else {}
-            example.update(self.cropper(image, **maps))
-        elif self.coord:
-            example["coord"] = coord_map(*example["image"].shape[:2])
-        example["class"] = label
-        example["class_label"] = label
+        maps = {"coord": coord_map(*example["image"].shape[:2])} if self.coord else {}
+        example.update(self.cropper(example["image"], **maps) if self.cropper is not None else maps)
+        example["class"] = example["class_label"] = label
         return example
 
 

@@ -24,7 +24,6 @@ from .errors import UnreadableFile
 
 Source = Union[str, os.PathLike, bytes]
 
-_DIRECT_TO_RGB = {"RGB", "CMYK", "YCbCr", "LAB", "HSV", "L", "1"}
 _WIDE_GRAY = {"I", "I;16", "I;16B", "I;16L", "I;16N", "F"}
 
 

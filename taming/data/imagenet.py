@@ -22,10 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import OmegaConf
-from torch.utils.data import Dataset
 
 from ..config import to_plain
-from .base import ImagePaths, read_list_file
+from .base import Forwarding, ImagePaths, read_list_file
 from .custom import IMAGE_EXTENSIONS
 from .depth import ImageDepthPairs
 from .errors import DataError
@@ -130,7 +129,7 @@ def class_labels(relpaths: list[str]) -> tuple[list[str], list[int]]:
     return synsets, [class_of[s] for s in synsets]
 
 
-class ImageNetBase(Dataset):
+class ImageNetBase(Forwarding):
     split = "train"
     default_random_crop = True
 
@@ -159,12 +158,6 @@ class ImageNetBase(Dataset):
                                random_flip=config.get("random_flip", random_crop),
                                crop_size=config.get("crop_size"), interpolation=config.get("interpolation", "bicubic"),
                                name=type(self).__name__, where=str(folder))
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, i: int) -> dict:
-        return self.data[i]
 
 
 class ImageNetTrain(ImageNetBase):

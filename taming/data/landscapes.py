@@ -213,30 +213,29 @@ def _objects(c: _Canvas, rng, h0: int, shore: np.ndarray) -> None:
             height = h * (0.05 + 0.32 * scale) * rng.uniform(0.7, 1.3)
             half = height * rng.uniform(0.18, 0.26)
             top = y - height
-            y0, y1, x0, x1 = int(max(0, top)), int(min(h, y + 1)), int(max(0, x - half)), int(min(w, x + half + 1))
-            if y1 <= y0 or x1 <= x0:
-                continue
-            rows, cols = c.rows[y0:y1], c.cols[:, x0:x1]
+            box = (top, y + 1, x - half, x + half + 1)  # (top, bottom, left, right), unclipped
+        else:
+            rx = h * (0.02 + 0.08 * scale) * rng.uniform(0.6, 1.5)
+            ry = rx * rng.uniform(0.5, 0.8)
+            box = (y - ry, y + 0.3 * ry + 1, x - rx, x + rx + 1)
+        y0, y1, x0, x1 = int(max(0, box[0])), int(min(h, box[1])), int(max(0, box[2])), int(min(w, box[3]))
+        if y1 <= y0 or x1 <= x0:
+            continue
+        rows, cols = c.rows[y0:y1], c.cols[:, x0:x1]
+        region, labels = c.rgb[y0:y1, x0:x1], c.labels[y0:y1, x0:x1]
+        if kind == "tree":
             t = (rows - top) / height  # 0 at the tip, 1 at the base
             tiers = 0.7 + 0.3 * ((t * 5) % 1.0)  # branch tiers widen downwards in steps
             crown = (np.abs(cols - x) <= half * t * tiers) & (t < 0.9)
             trunk = (np.abs(cols - x) <= max(0.6, 0.12 * half)) & (t >= 0.85)
             green = np.array([0.08, 0.25, 0.10], np.float32) * rng.uniform(0.8, 1.3)
             side = np.clip(1.0 + 0.35 * (x - cols) / max(half, 1), 0.7, 1.35)[..., None]  # lit from the left
-            region, labels = c.rgb[y0:y1, x0:x1], c.labels[y0:y1, x0:x1]
             np.copyto(region, green * side, where=crown[..., None])
             np.copyto(region, np.array([0.25, 0.16, 0.08], np.float32), where=trunk[..., None])
             labels[crown | trunk] = TREE
         else:
-            rx = h * (0.02 + 0.08 * scale) * rng.uniform(0.6, 1.5)
-            ry = rx * rng.uniform(0.5, 0.8)
-            y0, y1, x0, x1 = int(max(0, y - ry)), int(min(h, y + 0.3 * ry + 1)), int(max(0, x - rx)), int(min(w, x + rx + 1))
-            if y1 <= y0 or x1 <= x0:
-                continue
-            rows, cols = c.rows[y0:y1], c.cols[:, x0:x1]
             inside = ((cols - x) / rx) ** 2 + ((rows - y) / ry) ** 2 <= 1.0
             light = np.clip(1.15 - 0.5 * ((rows - y + ry) / (2 * ry)) - 0.25 * (cols - x) / rx, 0.45, 1.3)
-            region, labels = c.rgb[y0:y1, x0:x1], c.labels[y0:y1, x0:x1]
             np.copyto(region, ROCK_COLOUR * rng.uniform(0.8, 1.2) * light[..., None], where=inside[..., None])
             labels[inside] = ROCK
 

@@ -21,6 +21,7 @@ where ranks must see the same number of batches.
 from __future__ import annotations
 
 import io
+import itertools
 import logging
 import os
 import random
@@ -172,27 +173,22 @@ class ShardStream(IterableDataset):
         index, count = consumer()
         rng = random.Random(f"{self.seed}/{epoch}/{index}/buffer")
         limit = None if self.epoch_length is None else self.epoch_length // count + (index < self.epoch_length % count)
-        produced = 0
+        yield from itertools.islice(self._buffered(self.samples(epoch), rng), limit)
+
+    def _buffered(self, samples: Iterator[dict], rng: random.Random) -> Iterator[dict]:
+        """`samples` through a shuffle buffer of `self.shuffle` samples (none for 0 or 1)."""
+        if self.shuffle <= 1:
+            yield from samples
+            return
         buffer: list[dict] = []
-        for sample in self.samples(epoch):
-            if limit is not None and produced >= limit:
-                return
-            if self.shuffle <= 1:
-                produced += 1
-                yield sample
-                continue
+        for sample in samples:
             buffer.append(sample)
             if len(buffer) >= self.shuffle:
                 k = rng.randrange(len(buffer))
                 buffer[k], buffer[-1] = buffer[-1], buffer[k]
-                produced += 1
                 yield buffer.pop()
         rng.shuffle(buffer)
-        for sample in buffer:
-            if limit is not None and produced >= limit:
-                return
-            produced += 1
-            yield sample
+        yield from buffer
 
 
 class WebImages(ShardStream):
@@ -286,32 +282,33 @@ class ShardWriter:
         self.close()
 
 
-def encode_png(array: np.ndarray) -> bytes:
+def encode_image(array: np.ndarray, format: str = "PNG", **options) -> bytes:
     from PIL import Image
     buffer = io.BytesIO()
-    Image.fromarray(array).save(buffer, format="PNG")
+    Image.fromarray(array).save(buffer, format=format, **options)
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, array, allow_pickle=False)
     return buffer.getvalue()
 
 
 def write_image_shards(pattern: str, samples: Iterable[dict], maxcount: int = 1000, image_format: str = "png") -> list[str]:
     """Write image shards from dicts {"image": (H, W, 3) uint8, optional "segmentation": (H, W) uint8
     labels, "depth": (H, W) float, "class_label": int, "key": str}. Returns the shard paths."""
-    from PIL import Image
     with ShardWriter(pattern, maxcount) as writer:
         for index, item in enumerate(samples):
             sample = {"__key__": str(item.get("key", f"{index:09d}"))}
             if image_format == "jpg":
-                buffer = io.BytesIO()
-                Image.fromarray(item["image"]).save(buffer, format="JPEG", quality=95)
-                sample["jpg"] = buffer.getvalue()
+                sample["jpg"] = encode_image(item["image"], "JPEG", quality=95)
             else:
-                sample["png"] = encode_png(item["image"])
+                sample["png"] = encode_image(item["image"])
             if item.get("segmentation") is not None:
-                sample["seg.png"] = encode_png(np.asarray(item["segmentation"], dtype=np.uint8))
+                sample["seg.png"] = encode_image(np.asarray(item["segmentation"], dtype=np.uint8))
             if item.get("depth") is not None:
-                buffer = io.BytesIO()
-                np.save(buffer, np.asarray(item["depth"], dtype=np.float32))
-                sample["depth.npy"] = buffer.getvalue()
+                sample["depth.npy"] = npy_bytes(np.asarray(item["depth"], dtype=np.float32))
             if item.get("class_label") is not None:
                 sample["cls"] = str(int(item["class_label"])).encode()
             writer.write(sample)

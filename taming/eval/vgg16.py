@@ -20,9 +20,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from taming.eval.resize import resize_bilinear_tf1
+from taming.losses.lpips import vgg16_features
 
 INPUT_SIZE = 224
-CONFIG_D = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DROPPED_TAIL = ("classifier.6.",)  # the file's 1000-way Linear, which torch-fidelity deletes
@@ -33,15 +33,7 @@ class VGG16Features(nn.Module):
 
     def __init__(self) -> None:
         super().__init__()
-        layers: list[nn.Module] = []
-        channels = 3
-        for v in CONFIG_D:  # the indices of this Sequential are torchvision's key names
-            if v == "M":
-                layers.append(nn.MaxPool2d(2, 2))
-            else:
-                layers += [nn.Conv2d(channels, v, 3, padding=1), nn.ReLU()]
-                channels = v
-        self.features = nn.Sequential(*layers)
+        self.features = nn.Sequential(*vgg16_features())  # the indices are torchvision's key names
         # classifier[2] is torchvision's Dropout, the identity in eval: Identity keeps the index of "3"
         self.classifier = nn.Sequential(nn.Linear(512 * 7 * 7, 4096), nn.ReLU(), nn.Identity(), nn.Linear(4096, 4096))
         self.register_buffer("mean", torch.tensor([255 * m for m in IMAGENET_MEAN]).view(1, 3, 1, 1), persistent=False)

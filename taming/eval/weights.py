@@ -1,16 +1,11 @@
-"""Where the feature networks' weights come from (taming/weights: nothing is downloaded unless asked).
-
-Each network has a standard file, looked for in order: the given path (its command-line flag), its
-environment variable, the `taming weights` cache, then the torch hub cache (`$TORCH_HOME/hub/checkpoints`,
-by default ~/.cache/torch/hub/checkpoints) under each of its names. A path may name the file or its
-folder. `taming weights fetch inception vgg16` downloads both.
+"""The feature networks' weight files, found where taming/weights/registry.py looks (the torch hub
+cache last); nothing is downloaded unless asked (`taming weights fetch inception vgg16`).
 
 - FID Inception: pytorch-fid's `pt_inception-2015-12-05-6726825d.pth`, or torch-fidelity's
   `weights-inception-2015-12-05-6726825d.pth` (same layout; one of them carries `num_batches_tracked`
   buffers, which BatchNorm in eval mode does not use). --inception-weights, $TAMING_INCEPTION.
 - VGG16 (precision/recall): torchvision's ImageNet VGG16 `vgg16-397923af.pth`, the file torch-fidelity
-  loads for its default PRC features; torchvision caches it in the hub folder under that name.
-  --vgg16-weights, $TAMING_VGG16.
+  loads for its default PRC features. --vgg16-weights, $TAMING_VGG16.
 """
 from __future__ import annotations
 
@@ -44,12 +39,10 @@ class WeightFile:
 
 
 FILES = files.INCEPTION.files
-URLS = files.INCEPTION.urls
 ENV = files.INCEPTION.env
 INCEPTION = WeightFile(files.INCEPTION, InceptionWeightsNotFound)
 
 VGG16_FILE = files.VGG16.files[0]
-VGG16_URL = files.VGG16.urls[0]
 VGG16_ENV = files.VGG16.env
 VGG16 = WeightFile(files.VGG16, VGG16WeightsNotFound)
 
@@ -65,9 +58,5 @@ def find_inception_weights(path: str | os.PathLike | None = None) -> Path:
 def read_inception_state_dict(net: nn.Module, path: str | os.PathLike | None = None) -> Path:
     """Load the weights into `net` strictly; `num_batches_tracked` buffers are optional in the file."""
     file = find_inception_weights(path)
-    sd = read_state_dict(file)
-    for key, value in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            sd.setdefault(key, value)
-    load_weights(net, sd, source=str(file))
+    load_weights(net, read_state_dict(file), source=str(file), counters_optional=True)
     return file

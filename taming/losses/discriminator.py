@@ -54,15 +54,13 @@ class ActNorm(nn.Module):
         return h
 
     def reverse(self, y: torch.Tensor) -> torch.Tensor:
-        if self.training and self.initialized.item() == 0:
-            if not self.allow_reverse_init:
-                raise RuntimeError("ActNorm: reverse() before any forward() in training mode; "
-                                   "pass allow_reverse_init=True to initialise from this output")
-            self.initialize(y)
-            self.initialized.fill_(1)
+        if self.training and self.initialized.item() == 0 and not self.allow_reverse_init:
+            raise RuntimeError("ActNorm: reverse() before any forward() in training mode; "
+                               "pass allow_reverse_init=True to initialise from this output")
         squeeze = y.dim() == 2
         if squeeze:
             y = y[:, :, None, None]
+        self._maybe_init(y)
         h = y / self.scale - self.loc
         return h[:, :, 0, 0] if squeeze else h
 

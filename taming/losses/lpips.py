@@ -25,12 +25,14 @@ from taming.losses.lpips_files import find_lin_file, find_vgg16_file
 
 # torchvision's vgg16().features split after relu1_2, relu2_2, relu3_3, relu4_3, relu5_3.
 VGG16_SLICES = ((0, 4), (4, 9), (9, 16), (16, 23), (23, 30))
-VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512)
+# VGG16 (configuration D of Simonyan & Zisserman): 3x3 conv widths, "M" a 2x2 max pool
+VGG16_CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
 LPIPS_CHANNELS = (64, 128, 256, 512, 512)
 
 
 def vgg16_features() -> list[nn.Module]:
-    """The 30 layers of torchvision's `vgg16().features` (last max-pool dropped: LPIPS never uses it)."""
+    """The 31 layers of torchvision's `vgg16().features`, each conv followed by a ReLU; their indices
+    are torchvision's state_dict names (LPIPS uses the first 30)."""
     layers: list[nn.Module] = []
     c_in = 3
     for v in VGG16_CFG:

@@ -1,13 +1,7 @@
-"""Where the LPIPS weight files are found (taming/weights: nothing is downloaded unless asked).
-
-Two files, both from the user's disk (or `taming weights fetch vgg16 lpips`):
-- torchvision's ImageNet VGG16 `vgg16-397923af.pth`: an explicit path, else $TAMING_VGG16, else the
-  `taming weights` cache, else the torch hub cache (`torch.hub.get_dir()/checkpoints`, where torchvision puts it);
-- the LPIPS v0.1 lin layers `vgg.pth` (the original code called it `vgg_lpips`): an explicit path,
-  else $TAMING_LPIPS, else the `taming weights` cache, else `$XDG_CACHE_HOME/taming/lpips` (default ~/.cache/taming/lpips), else
-  `taming/losses/weights/` in this package, else `taming/modules/autoencoder/lpips/` under the
-  working directory (where the original code saved its download).
-
+"""The two LPIPS weight files, found where taming/weights/registry.py looks; nothing is downloaded
+unless asked (`taming weights fetch vgg16 lpips`): torchvision's ImageNet VGG16 `vgg16-397923af.pth`
+(also in the torch hub cache), and the LPIPS v0.1 lin layers `vgg.pth` (the original code's
+`vgg_lpips`; also where the original and earlier versions put it: taming.weights.files.lpips_places).
 A missing file raises WeightsNotFound naming the file, every place looked at, and the fetch command.
 """
 from __future__ import annotations
@@ -18,9 +12,7 @@ from pathlib import Path
 from taming.weights import files, registry
 from taming.weights.locate import find
 
-VGG16_FILE = files.VGG16.files[0]
 VGG16_ENV = files.VGG16.env
-LIN_FILE = files.LPIPS.files[0]
 LIN_ENV = files.LPIPS.env
 
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,11 +35,7 @@ def load_published(net: nn.Module, path: str | os.PathLike) -> nn.Module:
     bad = [k for k, v in sd.items() if not torch.is_tensor(v)]
     if bad:
         raise CheckpointError(f"{path}: entries are not tensors: {', '.join(map(str, bad[:5]))}")
-    sd = dict(sd)
-    for key, value in net.state_dict().items():
-        if key.endswith("num_batches_tracked"):
-            sd.setdefault(key, value)
-    load_weights(net, sd, source=str(path))
+    load_weights(net, sd, source=str(path), counters_optional=True)
     return net.eval().requires_grad_(False)
 
 
@@ -66,10 +62,14 @@ def autocast(device: torch.device, dtype: torch.dtype):
 
 
 class MapMaker:
-    """One kind of map: subclasses set the network, `spec` and the three steps."""
+    """One kind of map: subclasses name its weight file (`spec`), its network and the functions of the
+    network's module that prepare images and bring outputs back to the image size."""
 
     kind = "map"
     spec: WeightFile
+    network: Callable[[], nn.Module]
+    transform: Callable[[torch.Tensor], torch.Tensor]  # (B, 3, H, W) uint8 -> network inputs
+    to_image_size: Callable[[torch.Tensor, tuple[int, int]], torch.Tensor]  # outputs -> (B, H, W) maps
 
     def __init__(self, net: nn.Module, device: torch.device | str = "cpu", dtype: torch.dtype = torch.float32):
         self.device, self.dtype = torch.device(device), dtype
@@ -77,7 +77,7 @@ class MapMaker:
 
     @classmethod
     def build(cls) -> nn.Module:
-        raise NotImplementedError
+        return cls.network()
 
     @classmethod
     def from_weights(cls, weights: str | os.PathLike | None = None, fetch: bool | None = None, **kw) -> "MapMaker":
@@ -87,7 +87,7 @@ class MapMaker:
 
     def prepare(self, image: torch.Tensor) -> torch.Tensor:
         """(1, 3, H, W) uint8 on the device -> (3, h, w) network input; images batch by its shape."""
-        raise NotImplementedError
+        return self.transform(image)[0]
 
     @torch.no_grad()
     def run(self, batch: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ class MapMaker:
 
     def finish(self, output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
         """One image's network output -> the array written, at the image size (H, W)."""
-        raise NotImplementedError
+        return self.to_image_size(output[None], size)[0].cpu().numpy()
 
     def write(self, array: np.ndarray, path: Path) -> None:
         from taming.generation.files import save_png
@@ -111,36 +111,18 @@ class MapMaker:
 
 
 class DepthMaker(MapMaker):
-    kind = "depth"
-    spec = MIDAS
-
-    @classmethod
-    def build(cls) -> nn.Module:
-        return midas.MidasNet()
-
-    def prepare(self, image: torch.Tensor) -> torch.Tensor:
-        return midas.prepare(image)[0]
-
-    def finish(self, output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        return midas.to_image_size(output[None], size)[0].cpu().numpy()  # (H, W) float32
+    kind, spec = "depth", MIDAS
+    network = staticmethod(midas.MidasNet)
+    transform, to_image_size = staticmethod(midas.prepare), staticmethod(midas.to_image_size)  # (H, W) float32
 
     def write(self, array: np.ndarray, path: Path) -> None:
         save_depth(array, path)
 
 
 class SegmentationMaker(MapMaker):
-    kind = "segmentation"
-    spec = DEEPLAB
-
-    @classmethod
-    def build(cls) -> nn.Module:
-        return deeplab.deeplab_v2_msc()
-
-    def prepare(self, image: torch.Tensor) -> torch.Tensor:
-        return deeplab.prepare(image)[0]
-
-    def finish(self, output: torch.Tensor, size: tuple[int, int]) -> np.ndarray:
-        return deeplab.labels(output[None], size)[0].cpu().numpy()  # (H, W) uint8
+    kind, spec = "segmentation", DEEPLAB
+    network = staticmethod(deeplab.deeplab_v2_msc)
+    transform, to_image_size = staticmethod(deeplab.prepare), staticmethod(deeplab.labels)  # (H, W) uint8
 
 
 def save_depth(depth: np.ndarray, path: Path) -> None:

@@ -17,15 +17,10 @@ Fast paths (the default float32 path is the exact one the fixtures check):
   saves autocast's per-call weight casts. The quantizer always stays float32: its distances decide
   the codes.
 `encode`/`decode` cast their input to the weights' dtype, so a bf16-prepared model takes float
-images and codes as before.
-Which is fastest depends on the CPU: with AMX (or on GPUs) bf16 convolutions are much faster; on
-AVX-512 CPUs without AMX oneDNN's bf16 convolutions are slower than float32, and `prepare_fast()`
-alone (channels_last float32, same numbers) is the fast path.
-benchmarks/bench_first_stage.py measures all three (BENCHMARKS.md "First stage").
+images and codes as before. Which is fastest depends on the CPU: taming.precision chooses
+(BENCHMARKS.md "First stage").
 """
 from __future__ import annotations
-
-import difflib
 
 import contextlib
 import math
@@ -35,7 +30,7 @@ import torch
 from torch import nn
 
 from taming.config import ConfigError, accepted_params, to_plain
-from taming.config_types import Width, check_value
+from taming.config_types import Width, check_value, did_you_mean
 
 from .codebook import CodebookSize
 from .ddconfig import DDConfig
@@ -53,10 +48,9 @@ def _check_options(model: nn.Module, cls: type, options: Mapping[str, Any], fixe
     model_names = accepted_params(type(model))[0]
     for key in options:
         if key not in names:
-            hint = difflib.get_close_matches(key, sorted(names | model_names), n=1)
-            extra = f"; did you mean {hint[0]!r}?" if hint else ""
-            raise ConfigError(f"model.params: unknown key {key!r}{extra} (neither a {type(model).__name__} "
-                              f"parameter nor a {cls.__name__} option: {', '.join(sorted(names))})")
+            raise ConfigError(f"model.params: unknown key {key!r}{did_you_mean(key, names | model_names)} "
+                              f"(neither a {type(model).__name__} parameter nor a {cls.__name__} option: "
+                              f"{', '.join(sorted(names))})")
 
 
 class VQGAN(nn.Module):

@@ -159,7 +159,7 @@ class StepTimer(Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self._n += 1
-        self._images += _batch_size(batch)
+        self._images += batch_size(batch) or 0
         if self._n % self.every:
             return
         if torch.cuda.is_available() and pl_module.device.type == "cuda":
@@ -179,12 +179,13 @@ def _peak_rss_gib() -> float:
     return rss / 2**30 if sys.platform == "darwin" else rss / 2**20
 
 
-def _batch_size(batch: Any) -> int:
+def batch_size(batch: Any) -> int | None:
+    """Examples in a batch: the first dimension of its first tensor (of a dict's values, a list's first item)."""
     if isinstance(batch, dict):
-        batch = next((v for v in batch.values() if torch.is_tensor(v)), None)
+        batch = next((v for v in batch.values() if torch.is_tensor(v) and v.ndim > 0), None)
     if isinstance(batch, (list, tuple)) and batch:
         batch = batch[0]
-    return int(batch.shape[0]) if torch.is_tensor(batch) else 0
+    return int(batch.shape[0]) if torch.is_tensor(batch) and batch.ndim > 0 else None
 
 
 def make_checkpoint_callback(ckptdir: str | Path, monitor: str | None = None, every_n_train_steps: int | None = None,

@@ -17,24 +17,19 @@ from typing import Any
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, IterableDataset
 
 from taming.config import ConfigError, instantiate_from_config
+from taming.data.base import Forwarding
 from taming.data.collate import collate  # default_collate; per-example object lists stay lists
 from taming.training.determinism import EpochSampler, ResumableSampler, SeededSamples, batches_done_this_epoch
 
 
-class WrappedDataset(Dataset):
+class WrappedDataset(Forwarding):
     """Any object with __len__ and __getitem__ as a torch Dataset (the original's `wrap: true`)."""
 
     def __init__(self, dataset: Any) -> None:
         self.data = dataset
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def __getitem__(self, idx: int) -> Any:
-        return self.data[idx]
 
 
 def default_num_workers(batch_size: int) -> int:
@@ -58,24 +53,15 @@ class DataModuleFromConfig(L.LightningDataModule):
         self.persistent_workers, self.pin_memory = persistent_workers, pin_memory
         self.datasets: dict[str, Any] = {}
         # The original exposed the loaders as attributes only for configured splits.
-        if train is None:
-            self.train_dataloader = None  # type: ignore[assignment]
-        if validation is None:
-            self.val_dataloader = None  # type: ignore[assignment]
-        if test is None:
-            self.test_dataloader = None  # type: ignore[assignment]
+        for split, loader in zip(("train", "validation", "test"), ("train", "val", "test")):
+            if split not in self.dataset_configs:
+                setattr(self, f"{loader}_dataloader", None)
 
     def setup(self, stage: str | None = None) -> None:
         for split, cfg in self.dataset_configs.items():
             if split not in self.datasets:
                 ds = instantiate_from_config(cfg, where=f"data.params.{split}")
                 self.datasets[split] = WrappedDataset(ds) if self.wrap else ds
-
-    def _world(self) -> tuple[int, int]:
-        trainer = getattr(self, "trainer", None)
-        if trainer is None:
-            return 1, 0
-        return trainer.world_size, trainer.global_rank
 
     def _current_epoch(self) -> int | None:
         trainer = getattr(self, "trainer", None)
@@ -95,7 +81,8 @@ class DataModuleFromConfig(L.LightningDataModule):
                       generator=torch.Generator().manual_seed(seed))
         if isinstance(ds, IterableDataset):
             return DataLoader(ds, drop_last=drop_last, **common)
-        world, rank = self._world()
+        trainer = getattr(self, "trainer", None)
+        world, rank = (1, 0) if trainer is None else (trainer.world_size, trainer.global_rank)
         if train:  # exact resume: seeded examples, mid-epoch skip (taming.training.determinism)
             sampler = ResumableSampler(ds, self._current_epoch, lambda: batches_done_this_epoch(self.trainer),
                                        self.batch_size, num_replicas=world, rank=rank, shuffle=self.shuffle,

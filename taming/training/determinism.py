@@ -51,26 +51,11 @@ def example_seed(*key: int) -> int:
     return int(np.random.SeedSequence([int(k) & 0xFFFFFFFF for k in key]).generate_state(1, np.uint64)[0] >> 1)
 
 
-@contextlib.contextmanager
-def preserve_rng() -> Iterator[None]:
-    """Run a block without moving Python's, numpy's or torch's (CPU and CUDA) global generators."""
-    py, npy, cpu = random.getstate(), np.random.get_state(), torch.get_rng_state()
-    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
-    try:
-        yield
-    finally:
-        random.setstate(py)
-        np.random.set_state(npy)
-        torch.set_rng_state(cpu)
-        if cuda is not None:
-            torch.cuda.set_rng_state_all(cuda)
-
-
 def capture() -> dict[str, Any]:
     """The global generators' states as tensors and ints (loadable with weights_only=True)."""
     version, py_state, gauss = random.getstate()
     kind, keys, pos, has_gauss, cached = np.random.get_state()
-    state = {"python": torch.tensor(py_state, dtype=torch.int64), "python_gauss": gauss,
+    state = {"python": torch.from_numpy(np.array(py_state, dtype=np.int64)), "python_gauss": gauss,
              "numpy": torch.from_numpy(keys.astype(np.int64)), "numpy_pos": int(pos),
              "numpy_gauss": (int(has_gauss), float(cached)), "torch": torch.get_rng_state()}
     if torch.cuda.is_available() and torch.cuda.is_initialized():
@@ -79,12 +64,22 @@ def capture() -> dict[str, Any]:
 
 
 def restore(state: dict[str, Any]) -> None:
-    random.setstate((3, tuple(int(v) for v in state["python"]), state["python_gauss"]))
+    random.setstate((3, tuple(state["python"].tolist()), state["python_gauss"]))
     has_gauss, cached = state["numpy_gauss"]
     np.random.set_state(("MT19937", state["numpy"].numpy().astype(np.uint32), state["numpy_pos"], has_gauss, cached))
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+@contextlib.contextmanager
+def preserve_rng() -> Iterator[None]:
+    """Run a block without moving Python's, numpy's or torch's (CPU and CUDA) global generators."""
+    state = capture()
+    try:
+        yield
+    finally:
+        restore(state)
 
 
 class SeededSamples(Dataset):

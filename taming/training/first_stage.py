@@ -47,14 +47,10 @@ from taming.training.sharding import data_parallel_mesh, shard
 
 
 def channels_last_training(device: torch.device | str = "cpu") -> bool:
-    """Whether the GAN trains faster with channels_last weights and activations on `device`.
-
-    Only on CPUs whose PyTorch and oneDNN run AVX-512 kernels: there oneDNN's channels_last
-    convolutions have fast (brgemm) weight gradients, and the faceshq G + D step ran 9% faster
-    in float32 (about the same in bf16). With AVX2 only, the channels_last weight gradient falls back
-    to a kernel 4x slower than the blocked one NCHW gets (a 3x3 128-channel conv at 128x128, one
-    thread: 0.28 s against 0.12 s backward), and the whole step ran 1.7x slower (BENCHMARKS.md).
-    GPUs keep NCHW (not measured here)."""
+    """Whether the GAN trains faster with channels_last weights and activations on `device`: only on
+    CPUs whose PyTorch and oneDNN run AVX-512 kernels, which have fast channels_last weight gradients;
+    with AVX2 only, oneDNN's channels_last weight gradient is several times slower than NCHW's
+    (BENCHMARKS.md "Training steps side by side"). GPUs keep NCHW."""
     device = torch.device(device)
     if device.type != "cpu":
         return False
@@ -106,8 +102,12 @@ class VQModel(VQGAN, L.LightningModule):
         x = self.get_input(batch, self.image_key).to(self.device)
         xrec, _ = self(x)
         if x.shape[1] > 3:
-            x, xrec = self.to_rgb(x), self.to_rgb(xrec)
+            x, xrec = self.to_rgb(x), self.to_rgb(self.logged_labels(xrec))
         return {"inputs": x, "reconstructions": xrec}
+
+    def logged_labels(self, xrec: torch.Tensor) -> torch.Tensor:
+        """A reconstruction of label maps as log_images colours it."""
+        return xrec
 
     # -- training ---------------------------------------------------------------------------------
     def configure_model(self) -> None:
@@ -128,9 +128,11 @@ class VQModel(VQGAN, L.LightningModule):
         if ensure is not None:
             ensure()
 
+    autoencoder_parts = ("encoder", "decoder", "quantize", "quant_conv", "post_quant_conv")
+
     def autoencoder_parameters(self) -> list[torch.nn.Parameter]:
-        return (list(self.encoder.parameters()) + list(self.decoder.parameters()) + list(self.quantize.parameters())
-                + list(self.quant_conv.parameters()) + list(self.post_quant_conv.parameters()))
+        """What the generator optimizer trains."""
+        return [p for part in self.autoencoder_parts for p in getattr(self, part).parameters()]
 
     def _lr(self) -> float:
         if self.learning_rate is None:
@@ -235,9 +237,7 @@ class GumbelVQ(VQModel, GumbelVQGAN):
 class EMAVQ(VQModel, EMAVQGAN):
     """Codebook updated by exponential moving averages, so it is left out of the generator optimizer."""
 
-    def autoencoder_parameters(self) -> list[torch.nn.Parameter]:
-        return (list(self.encoder.parameters()) + list(self.decoder.parameters())
-                + list(self.quant_conv.parameters()) + list(self.post_quant_conv.parameters()))
+    autoencoder_parts = ("encoder", "decoder", "quant_conv", "post_quant_conv")
 
 
 class _OneOptimizerVQ(VQModel):
@@ -288,15 +288,9 @@ class VQSegmentationModel(_OneOptimizerVQ):
     def ae_loss(self, qloss, x, xrec, split):
         return self.loss(qloss, x, xrec, split=split)
 
-    @torch.no_grad()
-    def log_images(self, batch: Mapping[str, Any], **kwargs: Any) -> dict[str, torch.Tensor]:
-        x = self.get_input(batch, self.image_key).to(self.device)
-        xrec, _ = self(x)
-        if x.shape[1] > 3:
-            # logits -> most likely label, one-hot, then the same colour projection as the input
-            xrec = F.one_hot(xrec.argmax(1), num_classes=x.shape[1]).permute(0, 3, 1, 2).float()
-            x, xrec = self.to_rgb(x), self.to_rgb(xrec)
-        return {"inputs": x, "reconstructions": xrec}
+    def logged_labels(self, xrec: torch.Tensor) -> torch.Tensor:
+        # logits -> most likely label, one-hot, then the same colour projection as the input
+        return F.one_hot(xrec.argmax(1), num_classes=self.colorize.shape[1]).permute(0, 3, 1, 2).float()
 
 
 class VQNoDiscModel(_OneOptimizerVQ):

@@ -1,4 +1,5 @@
-"""First-stage reconstruction quality: PSNR and codes in use, as a function and as a callback.
+"""First-stage reconstruction quality during training: PSNR and codes in use, logged by a callback
+(`taming eval reconstruction` measures a finished run).
 
 PSNR is computed per image on [0, 1] pixels (inputs and clamped reconstructions mapped from
 [-1, 1]) and averaged over images; "codes in use" is the number of distinct code indices over all
@@ -6,8 +7,6 @@ images seen, the codebook-collapse symptom (the two measures of the original's S
 BENCHMARKS.md "S-FLCKR quality").
 """
 from __future__ import annotations
-
-from typing import Any, Iterable, Mapping
 
 import lightning as L
 import torch
@@ -46,23 +45,6 @@ class QualityMeter:
     def result(self) -> dict[str, float]:
         return {"psnr": self.psnr_sum / max(self.images, 1), "codes_in_use": float(len(self.codes)),
                 "images": float(self.images)}
-
-
-@torch.no_grad()
-def evaluate_reconstruction(model: Any, batches: Iterable[Mapping[str, Any]], image_key: str | None = None) -> dict:
-    """PSNR and codes in use of a first-stage model over batches of a dataset (eval mode)."""
-    was_training = model.training
-    model.eval()
-    meter = QualityMeter()
-    key = image_key or getattr(model, "image_key", "image")
-    try:
-        for batch in batches:
-            x = model.get_input(batch, key).to(model.device)
-            xrec, idx = reconstruct(model, x)
-            meter.update(x, xrec, idx)
-    finally:
-        model.train(was_training)
-    return meter.result()
 
 
 class ReconstructionQuality(Callback):

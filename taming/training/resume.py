@@ -37,7 +37,7 @@ def pick_resume_checkpoint(path: str | Path) -> Path:
                     key=lambda p: p.stat().st_mtime, reverse=True)
     for other in others:
         if checkpoint_problem(other) is None:
-            if int(os.environ.get("LOCAL_RANK", 0)) == 0 and int(os.environ.get("NODE_RANK", 0)) == 0:  # say it once
+            if not launched_worker():  # say it once
                 print(f"resume: {path} is {problem}; continuing from the newest complete checkpoint, {other}",
                       flush=True)
             return other
@@ -46,8 +46,14 @@ def pick_resume_checkpoint(path: str | Path) -> Path:
 
 
 @rank_zero_only
-def _say(message: str) -> None:
+def tell(message: str) -> None:
+    """A line on stderr, from the first process only."""
     print(message, file=sys.stderr, flush=True)
+
+
+def launched_worker() -> bool:
+    """A process a DDP launch started besides the first (rank > 0 on its node, or a node > 0)."""
+    return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
 
 
 class ResumedLearningRate(Callback):
@@ -88,5 +94,5 @@ class ResumedLearningRate(Callback):
             scheduler.base_lrs = [rate * ratio for rate in scheduler.base_lrs]
             if getattr(scheduler, "_last_lr", None):
                 scheduler._last_lr = [rate * ratio for rate in scheduler._last_lr]
-        _say(f"resume: learning rate {new:.2e} applied to the restored optimizers (the checkpoint trained with "
+        tell(f"resume: learning rate {new:.2e} applied to the restored optimizers (the checkpoint trained with "
              f"{old:.2e}); from here on this run differs from the config it recorded before")

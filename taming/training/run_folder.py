@@ -10,7 +10,7 @@ from pathlib import Path
 
 from taming.config import ConfigError
 from taming.training.options import TrainOptions
-from taming.training.resume import pick_resume_checkpoint
+from taming.training.resume import launched_worker, pick_resume_checkpoint
 
 RUN_NOW_ENV = "TAMING_RUN_NOW"  # rank 0's timestamp, inherited by the DDP processes Lightning launches
 
@@ -28,14 +28,10 @@ class RunPaths:
 
 def run_timestamp() -> str:
     """One timestamp per run, shared with the worker processes a DDP launch starts."""
-    now = os.environ.get(RUN_NOW_ENV) if _is_launched_worker() else None
+    now = os.environ.get(RUN_NOW_ENV) if launched_worker() else None
     now = now or datetime.datetime.now().strftime("%Y-%m-%dT%H-%M-%S")
     os.environ[RUN_NOW_ENV] = now
     return now
-
-
-def _is_launched_worker() -> bool:
-    return int(os.environ.get("LOCAL_RANK", 0)) > 0 or int(os.environ.get("NODE_RANK", 0)) > 0
 
 
 def resolve_paths(opts: TrainOptions) -> RunPaths:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import signal
-import sys
 import threading
 from pathlib import Path
 from typing import Any
@@ -22,9 +21,9 @@ from typing import Any
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback
-from lightning.pytorch.utilities import rank_zero_only
 
 from taming.training.callbacks import batch_step
+from taming.training.resume import tell
 from taming.training.stop import NonFiniteLoss, RunStopped
 
 # signal -> (how urgent, when several arrive before a batch ends; exit status, None: continue)
@@ -39,11 +38,6 @@ def agree(trainer: L.Trainer, value: int) -> int:
     flag = torch.tensor([value], device=trainer.strategy.root_device)
     torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
     return int(flag.item())
-
-
-@rank_zero_only
-def _say(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 class SignalCheckpoint(Callback):
@@ -82,7 +76,7 @@ class SignalCheckpoint(Callback):
         trainer.save_checkpoint(str(path), weights_only=False)  # the whole training state, as ModelCheckpoint
         code = SIGNALS[sig][1]
         then = "continuing" if code is None else f"exiting with status {code}"
-        _say(f"{signal.Signals(sig).name}: saved {path} at step {trainer.global_step}; {then}")
+        tell(f"{signal.Signals(sig).name}: saved {path} at step {trainer.global_step}; {then}")
         if code is not None:
             raise RunStopped(code)
 

@@ -70,12 +70,6 @@ def built(obj: Any, kind: type, what: str, where: str) -> Any:
     return obj
 
 
-def _instantiate_callback(name: str, node: Any) -> Any:
-    # original targets (main.ImageLogger, pytorch_lightning.callbacks.*) resolve through TARGET_ALIASES
-    where = f"lightning.callbacks.{name}"
-    return built(instantiate_from_config(to_plain(node), where=where), Callback, "a Lightning callback", where)
-
-
 def build_callbacks(paths: RunPaths, config: DictConfig, lightning_config: DictConfig, model: L.LightningModule,
                     resume: bool, progress_bar: bool = True) -> list:
     ckpt_overrides = dict(to_plain(lightning_config.get("modelcheckpoint", None)) or {})
@@ -99,13 +93,13 @@ def build_callbacks(paths: RunPaths, config: DictConfig, lightning_config: DictC
     for name, node in (to_plain(lightning_config.get("callbacks", None)) or {}).items():
         if node is None:
             callbacks.pop(name, None)  # `callbacks: {image_logger: null}` turns a default off
-        elif name in ("image_logger", "step_timer") and "target" not in node:
+            continue
+        if name in ("image_logger", "step_timer") and "target" not in node:  # settings of a default callback
             cls = ImageLogger if name == "image_logger" else StepTimer
-            callbacks[name] = instantiate_from_config({"target": f"{cls.__module__}.{cls.__name__}",
-                                                       "params": node.get("params", node)},
-                                                      where=f"lightning.callbacks.{name}")
-        else:
-            callbacks[name] = _instantiate_callback(name, node)
+            node = {"target": f"{cls.__module__}.{cls.__name__}", "params": node.get("params", node)}
+        # original targets (main.ImageLogger, pytorch_lightning.callbacks.*) resolve through TARGET_ALIASES
+        where = f"lightning.callbacks.{name}"
+        callbacks[name] = built(instantiate_from_config(node, where=where), Callback, "a Lightning callback", where)
     return list(callbacks.values())
 
 

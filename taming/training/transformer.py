@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from taming.config import ConfigError
+from taming.training.callbacks import batch_size
 from taming.training.sharding import data_parallel_mesh, shard
 from taming.training.transformer_images import log_transformer_images
 from taming.transformer.cond_stages import disabled_train
@@ -28,13 +29,13 @@ class Net2NetTransformer(Net2Net, L.LightningModule):
 
     def training_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, batch_idx)
-        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch),
+        self.log("train/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size(batch),
                  sync_dist=True)  # under DDP the epoch value is every process's, not rank 0's alone
         return loss
 
     def validation_step(self, batch: Mapping[str, Any], batch_idx: int) -> torch.Tensor:
         loss = self.shared_step(batch, batch_idx)
-        self.log("val/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=_batch_size(batch),
+        self.log("val/loss", loss, prog_bar=True, on_step=True, on_epoch=True, batch_size=batch_size(batch),
                  sync_dist=True)
         return loss
 
@@ -59,13 +60,6 @@ class Net2NetTransformer(Net2Net, L.LightningModule):
 
         Extra keyword arguments of image-logging callbacks (split, pl_module, ...) are accepted and unused."""
         return log_transformer_images(self, batch, temperature=temperature, top_k=top_k, callback=callback, N=N)
-
-
-def _batch_size(batch: Mapping[str, Any]) -> int | None:
-    for value in batch.values():
-        if torch.is_tensor(value) and value.ndim > 0:
-            return value.shape[0]
-    return None
 
 
 __all__ = ["Net2NetTransformer", "disabled_train", "corrupt_codes", "drop_conditioning", "Z_CODES_KEY",

@@ -33,7 +33,6 @@ def _code_grid_shape(model: Net2Net, batch: Mapping[str, Any], n: int) -> tuple[
 def log_transformer_images(model: Net2Net, batch: Mapping[str, Any], temperature: float | None = None,
                            top_k: int | None = None, callback: Callable[[int], None] | None = None,
                            N: int = 4) -> dict[str, torch.Tensor]:
-    log: dict[str, torch.Tensor] = {}
     temperature = 1.0 if temperature is None else temperature
     top_k = 100 if top_k is None else top_k
     x = c = quant_c = None
@@ -62,8 +61,7 @@ def log_transformer_images(model: Net2Net, batch: Mapping[str, Any], temperature
     idx = model.sample(empty, c_indices, n_codes, sample=False, callback=callback)
     samples_det = model.decode_to_img(idx, zshape)
 
-    log["inputs"] = x
-    log["reconstructions"] = model.decode_to_img(z_indices, zshape)
+    log = {"inputs": x, "reconstructions": model.decode_to_img(z_indices, zshape)}
     stage = model.cond_stage_model
     layouts = None if c is None else layout_pictures(model, c, tuple(x.shape[-2:]))
     if layouts is not None:  # object layouts (scene models): drawn as boxes
@@ -77,7 +75,4 @@ def log_transformer_images(model: Net2Net, batch: Mapping[str, Any], temperature
             cond_rec = labels_to_rgb(stage, cond_rec, num_classes)
         log["conditioning_rec"] = cond_rec
         log["conditioning"] = c
-    log["samples_half"] = samples_half
-    log["samples_nopix"] = samples_nopix
-    log["samples_det"] = samples_det
-    return log
+    return {**log, "samples_half": samples_half, "samples_nopix": samples_nopix, "samples_det": samples_det}

@@ -10,7 +10,6 @@ environment, TLS with the system's certificates).
 """
 from __future__ import annotations
 
-import contextlib
 import fcntl
 import hashlib
 import http.client
@@ -22,6 +21,7 @@ import urllib.request
 from pathlib import Path
 from typing import IO
 
+from taming.checkpoint import CheckpointError, read_state_dict, sync_folder
 from taming.weights.registry import WeightFile, cache_dir
 
 CHUNK = 1 << 20
@@ -56,8 +56,6 @@ def verify(spec: WeightFile, path: Path) -> str | None:
         ok = got.startswith(spec.sha256_prefix)
         return None if ok else f"its SHA-256 is {got}, the published one starts {spec.sha256_prefix}"
     if spec.keys_check is not None:
-        from taming.checkpoint import CheckpointError, read_state_dict
-
         try:
             return spec.keys_check(read_state_dict(path))
         except CheckpointError as exc:
@@ -130,12 +128,7 @@ def _progress(enabled: bool, total: int | None, initial: int, label: str):
 def _commit(part_path: Path, handle: IO[bytes], dest: Path) -> None:
     os.fsync(handle.fileno())
     os.replace(part_path, dest)
-    with contextlib.suppress(OSError):  # the rename survives a power cut once the folder is synced
-        fd = os.open(dest.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+    sync_folder(dest.parent)
 
 
 def fetch(spec: WeightFile, url: str | None = None, folder: str | os.PathLike | None = None, *,

@@ -1,7 +1,4 @@
-"""Compatibility face: the original `taming.modules.diffusionmodules.model` import path.
-
-The code lives in taming/tokenizer; downstream projects import these names from here.
-"""
+"""Original import path `taming.modules.diffusionmodules.model`; the code lives in taming/tokenizer."""
 from taming.tokenizer.decoder import Decoder
 from taming.tokenizer.encoder import Encoder
 from taming.tokenizer.layers import AttnBlock, Downsample, Normalize, ResnetBlock, Upsample, nonlinearity, swish

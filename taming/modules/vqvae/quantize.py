@@ -1,4 +1,4 @@
-"""Compatibility face: the original `taming.modules.vqvae.quantize` import path."""
+"""Original import path `taming.modules.vqvae.quantize`; the code lives in taming/tokenizer."""
 from taming.tokenizer.ema import EMAVectorQuantizer, EmbeddingEMA
 from taming.tokenizer.gumbel import GumbelQuantize
 from taming.tokenizer.quantize import VectorQuantizer2
