@@ -1,6 +1,7 @@
 /* Sampling's one-code steps on the CPU, built by taming.native for the CPU at hand:
    - taming_attend: the attention over a reduced key/value cache (decode/attention.py);
-   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below).
+   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below);
+   - taming_draw: a code per row from its probabilities (decode/loop.py's _draw).
 
    The attention, for every row b and head h, in one call:
    1. writes the step's key and value (from the fused q|k|v row) at position `pos` of the cache,
@@ -326,6 +327,29 @@ void taming_attend(const float* qkv, void* k_cache, void* v_cache, float* k_scal
                                pos, n)
             BY_HEAD_SIZE(BF16_HEAD)
         }
+    }
+}
+
+/* One code per row of probs (rows, V), given u (rows,) uniform in [0, 1): the first code whose
+   cumulative probability exceeds u * total, with the numbers of loop.py's PyTorch ops (torch.cumsum
+   sums in double and rounds each partial sum to float; searchsorted(right=True) finds the first
+   cdf[j] > t); where no code does (u * total rounded up to the total), the last
+   code of nonzero probability (0 if none). Two passes over V numbers instead of ~8 small ops. */
+void taming_draw(const float* probs, const float* u, int64_t rows, int64_t V, int64_t* out) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* p = probs + r * V;
+        double sum = 0.0;
+        int64_t last = 0, j = 0;
+        for (int64_t i = 0; i < V; ++i) {
+            sum += p[i];
+            if (p[i] > 0.0f) last = i;
+        }
+        const float t = u[r] * (float)sum;
+        for (sum = 0.0; j < V; ++j) {
+            sum += p[j];
+            if ((float)sum > t) break;
+        }
+        out[r] = j < V ? j : last;
     }
 }
 
