@@ -274,13 +274,33 @@ def test_original_module_level_samplers(seg):
     assert kept.tolist() == [[False, True, False, True]]
 
 
-def test_draw_never_picks_a_code_without_probability(monkeypatch):
-    from taming.transformer.decode.loop import _draw
+@pytest.mark.parametrize("native", [True, False])
+def test_draw_never_picks_a_code_without_probability(monkeypatch, native):
+    from taming.transformer.decode import loop
 
+    if not native:  # the PyTorch ops (GPUs, no compiler)
+        monkeypatch.setattr(loop, "_kernels", lambda: None)
     probs = torch.tensor([[0.0, 0.5, 0.0, 0.5, 0.0]]).expand(5000, -1)
-    codes = _draw(probs, torch.Generator().manual_seed(0))
+    codes = loop._draw(probs, torch.Generator().manual_seed(0))
     assert set(codes.tolist()) == {1, 3}
+    # u * total == a cumulative probability: the next code (searchsorted right=True)
+    monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.full(shape, 0.5))
+    assert loop._draw(torch.tensor([[0.25, 0.25, 0.5]]), None).item() == 2
     # the rounding edge: u * total == total still lands on the last code with probability
     monkeypatch.setattr(torch, "rand", lambda *shape, **kw: torch.ones(*shape))
-    assert _draw(torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.2, 0.8]]), None).tolist() == [1, 2]
-    assert _draw(torch.tensor([[0.3, 0.7, 0.0]]), None).item() == 1
+    assert loop._draw(torch.tensor([[0.3, 0.7, 0.0], [0.0, 0.2, 0.8]]), None).tolist() == [1, 2]
+    assert loop._draw(torch.tensor([[0.3, 0.7, 0.0]]), None).item() == 1
+
+
+def test_native_draw_picks_the_codes_of_the_pytorch_ops(monkeypatch):
+    from taming.transformer.decode import loop
+
+    loop._kernels.cache_clear()  # looked up afresh: not a None kept from a test without a compiler
+    assert loop._kernels() is not None
+    # one large probability then 3000 small ones: float32 partial sums drift from the double ones
+    # torch.cumsum rounds, moving ~1% of the codes; rows of no probability and of NaN
+    probs = torch.cat([torch.full((1, 1), 0.5), torch.full((1, 3000), 0.5 / 3000)], 1).repeat(5000, 1)
+    probs[:20], probs[20:40, -1] = 0, float("nan")
+    native = loop._draw(probs, torch.Generator().manual_seed(1))
+    monkeypatch.setattr(loop, "_kernels", lambda: None)
+    assert torch.equal(native, loop._draw(probs, torch.Generator().manual_seed(1)))

@@ -1,6 +1,7 @@
 /* Sampling's one-code steps on the CPU, built by taming.native for the CPU at hand:
    - taming_attend: the attention over a reduced key/value cache (decode/attention.py);
-   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below).
+   - taming_int8_step: the whole step over int8 weights and an int8 cache (decode/native.py; below);
+   - taming_draw: a code per row from its probabilities (decode/loop.py's _draw).
 
    The attention, for every row b and head h, in one call:
    1. writes the step's key and value (from the fused q|k|v row) at position `pos` of the cache,
@@ -95,10 +96,13 @@ static inline lanes lanes_load_bf16(const uint16_t* x) {
 static inline lanes lanes_add(lanes a, lanes b) { return _mm512_add_ps(a, b); }
 static inline lanes lanes_mul(lanes a, lanes b) { return _mm512_mul_ps(a, b); }
 static inline lanes lanes_sub1(lanes a, float c) { return _mm512_sub_ps(a, _mm512_set1_ps(c)); }
+static inline lanes lanes_set1(float c) { return _mm512_set1_ps(c); }
+static inline __m256 lanes_halves(lanes p) {  /* lanes i + (i + 8): the tree's first level */
+    return _mm256_add_ps(_mm512_castps512_ps256(p), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1)));
+}
 static inline void lanes_store(float* out, lanes a) { _mm512_storeu_ps(out, a); }
 static inline float lanes_tree(lanes p) {
-    const __m256 b = _mm256_add_ps(_mm512_castps512_ps256(p),
-                                   _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(p), 1)));
+    const __m256 b = lanes_halves(p);
     const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
     const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));  /* c0 + c2, c1 + c3 */
     return _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)));
@@ -124,8 +128,10 @@ static inline lanes lanes_sub1(lanes a, float c) {
     return (lanes){_mm256_sub_ps(a.lo, v), _mm256_sub_ps(a.hi, v)};
 }
 static inline void lanes_store(float* out, lanes a) { _mm256_storeu_ps(out, a.lo); _mm256_storeu_ps(out + 8, a.hi); }
+static inline lanes lanes_set1(float c) { return (lanes){_mm256_set1_ps(c), _mm256_set1_ps(c)}; }
+static inline __m256 lanes_halves(lanes p) { return _mm256_add_ps(p.lo, p.hi); }
 static inline float lanes_tree(lanes p) {
-    const __m256 b = _mm256_add_ps(p.lo, p.hi);
+    const __m256 b = lanes_halves(p);
     const __m128 c = _mm_add_ps(_mm256_castps256_ps128(b), _mm256_extractf128_ps(b, 1));
     const __m128 d = _mm_add_ps(c, _mm_movehl_ps(c, c));
     return _mm_cvtss_f32(_mm_add_ss(d, _mm_shuffle_ps(d, d, 1)));
@@ -147,8 +153,23 @@ static inline lanes lanes_load_bf16(const uint16_t* x) {
 static inline lanes lanes_add(lanes a, lanes b) { for (int j = 0; j < LANES; ++j) a.v[j] += b.v[j]; return a; }
 static inline lanes lanes_mul(lanes a, lanes b) { for (int j = 0; j < LANES; ++j) a.v[j] *= b.v[j]; return a; }
 static inline lanes lanes_sub1(lanes a, float c) { for (int j = 0; j < LANES; ++j) a.v[j] -= c; return a; }
+static inline lanes lanes_set1(float c) { lanes r; for (int j = 0; j < LANES; ++j) r.v[j] = c; return r; }
 static inline void lanes_store(float* out, lanes a) { for (int j = 0; j < LANES; ++j) out[j] = a.v[j]; }
 static inline float lanes_tree(lanes p) { return tree_sum(p.v); }
+#endif
+
+#ifdef __AVX2__
+/* out[j] = lanes_tree(p[j]) for 8 partial sums: the same additions in the same grouping, the 8
+   trees' levels side by side in 8-float registers (transposed) instead of one tree at a time */
+static inline void lanes_trees8(const lanes* p, float* out) {
+    __m256 b[8], c[4], d[2];
+    for (int j = 0; j < 8; ++j) b[j] = lanes_halves(p[j]);
+    for (int j = 0; j < 4; ++j)  /* b[i] + b[i + 4] of positions j (low half) and j + 4 (high half) */
+        c[j] = _mm256_add_ps(_mm256_permute2f128_ps(b[j], b[j + 4], 0x20), _mm256_permute2f128_ps(b[j], b[j + 4], 0x31));
+    for (int j = 0; j < 2; ++j)  /* c0 + c2, c1 + c3 of positions 2j, 2j + 1 (and + 4) */
+        d[j] = _mm256_add_ps(_mm256_shuffle_ps(c[2 * j], c[2 * j + 1], 0x44), _mm256_shuffle_ps(c[2 * j], c[2 * j + 1], 0xEE));
+    _mm256_storeu_ps(out, _mm256_add_ps(_mm256_shuffle_ps(d[0], d[1], 0x88), _mm256_shuffle_ps(d[0], d[1], 0xDD)));
+}
 #endif
 
 /* the partial sums p, with the tail t[0..n) (n < LANES) added to lanes 0..n-1, through the tree */
@@ -216,29 +237,44 @@ static float softmax_numerators(float* s, int64_t n) {
     return sum_of(s, n);
 }
 
-/* One row and head of attend_int8; always inlined, so a constant hd specializes every loop. */
+/* One row and head of attend_int8; always inlined, so a constant hd specializes every loop. The
+   scores of 8 positions at a time (their trees side by side), the weighted values in registers:
+   the same operations, in the same order per number, as one position at a time. */
 static inline __attribute__((always_inline)) void int8_head(
         const float* q, int8_t* K, int8_t* V, float* KS, float* VS, float* s, float* y, int64_t C,
         int64_t end, int64_t pos, const int64_t hd) {
     store_int8(q + C, K + pos * hd, KS + pos, hd);
     store_int8(q + 2 * C, V + pos * hd, VS + pos, hd);
     const float inv_sqrt = 1.0f / sqrtf((float)hd);
-    for (int64_t l = 0; l < end; ++l) {
-        const int8_t* kl = K + l * hd;
-        if (l + PREFETCH_ROWS < end) __builtin_prefetch(kl + PREFETCH_ROWS * hd, 0, 0);
-        s[l] = dot_int8(q, kl, hd) * inv_sqrt * KS[l];
+    const int64_t nl = hd / LANES, full = nl * LANES;
+    int64_t l = 0;
+#ifdef __AVX2__  /* the portable build runs one position at a time: as fast there */
+    for (; hd == full && l + 8 <= end; l += 8) {
+        lanes p[8];
+        for (int j = 0; j < 8; ++j) {
+            const int8_t* kl = K + (l + j) * hd;
+            if (l + j + PREFETCH_ROWS < end) __builtin_prefetch(kl + PREFETCH_ROWS * hd, 0, 0);
+            p[j] = lanes_mul(lanes_load(q), lanes_load_i8(kl));  /* dot_int8's 0 + x: the same value */
+            for (int64_t i = LANES; i < hd; i += LANES) p[j] = lanes_add(p[j], lanes_mul(lanes_load(q + i), lanes_load_i8(kl + i)));
+        }
+        lanes_trees8(p, s + l);
     }
+#endif
+    for (; l < end; ++l) s[l] = dot_int8(q, K + l * hd, hd);
+    for (l = 0; l < end; ++l) s[l] = s[l] * inv_sqrt * KS[l];
     const float sum = softmax_numerators(s, end);
-    float o[hd];
-    for (int64_t d = 0; d < hd; ++d) o[d] = 0.0f;
-    for (int64_t l = 0; l < end; ++l) {
+    lanes o[hd / LANES + 1];
+    float tail[LANES] = {0};
+    for (int64_t i = 0; i < nl; ++i) o[i] = lanes_zero();
+    for (l = 0; l < end; ++l) {
         const float p = s[l] * VS[l];
         const int8_t* vl = V + l * hd;
         if (l + PREFETCH_ROWS < end) __builtin_prefetch(vl + PREFETCH_ROWS * hd, 0, 0);
-        #pragma omp simd
-        for (int64_t d = 0; d < hd; ++d) o[d] += p * (float)vl[d];
+        for (int64_t i = 0; i < nl; ++i) o[i] = lanes_add(o[i], lanes_mul(lanes_set1(p), lanes_load_i8(vl + i * LANES)));
+        for (int64_t d = full; d < hd; ++d) tail[d - full] += p * (float)vl[d];
     }
-    for (int64_t d = 0; d < hd; ++d) y[d] = o[d] / sum;
+    for (int64_t i = 0; i < nl; ++i) lanes_store(y + i * LANES, o[i]);
+    for (int64_t d = 0; d < hd; ++d) y[d] = (d < full ? y[d] : tail[d - full]) / sum;
 }
 
 static inline __attribute__((always_inline)) void bf16_head(
@@ -291,6 +327,29 @@ void taming_attend(const float* qkv, void* k_cache, void* v_cache, float* k_scal
                                pos, n)
             BY_HEAD_SIZE(BF16_HEAD)
         }
+    }
+}
+
+/* One code per row of probs (rows, V), given u (rows,) uniform in [0, 1): the first code whose
+   cumulative probability exceeds u * total, with the numbers of loop.py's PyTorch ops (torch.cumsum
+   sums in double and rounds each partial sum to float; searchsorted(right=True) finds the first
+   cdf[j] > t); where no code does (u * total rounded up to the total), the last
+   code of nonzero probability (0 if none). Two passes over V numbers instead of ~8 small ops. */
+void taming_draw(const float* probs, const float* u, int64_t rows, int64_t V, int64_t* out) {
+    for (int64_t r = 0; r < rows; ++r) {
+        const float* p = probs + r * V;
+        double sum = 0.0;
+        int64_t last = 0, j = 0;
+        for (int64_t i = 0; i < V; ++i) {
+            sum += p[i];
+            if (p[i] > 0.0f) last = i;
+        }
+        const float t = u[r] * (float)sum;
+        for (sum = 0.0; j < V; ++j) {
+            sum += p[j];
+            if ((float)sum > t) break;
+        }
+        out[r] = j < V ? j : last;
     }
 }
 
@@ -468,23 +527,19 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
         for (int64_t r0 = 0; r0 < mp; r0 += 4) {
             const uint8_t* x0 = xq + r0 * L->kp;
             __m256i acc[2][4];  /* outputs 0-7 and 8-15 of the block, for 4 rows */
-            for (int half = 0; half < 2; ++half) {  /* one half at a time: 4 accumulators, no spills */
-                __m256i a0 = _mm256_setzero_si256(), a1 = a0, a2 = a0, a3 = a0;
-                for (int64_t g = 0; g < groups; ++g) {
+            for (int half = 0; half < 2; ++half)
+                for (int i = 0; i < 4; ++i) acc[half][i] = _mm256_setzero_si256();
+            for (int64_t g = 0; g < groups; ++g) {
+                int32_t v[4];
+                for (int i = 0; i < 4; ++i) __builtin_memcpy(v + i, x0 + i * L->kp + 4 * g, 4);
+                for (int half = 0; half < 2; ++half) {
                     const __m256i w = _mm256_loadu_si256((const __m256i*)(wb + g * 64 + 32 * half));
                     const __m256i aw = _mm256_sign_epi8(w, w);  /* |w| */
-                    int32_t v0, v1, v2, v3;
-                    __builtin_memcpy(&v0, x0 + 4 * g, 4);
-                    __builtin_memcpy(&v1, x0 + L->kp + 4 * g, 4);
-                    __builtin_memcpy(&v2, x0 + 2 * L->kp + 4 * g, 4);
-                    __builtin_memcpy(&v3, x0 + 3 * L->kp + 4 * g, 4);
                     /* 4 signed activations in every lane, given w's signs: |w| * (a * sign(w)) */
-                    a0 = _mm256_add_epi32(a0, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v0), w)), ones));
-                    a1 = _mm256_add_epi32(a1, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v1), w)), ones));
-                    a2 = _mm256_add_epi32(a2, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v2), w)), ones));
-                    a3 = _mm256_add_epi32(a3, _mm256_madd_epi16(_mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v3), w)), ones));
+                    for (int i = 0; i < 4; ++i)
+                        acc[half][i] = _mm256_add_epi32(acc[half][i], _mm256_madd_epi16(
+                            _mm256_maddubs_epi16(aw, _mm256_sign_epi8(_mm256_set1_epi32(v[i]), w)), ones));
                 }
-                acc[half][0] = a0, acc[half][1] = a1, acc[half][2] = a2, acc[half][3] = a3;
             }
             for (int64_t i = 0; i < 4 && r0 + i < m; ++i) {
                 const __m256 s = _mm256_set1_ps(sx[r0 + i]);

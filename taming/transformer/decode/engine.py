@@ -27,7 +27,8 @@ from taming.transformer.decode.weights import Weights
 from taming.transformer.gpt import GPT, CausalSelfAttention, KVCache
 
 Step = Callable[[torch.Tensor, int], torch.Tensor]  # step(token (B,), pos) -> logits (B, V)
-Attend = Callable[[CausalSelfAttention, torch.Tensor, int], torch.Tensor]  # (attn, x (B, T, C), layer) -> (B, T, C)
+Attend = Callable[[CausalSelfAttention, torch.Tensor, int, int], torch.Tensor]  # (attn, x (B, T, C), layer,
+# queries_from) -> (B, T - queries_from, C)
 
 
 class Decoder:
@@ -56,10 +57,13 @@ class Decoder:
         return KVCache(*shape, dtype=self.plan.cache, device=self.device)
 
     def layers(self, x: torch.Tensor, attend: Attend) -> torch.Tensor:
-        """Embedded inputs x (B, T, C) through every block (attention by `attend`) -> logits (B, V) of the last."""
-        mlp = self.weights.mlp
+        """Embedded inputs x (B, T, C) through every block (attention by `attend`) -> logits (B, V) of the last.
+        With a reduced prefill the last block runs its queries and MLP for the last position alone (as
+        GPT.forward's logits_from); float32 runs every row: a GEMM's bits depend on its row count (MKL)."""
+        mlp, last = self.weights.mlp, len(self.gpt.blocks) - 1
         for layer, block in enumerate(self.gpt.blocks):
-            x = x + attend(block.attn, block.ln1(x), layer)
+            q_from = x.shape[1] - 1 if layer == last and self.plan.prefill != "fp32" else 0
+            x = (x[:, q_from:] if q_from else x) + attend(block.attn, block.ln1(x), layer, q_from)
             x = x + mlp(block.mlp, block.ln2(x))
         return self.weights.linear(self.gpt.head, self.gpt.ln_f(x[:, -1]))
 
@@ -73,17 +77,19 @@ class Decoder:
         x = gpt.tok_emb(idx) + gpt.pos_emb[:, pos:pos + T]  # (B, T, C)
         reduced = cache.k[0].dtype != x.dtype and x.device.type == "cpu"
         if T == 1 and pos > 0 and pos >= gpt.n_unmasked and reduced:  # one code: the native attention
-            return self.layers(x, lambda attn, h, layer: self.weights.linear(
+            return self.layers(x, lambda attn, h, layer, _: self.weights.linear(
                 attn.proj, attend_cached(cache, layer, self.weights.qkv(attn, h), pos).to(h.dtype)))
-        return self.layers(x, lambda attn, h, layer: self._attend(attn, h, cache, layer, pos))
+        return self.layers(x, lambda attn, h, layer, q_from: self._attend(attn, h, cache, layer, pos, q_from))
 
-    def _attend(self, attn: CausalSelfAttention, x: torch.Tensor, cache: KVCache, layer: int, pos: int) -> torch.Tensor:
+    def _attend(self, attn: CausalSelfAttention, x: torch.Tensor, cache: KVCache, layer: int, pos: int,
+                queries_from: int) -> torch.Tensor:
         """CausalSelfAttention.forward over a cache, with this call's weights."""
         B, T, C = x.shape
-        q, k, v = (attn.heads(self.weights.linear(lin, x)) for lin in (attn.query, attn.key, attn.value))
+        q = attn.heads(self.weights.linear(attn.query, x[:, queries_from:] if queries_from else x))  # (B, nh, Tq, hd)
+        k, v = (attn.heads(self.weights.linear(lin, x)) for lin in (attn.key, attn.value))
         k, v = cache.update(layer, pos, k, v)  # (B, nh, pos + T, hd)
-        y = attn.attend(q, k, v, pos)  # (B, nh, T, hd)
-        return self.weights.linear(attn.proj, y.transpose(1, 2).reshape(B, T, C))
+        y = attn.attend(q, k, v, pos, queries_from)  # (B, nh, Tq, hd)
+        return self.weights.linear(attn.proj, y.transpose(1, 2).reshape(B, T - queries_from, C))
 
     def stepper(self, cache: KVCache) -> Step:
         """`generate`'s one-code step over `cache`, by the plan's backend (call it before the prefill:

@@ -49,7 +49,7 @@ def static_step(decoder: Any, cache: KVCache, graph: bool) -> Step:
 
     def run() -> torch.Tensor:
         x = gpt.tok_emb(token) + gpt.pos_emb[:, pos]  # (B, 1, C)
-        return decoder.layers(x, lambda attn, h, layer: _attend(attn, decoder.weights, h, cache, layer, pos))
+        return decoder.layers(x, lambda attn, h, layer, _: _attend(attn, decoder.weights, h, cache, layer, pos))
 
     if not graph:
         def eager(tok: torch.Tensor, p: int) -> torch.Tensor:

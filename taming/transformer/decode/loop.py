@@ -14,12 +14,15 @@ Shapes: B rows sampled together, V vocabulary, L conditioning length.
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 from typing import Callable, Iterator, Sequence, Union
 
 import torch
 
 from taming.precision import resolve
 from taming.transformer.decode.engine import Decoder, Step
+from taming.transformer.decode.native import library
 from taming.transformer.gpt import GPT, KVCache
 
 Callback = Callable[[int, torch.Tensor], None]
@@ -70,11 +73,23 @@ def _uniform(rows: int, generator: Generators, device: torch.device, dtype: torc
     return torch.cat([torch.rand(1, 1, generator=g, device=device, dtype=dtype) for g in generator])
 
 
+@functools.cache
+def _kernels() -> ctypes.CDLL | None:
+    """The native kernels once looked up (any CPU class's build draws the same codes: plain C)."""
+    return library()
+
+
 def _draw(probs: torch.Tensor, generator: Generators) -> torch.Tensor:
     """One code per row of probs (B, V) by inverting the cumulative distribution: a single uniform
-    number per row (cheaper than torch.multinomial, which runs once per code)."""
+    number per row (cheaper than torch.multinomial, which runs once per code). On the CPU one native
+    call computes the same codes from the same numbers (~8 ops fewer per sampled code)."""
+    u = _uniform(probs.shape[0], generator, probs.device, probs.dtype)
+    lib = _kernels() if probs.device.type == "cpu" and probs.dtype == torch.float32 else None
+    if lib is not None:
+        probs, out = probs.contiguous(), torch.empty(probs.shape[0], dtype=torch.long)
+        lib.taming_draw(probs.data_ptr(), u.data_ptr(), probs.shape[0], probs.shape[1], out.data_ptr())
+        return out
     cdf = probs.cumsum(dim=-1)  # (B, V)
-    u = _uniform(probs.shape[0], generator, probs.device, cdf.dtype)
     idx = torch.searchsorted(cdf, u * cdf[:, -1:], right=True)[:, 0]  # first code with cdf > u * total
     # u * total can round up to total: then take the last code of nonzero probability (on the CPU
     # only looked for when it happened: three ops of a few microseconds each per sampled code)

@@ -118,6 +118,7 @@ def library(isa: str | None = None) -> ctypes.CDLL | None:
         lib.taming_int8_step.restype = ctypes.c_int
         lib.taming_int8_linear.argtypes = [_P, _P, _I, _P, _P, _P]
         lib.taming_int8_linear.restype = None
+        lib.taming_draw.argtypes, lib.taming_draw.restype = [_P, _P, _I, _I, _P], None
         lib._taming_checked = True
     return lib
 

@@ -181,7 +181,8 @@ class Weights:
         if isinstance(fn, _PackedBF16) and isinstance(act, nn.GELU) and act.approximate == "none" \
                 and x.shape[:-1].numel() > self.few_rows:
             return self.linear(second, fn.gelu(x)).to(x.dtype)
-        return self.linear(second, act(self.linear(first, x)))
+        h = self.linear(first, x)  # a new tensor: GELU in place, the same numbers, one large buffer less
+        return self.linear(second, torch.ops.aten.gelu_(h, approximate=act.approximate) if isinstance(act, nn.GELU) else act(h))
 
 
 __all__ = ["BULK_ROWS_HINT", "FEW_ROWS", "Weights", "concatenated", "dynamic_int8", "kept", "packed_bf16"]
