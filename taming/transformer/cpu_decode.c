@@ -63,6 +63,10 @@ static inline uint16_t float_to_bf16(float x) {
    step the weights have pushed it out of the caches) the hardware prefetcher alone kept ~13 GB/s
    of the ~27 the machine streams; 32-64 rows (2-4 KB) ahead measured 15-25% faster per layer. */
 #define PREFETCH_ROWS 48
+/* Weight bytes requested ahead in the Linears' one pass over their weights: without, the 2048-input
+   fc2 streamed at ~8 GB/s on one thread (AVX2), 1.7x slower than the other Linears; 2 KB ahead
+   evened them and took ~5% off a step (AVX2 and VNNI builds). */
+#define WEIGHTS_AHEAD 2048
 
 /* a > b ? a : b: one instruction (fmaxf is a libm call when NaNs must be honoured) */
 static inline float max_of(float a, float b) { return a > b ? a : b; }
@@ -498,6 +502,7 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
             __m512i a0 = _mm512_setzero_si512(), a1 = a0, a2 = a0, a3 = a0;
             for (int64_t g = 0; g < groups; ++g) {
                 const __m512i w = _mm512_loadu_si512(wb + g * 64);
+                __builtin_prefetch(wb + g * 64 + WEIGHTS_AHEAD, 0, 0);
                 int32_t v0, v1, v2, v3;
                 __builtin_memcpy(&v0, x0 + 4 * g, 4);
                 __builtin_memcpy(&v1, x0 + L->kp + 4 * g, 4);
@@ -532,6 +537,7 @@ static void linear_int8(const PackedLinear* L, const uint8_t* xq, const float* s
             for (int64_t g = 0; g < groups; ++g) {
                 int32_t v[4];
                 for (int i = 0; i < 4; ++i) __builtin_memcpy(v + i, x0 + i * L->kp + 4 * g, 4);
+                __builtin_prefetch(wb + g * 64 + WEIGHTS_AHEAD, 0, 0);
                 for (int half = 0; half < 2; ++half) {
                     const __m256i w = _mm256_loadu_si256((const __m256i*)(wb + g * 64 + 32 * half));
                     const __m256i aw = _mm256_sign_epi8(w, w);  /* |w| */
